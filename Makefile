@@ -1,0 +1,62 @@
+# Entry points named in README.md. `make up` deploys the dev stack; `make test` runs every check offline.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STACK ?= dev
+ISTIO_VERSION ?= 1.6.14
+PULUMI_VERSION := 3.272.0
+KIND_VERSION := v0.14.0
+LEGACY_SCHEMAS := .cache/kubernetes-validate-legacy
+
+.PHONY: help venv schemas test lint config-schema istio-charts up preview destroy
+
+help:
+	@echo "make up        set up and run 'pulumi up' on the $(STACK) stack (local state, kind cluster if no context)"
+	@echo "make test      set up and run every offline check (unit tests, mock-engine runs, schema validation)"
+	@echo "make preview   'pulumi preview' on STACK=$(STACK)"
+	@echo "make istio-charts  fetch and verify the Istio $(ISTIO_VERSION) Helm charts into .cache/istio"
+	@echo "make config-schema regenerate Pulumi.yaml's config block from components/settings.py"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(VENV)/.installed-runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed-dev
+
+# Kubernetes 1.10-1.24 JSON schemas (Istio 1.6's clusters); the installed kubernetes-validate has 1.25+.
+schemas: $(LEGACY_SCHEMAS)/.installed
+$(LEGACY_SCHEMAS)/.installed: | $(BIN)/python
+	$(BIN)/pip install --quiet --no-deps --target $(LEGACY_SCHEMAS) kubernetes-validate==1.24.1
+	touch $@
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/shellcheck scripts/*.sh .ci/run
+	$(BIN)/python -m tools.config_schema --check
+
+test: venv schemas lint
+	$(BIN)/python -m pytest -q
+
+config-schema: venv
+	$(BIN)/python -m tools.config_schema
+
+istio-charts: $(VENV)/.installed-runtime
+	$(BIN)/python -m tools.istio_charts fetch --version $(ISTIO_VERSION) $(if $(ISTIO_SHA256),--sha256 $(ISTIO_SHA256),--use-published-checksum)
+
+up: $(VENV)/.installed-runtime
+	STACK=$(STACK) PULUMI_VERSION=$(PULUMI_VERSION) KIND_VERSION=$(KIND_VERSION) ISTIO_VERSION=$(ISTIO_VERSION) scripts/up.sh up
+
+preview: $(VENV)/.installed-runtime
+	STACK=$(STACK) PULUMI_VERSION=$(PULUMI_VERSION) KIND_VERSION=$(KIND_VERSION) ISTIO_VERSION=$(ISTIO_VERSION) scripts/up.sh preview
+
+destroy: $(VENV)/.installed-runtime
+	STACK=$(STACK) PULUMI_VERSION=$(PULUMI_VERSION) KIND_VERSION=$(KIND_VERSION) ISTIO_VERSION=$(ISTIO_VERSION) scripts/up.sh destroy

@@ -1,0 +1,368 @@
+"""The stack's settings: one typed model, read once from stack config and checked before anything is registered."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from components.catalogue import CATALOGUE
+from components.units import is_dns_label, is_dns_name, parse_duration, parse_quantity
+
+PROJECT = "bee-travels-mesh"
+
+
+# ---- value types -------------------------------------------------------------------------------
+
+def _quantity(value: str) -> str:
+    parse_quantity(value)
+    return value
+
+
+def _duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+def _hostname(value: str) -> str:
+    if not is_dns_name(value, allow_wildcard=True):
+        raise ValueError(f"{value!r} is not a valid DNS name (lower-case letters, digits, '-' and '.'; '*' or '*.example.com' allowed)")
+    return value
+
+
+def _dns_label(value: str) -> str:
+    if not is_dns_label(value):
+        raise ValueError(f"{value!r} is not a valid DNS label (lower-case letters, digits and '-', at most 63 characters)")
+    return value
+
+
+def _optional_dns_label(value: str) -> str:
+    return value if value == "" else _dns_label(value)
+
+
+def _pinned_version(value: str) -> str:
+    parts = value.split(".")
+    if len(parts) != 3 or not all(part.isdigit() for part in parts):
+        raise ValueError(f"{value!r} is not a pinned MAJOR.MINOR.PATCH version (for example 4.4.29)")
+    return value
+
+
+def _kubernetes_version(value: str) -> str:
+    parts = value.split(".")
+    if len(parts) not in (2, 3) or not all(part.isdigit() for part in parts) or parts[0] != "1":
+        raise ValueError(f"{value!r} is not a Kubernetes version such as 1.18 or 1.33.1")
+    return value
+
+
+def _numbers_as_text(value: Any) -> Any:
+    # YAML writes `cpu: 1` as an integer; Kubernetes reads it as the quantity "1".
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+Quantity = Annotated[str, BeforeValidator(_numbers_as_text), AfterValidator(_quantity)]
+Duration = Annotated[str, AfterValidator(_duration)]
+Hostname = Annotated[str, AfterValidator(_hostname)]
+DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+Percent = Annotated[float, Field(ge=0, le=100)]
+Weight = Annotated[StrictInt, Field(ge=0, le=100)]
+Port = Annotated[StrictInt, Field(ge=1, le=65535)]
+DataTier = Literal["json", "mongodb", "cloud"]
+MtlsMode = Literal["STRICT", "PERMISSIVE", "DISABLE"]
+LoadBalancerPolicy = Literal["ROUND_ROBIN", "LEAST_CONN", "RANDOM", "PASSTHROUGH"]
+ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
+
+
+class Section(BaseModel):
+    """Stack-file sections: camelCase keys as users write them, unknown keys rejected, values immutable."""
+
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True, strict=True
+    )
+
+
+# ---- sizes -------------------------------------------------------------------------------------
+
+class ResourceAmounts(Section):
+    cpu: Quantity = Field(description="CPU, as a Kubernetes quantity (100m, 0.5, 1).")
+    memory: Quantity = Field(description="Memory, as a Kubernetes quantity (128Mi, 1Gi).")
+
+
+class Resources(Section):
+    requests: ResourceAmounts
+    limits: ResourceAmounts
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> Resources:
+        for kind in ("cpu", "memory"):
+            request, limit = getattr(self.requests, kind), getattr(self.limits, kind)
+            if parse_quantity(request) > parse_quantity(limit):
+                raise ValueError(f"requests.{kind} ({request}) is larger than limits.{kind} ({limit}); a request must fit within its limit")
+        return self
+
+
+def resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> Resources:
+    return Resources(requests=ResourceAmounts(cpu=cpu, memory=memory), limits=ResourceAmounts(cpu=cpu_limit, memory=memory_limit))
+
+
+class Autoscaling(Section):
+    enabled: bool = False
+    min_replicas: StrictInt = Field(2, ge=1)
+    max_replicas: StrictInt = Field(5, ge=1)
+    target_cpu_percent: StrictInt = Field(75, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"minReplicas ({self.min_replicas}) is above maxReplicas ({self.max_replicas})")
+        return self
+
+
+# ---- mesh install ------------------------------------------------------------------------------
+
+class IngressGatewaySettings(Section):
+    service_type: ServiceType = Field("LoadBalancer", description="NodePort for kind, LoadBalancer for cloud clusters.")
+    http_node_port: Port | None = Field(None, description="Fixed NodePort for HTTP (30000-32767) when serviceType is NodePort.")
+    https_node_port: Port | None = None
+    replicas: StrictInt = Field(1, ge=1)
+    autoscaling: Autoscaling = Autoscaling()
+    pod_disruption_budget: bool = False
+    resources: Resources = resources("100m", "128Mi", "2000m", "1Gi")
+
+
+class MeshConfigSettings(Section):
+    access_log_file: str = Field("/dev/stdout", description="Envoy access log path; empty turns access logs off.")
+    outbound_traffic_policy: Literal["ALLOW_ANY", "REGISTRY_ONLY"] = "ALLOW_ANY"
+
+
+class IstioSettings(Section):
+    version: Annotated[str, AfterValidator(_pinned_version)] = "1.6.14"
+    hub: str = "docker.io/istio"
+    tag: str | None = Field(None, description="Image tag; defaults to the version.")
+    revision: Annotated[str, AfterValidator(_optional_dns_label)] = Field("", description="Install istiod under this revision and label the app namespace istio.io/rev=<revision>.")
+    jwt_policy: Literal["third-party-jwt", "first-party-jwt"] = "third-party-jwt"
+    charts_dir: str | None = Field(None, description="Folder holding the 1.6 charts (default: the fetch command's cache).")
+    mesh_config: MeshConfigSettings = MeshConfigSettings()
+    ingress_gateway: IngressGatewaySettings = IngressGatewaySettings()
+    pilot_resources: Resources = resources("100m", "256Mi", "1000m", "1Gi")
+
+    @property
+    def image_tag(self) -> str:
+        return self.tag or self.version
+
+    @property
+    def minor(self) -> str:
+        return ".".join(self.version.split(".")[:2])
+
+
+# ---- data stores -------------------------------------------------------------------------------
+
+class MongoSettings(Section):
+    enabled: bool = True
+    version: Annotated[str, AfterValidator(_pinned_version)] = Field("4.4.29", description="Tag of the official mongo image; the app's drivers (node 3.5, pymongo 3.10) speak up to 4.4.")
+    storage_size: Quantity = "5Gi"
+    storage_class: str | None = Field(None, description="StorageClass of the data volume; the cluster default when unset.")
+    resources: Resources = resources("200m", "256Mi", "1000m", "1Gi")
+
+
+class CloudDatabaseSettings(Section):
+    host: Hostname | None = Field(None, description="Host of the external MongoDB used by the cloud tier.")
+    port: Port = 27017
+
+
+class ImageSettings(Section):
+    registry: str = "docker.io/beetravels"
+    tag: str = Field("node-v1.0.2", description="Tag of every Bee Travels service image.")
+    seed_tag: str = Field("dceed01c7b899e0c8eff1ae88912614a6e4139d6", description="Tag of the data-gen seeding images.")
+    pull_policy: Literal["IfNotPresent", "Always", "Never"] = "IfNotPresent"
+
+
+# ---- traffic -----------------------------------------------------------------------------------
+
+class Retries(Section):
+    attempts: StrictInt = Field(2, ge=0, le=10)
+    per_try_timeout: Duration = "2s"
+    retry_on: str = "5xx,reset,connect-failure,refused-stream"
+
+
+class ConnectionPool(Section):
+    max_connections: StrictInt = Field(100, ge=1)
+    connect_timeout: Duration = "3s"
+    http1_max_pending_requests: StrictInt = Field(100, ge=1)
+    http2_max_requests: StrictInt = Field(1000, ge=1)
+    max_requests_per_connection: StrictInt = Field(0, ge=0, description="0 keeps connections open without limit.")
+
+
+class OutlierDetection(Section):
+    consecutive_errors: StrictInt = Field(5, ge=1, description="Consecutive 5xx answers that eject a pod.")
+    interval: Duration = "10s"
+    base_ejection_time: Duration = "30s"
+    max_ejection_percent: StrictInt = Field(50, ge=0, le=100)
+
+
+class Resilience(Section):
+    timeout: Duration = Field("10s", description="Whole-request timeout, retries included.")
+    retries: Retries = Retries()
+    load_balancer: LoadBalancerPolicy = "LEAST_CONN"
+    connection_pool: ConnectionPool = ConnectionPool()
+    outlier_detection: OutlierDetection = OutlierDetection()
+
+
+class ResilienceOverride(Section):
+    """Per-service override: each section given replaces the stack-wide section of the same name."""
+
+    timeout: Duration | None = None
+    retries: Retries | None = None
+    load_balancer: LoadBalancerPolicy | None = None
+    connection_pool: ConnectionPool | None = None
+    outlier_detection: OutlierDetection | None = None
+
+    def over(self, base: Resilience) -> Resilience:
+        given = {name: getattr(self, name) for name in type(self).model_fields if getattr(self, name) is not None}
+        return base.model_copy(update=given)
+
+
+class FaultDelay(Section):
+    fixed_delay: Duration
+    percent: Percent
+
+
+class FaultAbort(Section):
+    http_status: StrictInt = Field(ge=200, le=599)
+    percent: Percent
+
+
+class Fault(Section):
+    delay: FaultDelay | None = None
+    abort: FaultAbort | None = None
+    force_in_production: bool = Field(False, description="Allow this fault on a production stack.")
+
+    @model_validator(mode="after")
+    def _something_to_inject(self) -> Fault:
+        if self.delay is None and self.abort is None:
+            raise ValueError("a fault needs a delay, an abort or both")
+        return self
+
+
+class MatchRoute(Section):
+    """Requests carrying a header (or cookie) value go to one version, ahead of the weighted split."""
+
+    version: str
+    header: str | None = None
+    cookie: str | None = None
+    value: str
+
+    @model_validator(mode="after")
+    def _one_key(self) -> MatchRoute:
+        if (self.header is None) == (self.cookie is None):
+            raise ValueError("give exactly one of header or cookie")
+        return self
+
+
+class VersionSettings(Section):
+    tier: DataTier = Field(description="Where this version keeps its data: json (bundled), mongodb (in-cluster) or cloud (external).")
+    replicas: StrictInt | None = Field(None, ge=1, description="Overrides the service's replicas for this version.")
+
+
+class ServiceSettings(Section):
+    versions: dict[str, VersionSettings] = Field(min_length=1)
+    weights: dict[str, Weight] = Field(default_factory=dict, description="Percent of traffic per version; must add up to 100.")
+    match_routes: list[MatchRoute] = Field(default_factory=list)
+    replicas: StrictInt = Field(1, ge=1)
+    resources: Resources = resources("100m", "128Mi", "500m", "256Mi")
+    autoscaling: Autoscaling = Autoscaling()
+    resilience: ResilienceOverride = ResilienceOverride()
+    fault: Fault | None = None
+
+    def effective_weights(self) -> dict[str, int]:
+        """Weights as routed: a lone version takes all traffic without being named."""
+        if not self.weights and len(self.versions) == 1:
+            return {next(iter(self.versions)): 100}
+        return dict(self.weights)
+
+    def replicas_of(self, version: str) -> int:
+        return self.versions[version].replicas or self.replicas
+
+
+def _default_services() -> dict[str, ServiceSettings]:
+    return {name: ServiceSettings(versions={"v1": VersionSettings(tier="json")}) for name in CATALOGUE}
+
+
+class GatewayTls(Section):
+    mode: Literal["off", "secret", "self-signed"] = Field("off", description="secret: serve HTTPS with an existing TLS Secret; self-signed: generate one (non-production only).")
+    credential_name: str | None = Field(None, description="Name of the TLS Secret in the ingress gateway's namespace.")
+
+
+class GatewaySettings(Section):
+    hosts: list[Hostname] = Field(default_factory=lambda: ["*"], min_length=1)
+    tls: GatewayTls = GatewayTls()
+    https_redirect: bool = True
+
+
+# ---- security and observability ----------------------------------------------------------------
+
+class SecuritySettings(Section):
+    mtls_mode: MtlsMode = "STRICT"
+    authorization: bool = Field(True, description="Deny by default and allow only the app's call graph.")
+    restrict_egress: bool = Field(True, description="Sidecar resources limiting each workload's egress to what it calls.")
+
+
+class TracingSettings(Section):
+    enabled: bool = False
+    backend: Literal["jaeger", "zipkin"] = "jaeger"
+    sampling: Percent = Field(1.0, description="Percent of requests traced.")
+
+
+class ObservabilitySettings(Section):
+    prometheus: bool = False
+    grafana: bool = False
+    kiali: bool = False
+    tracing: TracingSettings = TracingSettings()
+
+
+# ---- the whole stack ---------------------------------------------------------------------------
+
+class Settings(Section):
+    """Everything one stack file decides."""
+
+    production: bool = Field(False, description="Marks a production stack: stricter rules apply and data is protected.")
+    kubernetes_version: Annotated[str, AfterValidator(_kubernetes_version)] = Field("1.18", description="Kubernetes version of the target cluster; picks API versions and is checked against Istio's supported range.")
+    app_namespace: DnsLabel = Field("bee-travels", description="Namespace of the Bee Travels workloads (sidecar injection on).")
+    images: ImageSettings = Field(ImageSettings(), description="Registry and pinned tags of the Bee Travels and seeding images.")
+    istio: IstioSettings = Field(IstioSettings(), description="Istio release, images, revision, mesh config and ingress gateway.")
+    mongodb: MongoSettings = Field(MongoSettings(), description="In-cluster MongoDB for the mongodb tier: version, volume and size.")
+    cloud_database: CloudDatabaseSettings = Field(CloudDatabaseSettings(), description="External MongoDB host for the cloud tier (its URL and CA are the secret keys cloudDatabaseUrl/cloudDatabaseCert).")
+    services: dict[str, ServiceSettings] = Field(default_factory=_default_services, description="Per service: deployed versions with their data tier, canary weights, match routes, replicas, resources, autoscaling, resilience overrides and faults.")
+    gateway: GatewaySettings = Field(GatewaySettings(), description="Hosts and TLS of the app's Istio Gateway.")
+    resilience: Resilience = Field(Resilience(), description="Stack-wide timeouts, retries, load balancing, connection pools and outlier detection.")
+    security: SecuritySettings = Field(SecuritySettings(), description="mTLS mode, authorization policies and egress restriction.")
+    observability: ObservabilitySettings = Field(ObservabilitySettings(), description="Prometheus, Grafana, Kiali and tracing toggles, and trace sampling.")
+
+    def tiers_in_use(self) -> set[str]:
+        return {version.tier for service in self.services.values() for version in service.versions.values()}
+
+    def uses_tier(self, tier: str) -> bool:
+        return tier in self.tiers_in_use()
+
+    def resilience_of(self, service: str) -> Resilience:
+        return self.services[service].resilience.over(self.resilience)
+
+    @property
+    def kubernetes_minor(self) -> int:
+        return int(self.kubernetes_version.split(".")[1])
+
+
+# Config keys that hold secrets: read only as Pulumi secrets, never stored in the model.
+SECRET_KEYS: dict[str, str] = {
+    "cloudDatabaseUrl": "Connection URL (with credentials) of the external MongoDB used by the cloud tier.",
+    "cloudDatabaseCert": "PEM CA certificate of the external MongoDB used by the cloud tier.",
+}
+

@@ -1,0 +1,309 @@
+"""Runs the real __main__.py for a stack under Pulumi's mock engine and records every resource it registers.
+
+Config is fed as the CLI would: Pulumi.yaml defaults overlaid by Pulumi.<stack>.yaml, structured values
+JSON-encoded, `secure:` values replaced by a value marked secret. Each run gets a fresh context, event
+loop and mock monitor, so runs never share state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import copy
+import itertools
+import json
+import logging
+import re
+import runpy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from google.protobuf import json_format
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"]
+
+_SIG_KEY = "4dabf18193072939515e22adb298388d"
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+_RESOURCE_SIG = "5cf8f73096256a8f31e491e813e4eb8e"
+_OUTPUT_SIG = "d0e6a833031e9bbcd3f4e8bde6ca49a4"
+_UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+DELETE = object()  # an override value that removes the key, as `pulumi config rm --path` does
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A value the program passed as a Pulumi secret."""
+
+    value: Any
+
+    def __repr__(self) -> str:
+        return "Secret(***)"
+
+
+class Unknown:
+    def __repr__(self) -> str:
+        return "Unknown"
+
+
+@dataclass
+class Registered:
+    type: str
+    name: str
+    urn: str
+    inputs: dict
+    parent: str | None
+    depends_on: list[str]
+    protect: bool
+    retain_on_delete: bool
+    delete_before_replace: bool
+    ignore_changes: list[str]
+    custom: bool
+
+    @property
+    def kind(self) -> str:
+        return self.type.rsplit(":", 1)[-1]
+
+    @property
+    def metadata(self) -> dict:
+        return self.inputs.get("metadata") or {}
+
+    @property
+    def k8s_name(self) -> str | None:
+        return self.metadata.get("name")
+
+    def manifest(self) -> dict:
+        """The object as Kubernetes would receive it (custom resources included), secrets unwrapped."""
+        return unwrap(self.inputs)
+
+
+@dataclass
+class StackRun:
+    stack: str
+    config: dict[str, str]
+    resources: list[Registered]
+    outputs: dict[str, Any]
+    error: BaseException | None
+    logs: list[str] = field(default_factory=list)
+
+    def of_type(self, *types: str) -> list[Registered]:
+        return [r for r in self.resources if r.type in types or r.kind in types]
+
+    def named(self, type_: str, name: str) -> Registered:
+        matches = [r for r in self.of_type(type_) if r.name == name or r.k8s_name == name]
+        assert len(matches) == 1, f"expected one {type_} named {name}, found {[r.name for r in self.of_type(type_)]}"
+        return matches[0]
+
+    def by_urn(self, urn: str) -> Registered:
+        return next(r for r in self.resources if r.urn == urn)
+
+    def kubernetes_objects(self) -> list[Registered]:
+        return [r for r in self.resources if r.type.startswith("kubernetes:") and r.type.count(":") == 2
+                and "helm.sh" not in r.type and r.custom]
+
+    def ancestors(self, resource: Registered) -> list[Registered]:
+        chain, parent = [], resource.parent
+        while parent:
+            found = [r for r in self.resources if r.urn == parent]
+            if not found:
+                break
+            chain.append(found[0])
+            parent = found[0].parent
+        return chain
+
+    def depends_on(self, resource: Registered, other: Registered) -> bool:
+        """Whether `resource` waits for `other`: directly, or through a component that contains it."""
+        waits_for = set(resource.depends_on)
+        for ancestor in self.ancestors(resource):
+            waits_for |= set(ancestor.depends_on)
+        return other.urn in waits_for or any(a.urn in waits_for for a in self.ancestors(other))
+
+
+def unwrap(value: Any) -> Any:
+    if isinstance(value, Secret):
+        return unwrap(value.value)
+    if isinstance(value, dict):
+        return {key: unwrap(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [unwrap(item) for item in value]
+    return value
+
+
+def secret_paths(value: Any, path: str = "") -> list[str]:
+    """Where in a value the program placed secrets."""
+    if isinstance(value, Secret):
+        return [path or "."]
+    if isinstance(value, dict):
+        return [p for key, item in value.items() for p in secret_paths(item, f"{path}.{key}" if path else key)]
+    if isinstance(value, list):
+        return [p for index, item in enumerate(value) for p in secret_paths(item, f"{path}[{index}]")]
+    return []
+
+
+# ---- config as the CLI hands it over -----------------------------------------------------------
+
+def load_stack_values(stack: str, stack_file: Path | None = None) -> tuple[dict[str, Any], set[str]]:
+    """Project defaults overlaid by the stack file: key (no project prefix for ours) -> value, and secure keys."""
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    values: dict[str, Any] = {}
+    for key, declared in (project.get("config") or {}).items():
+        if isinstance(declared, dict) and ("default" in declared or "value" in declared):
+            values[key] = declared.get("value", declared.get("default"))
+        elif not isinstance(declared, dict):
+            values[key] = declared
+    path = stack_file or ROOT / f"Pulumi.{stack}.yaml"
+    secure: set[str] = set()
+    for full_key, value in ((yaml.safe_load(path.read_text()) or {}).get("config") or {}).items():
+        key = full_key.removeprefix(f"{PROJECT}:")
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            secure.add(key)
+        values[key] = value
+    return values, secure
+
+
+def set_path(values: dict[str, Any], path: str, value: Any) -> None:
+    """`pulumi config set --path` on a plain dict: creates maps on the way, DELETE removes the key."""
+    parts = [int(p[1:-1]) if p.startswith("[") else p for p in re.findall(r"\[\d+\]|[^.\[\]]+", path)]
+    target: Any = values
+    for part, following in itertools.pairwise(parts):
+        if isinstance(target, dict) and part not in target:
+            target[part] = [] if isinstance(following, int) else {}
+        target = target[part]
+    if value is DELETE:
+        del target[parts[-1]]
+    elif isinstance(target, list) and parts[-1] == len(target):
+        target.append(value)
+    else:
+        target[parts[-1]] = value
+
+
+def encode_config(values: Mapping[str, Any], secure: Iterable[str], secrets: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    config: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for key, value in values.items():
+        full_key = key if ":" in key else f"{PROJECT}:{key}"
+        if key in secure or key in secrets:
+            value = secrets.get(key, f"secret-value-of-{key}")
+            secret_keys.append(full_key)
+        config[full_key] = value if isinstance(value, str) else json.dumps(value)
+    return config, secret_keys
+
+
+# ---- the mock engine ---------------------------------------------------------------------------
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        if value.get(_SIG_KEY) == _SECRET_SIG:
+            return Secret(_plain(value.get("value")))
+        if value.get(_SIG_KEY) == _RESOURCE_SIG:
+            return f"<resource {value.get('urn')}>"
+        if value.get(_SIG_KEY) == _OUTPUT_SIG:
+            inner = _plain(value.get("value", Unknown()))
+            return Secret(inner) if value.get("secret") else inner
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if value == _UNKNOWN:
+        return Unknown()
+    return value
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    """Echo inputs as state, plus the outputs a few providers compute (passwords, release status)."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        state = dict(args.inputs)
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            state["result"] = f"mock-password-{args.name}"
+        if args.typ == "kubernetes:helm.sh/v3:Release":
+            state["status"] = {"name": args.inputs.get("name", args.name), "namespace": args.inputs.get("namespace", "default"), "status": "deployed"}
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+
+class _RecordingMonitor(pulumi_mocks.MockMonitor):
+    def __init__(self, mocks: pulumi.runtime.Mocks):
+        super().__init__(mocks)
+        self.records: list[Registered] = []
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self.records.append(Registered(
+                type=request.type, name=request.name, urn=response.urn,
+                inputs=_plain(json_format.MessageToDict(request.object)),
+                parent=request.parent or None, depends_on=list(request.dependencies),
+                protect=bool(request.protect), retain_on_delete=bool(request.retainOnDelete),
+                delete_before_replace=bool(request.deleteBeforeReplace),
+                ignore_changes=list(request.ignoreChanges), custom=bool(request.custom),
+            ))
+        return response
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self, sink: list[str]):
+        super().__init__()
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.sink.append(record.getMessage())
+
+
+def run_stack(
+    stack: str = "dev",
+    overrides: Mapping[str, Any] | None = None,
+    secrets: Mapping[str, str] | None = None,
+    stack_file: Path | None = None,
+    preview: bool = False,
+) -> StackRun:
+    """Run the program for a stack; `overrides` are `pulumi config set --path` edits, `secrets` set secret keys."""
+    values, secure = load_stack_values(stack, stack_file)
+    values = copy.deepcopy(values)
+    for path, value in (overrides or {}).items():
+        set_path(values, path, value)
+    config, secret_keys = encode_config(values, secure, secrets or {})
+    return contextvars.Context().run(_run, stack, config, secret_keys, preview)
+
+
+def _run(stack: str, config: dict[str, str], secret_keys: list[str], preview: bool) -> StackRun:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    logs: list[str] = []
+    logger = logging.getLogger(f"stack-run-{id(logs)}")
+    logger.propagate = False
+    logger.addHandler(_ListHandler(logs))
+    try:
+        pulumi.runtime.set_all_config(config, secret_keys)
+        monitor = _RecordingMonitor(_Mocks())
+        pulumi.runtime.set_mocks(_Mocks(), project=PROJECT, stack=stack, preview=preview, monitor=monitor, logger=logger)
+        error: BaseException | None = None
+        try:
+            _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")))
+        except Exception as exc:  # the program's own error is what the tests look at
+            error = exc
+        outputs = {} if error else _resolve_outputs()
+        return StackRun(stack, config, monitor.records, outputs, error, logs)
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+def _resolve_outputs() -> dict[str, Any]:
+    root = pulumi.runtime.settings.get_root_resource()
+    resolved = {}
+    for name, output in getattr(root, "outputs", {}).items():
+        output = pulumi.Output.from_input(output)
+        value = _sync_await(output.future())
+        resolved[name] = Secret(value) if _sync_await(output.is_secret()) else value
+    return resolved
