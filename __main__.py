@@ -2,11 +2,67 @@
 
 import pulumi
 
+from components.compat import KubernetesApis
+from components.gateway_tls import SelfSignedCertificate, SelfSignedCertificateArgs
+from components.istio import IstioMesh, IstioMeshArgs, chart_source
+from components.mongodb import MongoDB, MongoDBArgs
 from components.stack_config import RawStackConfig, load_settings, read_secrets, stack_file_name
+from components.traffic import TrafficRules, TrafficRulesArgs, external_hosts
+from components.workloads import BeeTravels, BeeTravelsArgs, DataConnections
 
-# 1. Settings: read and checked once; a bad stack file stops here, before anything is registered.
+# 1. Settings: read and checked once. A bad stack file or missing charts stop here, before anything is registered.
 raw_config = RawStackConfig.from_pulumi()
 settings = load_settings(raw_config, stack_file_name())
 secrets = read_secrets(raw_config, pulumi.Config())
+charts = chart_source(settings.istio)
+kubernetes = KubernetesApis(settings.kubernetes_minor)
 
-pulumi.export("istioVersion", settings.istio.version)
+# 2. Mesh install: Istio base -> istiod -> ingress gateway, and the app namespace with injection.
+mesh = IstioMesh("istio", IstioMeshArgs(
+    istio=settings.istio, charts=charts, tracing=settings.observability.tracing,
+    app_namespace=settings.app_namespace, production=settings.production,
+))
+namespace = settings.app_namespace
+
+# 3. Data: MongoDB only when some deployed version keeps its data there.
+seeded = tuple(name for name, service in settings.services.items()
+               if any(version.tier == "mongodb" for version in service.versions.values()))
+mongodb = MongoDB("mongodb", MongoDBArgs(
+    settings=settings.mongodb, images=settings.images, namespace=mesh.app_namespace, seeded_services=seeded,
+    istio_minor=settings.istio.minor, production=settings.production, after=[mesh],
+)) if seeded else None
+
+# 4. Services: every configured service and version.
+app = BeeTravels("bee-travels", BeeTravelsArgs(
+    services=settings.services, images=settings.images, namespace=mesh.app_namespace, kubernetes=kubernetes,
+    production=settings.production, after=[mesh],
+    data=DataConnections(
+        mongo_secret=mongodb.connection_secret_name if mongodb else None,
+        cloud_url=secrets.cloud_database_url if settings.uses_tier("cloud") else None,
+        cloud_cert=secrets.cloud_database_cert if settings.uses_tier("cloud") else None,
+    ),
+))
+
+# 5. Traffic: the gateway, canary weights from the stack file, resilience and faults, and egress.
+tls_mode = settings.gateway.tls.mode
+certificate = SelfSignedCertificate("gateway-tls", SelfSignedCertificateArgs(
+    hosts=settings.gateway.hosts, gateway_namespace=mesh.gateway_namespace, after=mesh.control_plane,
+)) if tls_mode == "self-signed" else None
+traffic = TrafficRules("traffic", TrafficRulesArgs(
+    services=settings.services,
+    resilience={name: settings.resilience_of(name) for name in settings.services},
+    gateway=settings.gateway, gateway_selector=mesh.gateway_selector, gateway_namespace=mesh.gateway_namespace,
+    tls_credential_name=certificate.credential_name if certificate else settings.gateway.tls.credential_name,
+    mtls=settings.security.mtls_mode != "DISABLE", namespace=namespace,
+    external_hosts=external_hosts(settings.services, settings.cloud_database),
+    after=[*mesh.control_plane, mesh],
+))
+
+# 7. Outputs.
+pulumi.export("istioVersion", mesh.version)
+pulumi.export("istioRevision", mesh.revision)
+pulumi.export("appNamespace", mesh.app_namespace)
+pulumi.export("gatewaySelector", mesh.gateway_selector)
+pulumi.export("canaryWeights", {name: service.effective_weights() for name, service in settings.services.items()})
+if mongodb:
+    pulumi.export("mongoConnectionUrl", mongodb.connection_url)

@@ -1,0 +1,234 @@
+"""The Istio install: istio-system, base (CRDs), istiod, the ingress gateway, and the injected app namespace."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.kube import metadata
+from components.settings import IstioSettings, Resources, TracingSettings
+from tools import istio_charts
+
+ISTIO_NAMESPACE = "istio-system"
+ISTIO_HELM_REPOSITORY = "https://istio-release.storage.googleapis.com/charts"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# The ingress gateway's pod labels; Gateways select on them.
+GATEWAY_SELECTOR = {"istio": "ingressgateway"}
+
+
+class ChartsMissingError(pulumi.RunError):
+    """The Istio 1.6 charts are not on disk; raised before any resource is registered."""
+
+
+@dataclass(frozen=True)
+class ChartSource:
+    """Where the three charts come from: a local folder (1.6, release archive) or the Helm repository."""
+
+    base: str
+    istiod: str
+    gateway: str
+    repository: str | None = None
+    version: str | None = None
+    global_values: str | None = None  # 1.6 only: global.yaml, which istiod and gateway charts read
+
+
+def chart_source(istio: IstioSettings) -> ChartSource:
+    if istio.minor != "1.6":
+        return ChartSource("base", "istiod", "gateway", repository=ISTIO_HELM_REPOSITORY, version=istio.version)
+    cache = Path(os.environ.get(istio_charts.CACHE_ENV, istio_charts.DEFAULT_CACHE))
+    charts = Path(istio.charts_dir) if istio.charts_dir else istio_charts.charts_dir(istio.version, cache)
+    if not all((charts / required).is_file() for required in istio_charts.REQUIRED_FILES):
+        raise ChartsMissingError(istio_charts.missing_charts_message(istio.version, cache))
+
+    def local(path: Path) -> str:
+        # Relative to the project when possible, so previews and renders read the same on every machine.
+        return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
+
+    return ChartSource(
+        base=local(charts / "base"),
+        istiod=local(charts / "istio-control" / "istio-discovery"),
+        gateway=local(charts / "gateways" / "istio-ingress"),
+        global_values=local(charts / "global.yaml"),
+    )
+
+
+@dataclass(frozen=True)
+class IstioMeshArgs:
+    istio: IstioSettings
+    charts: ChartSource
+    tracing: TracingSettings
+    app_namespace: str
+    production: bool
+
+
+def _resources(resources: Resources) -> dict[str, Any]:
+    return resources.model_dump(mode="json")
+
+
+def global_values(args: IstioMeshArgs) -> dict[str, Any]:
+    istio = args.istio
+    values: dict[str, Any] = {"hub": istio.hub, "tag": istio.image_tag, "istioNamespace": ISTIO_NAMESPACE}
+    if istio.minor == "1.6":
+        # third-party-jwt needs the API server to issue projected service-account tokens (GKE, EKS, AKS and
+        # kubeadm 1.20+ do); kind and older kubeadm clusters at 1.18 need first-party-jwt.
+        values["jwtPolicy"] = istio.jwt_policy
+        values["defaultPodDisruptionBudget"] = {"enabled": istio.ingress_gateway.pod_disruption_budget}
+        if args.tracing.enabled:
+            values["tracer"] = {"zipkin": {"address": f"zipkin.{ISTIO_NAMESPACE}:9411"}}
+    return values
+
+
+def mesh_config(args: IstioMeshArgs) -> dict[str, Any]:
+    mesh = args.istio.mesh_config
+    config: dict[str, Any] = {
+        "accessLogFile": mesh.access_log_file,
+        "outboundTrafficPolicy": {"mode": mesh.outbound_traffic_policy},
+        "enableTracing": args.tracing.enabled,
+        "enablePrometheusMerge": True,
+    }
+    if args.tracing.enabled:
+        config["defaultConfig"] = {"tracing": {"sampling": args.tracing.sampling,
+                                               "zipkin": {"address": f"zipkin.{ISTIO_NAMESPACE}:9411"}}}
+    return config
+
+
+def istiod_values(args: IstioMeshArgs) -> dict[str, Any]:
+    istio = args.istio
+    return {
+        "global": global_values(args),
+        "revision": istio.revision,
+        "meshConfig": mesh_config(args),
+        "pilot": {
+            "resources": _resources(istio.pilot_resources),
+            "traceSampling": args.tracing.sampling,
+            "autoscaleMin": 2 if args.production else 1,
+            "replicaCount": 2 if args.production else 1,
+        },
+        # kubelet probes are plain HTTP; with STRICT mTLS the sidecar must answer them for the app.
+        "sidecarInjectorWebhook": {"rewriteAppHTTPProbe": True},
+    }
+
+
+def _gateway_ports(args: IstioMeshArgs) -> list[dict[str, Any]]:
+    gateway = args.istio.ingress_gateway
+    ports = [
+        {"name": "status-port", "port": 15021, "targetPort": 15021, "protocol": "TCP"},
+        {"name": "http2", "port": 80, "targetPort": 8080, "protocol": "TCP"},
+        {"name": "https", "port": 443, "targetPort": 8443, "protocol": "TCP"},
+    ]
+    if args.istio.minor == "1.6":
+        ports[0]["targetPort"] = 15020  # the 1.6 proxy serves its status port on 15020
+    node_ports = {"http2": gateway.http_node_port, "https": gateway.https_node_port}
+    for port in ports:
+        if node_ports.get(port["name"]):
+            port["nodePort"] = node_ports[port["name"]]
+    return ports
+
+
+def gateway_values(args: IstioMeshArgs) -> dict[str, Any]:
+    istio, gateway = args.istio, args.istio.ingress_gateway
+    if istio.minor == "1.6":
+        return {
+            "global": global_values(args),
+            "revision": istio.revision,
+            "gateways": {"istio-ingressgateway": {
+                "type": gateway.service_type,
+                "ports": _gateway_ports(args),
+                "replicaCount": gateway.replicas,
+                "autoscaleEnabled": gateway.autoscaling.enabled,
+                "autoscaleMin": gateway.autoscaling.min_replicas,
+                "autoscaleMax": gateway.autoscaling.max_replicas,
+                "cpu": {"targetAverageUtilization": gateway.autoscaling.target_cpu_percent},
+                "resources": _resources(gateway.resources),
+            }},
+        }
+    values: dict[str, Any] = {
+        "revision": istio.revision,
+        "labels": dict(GATEWAY_SELECTOR),
+        "service": {"type": gateway.service_type, "ports": _gateway_ports(args)},
+        "replicaCount": gateway.replicas,
+        "autoscaling": {
+            "enabled": gateway.autoscaling.enabled,
+            "minReplicas": gateway.autoscaling.min_replicas,
+            "maxReplicas": gateway.autoscaling.max_replicas,
+            "targetCPUUtilizationPercentage": gateway.autoscaling.target_cpu_percent,
+        },
+        "resources": _resources(gateway.resources),
+    }
+    if gateway.pod_disruption_budget:
+        values["podDisruptionBudget"] = {"minAvailable": 1}
+    return values
+
+
+def injection_labels(istio: IstioSettings) -> dict[str, str]:
+    # A revisioned istiod's injector selects istio.io/rev; istio-injection would take precedence, so never both.
+    return {"istio.io/rev": istio.revision} if istio.revision else {"istio-injection": "enabled"}
+
+
+class IstioMesh(pulumi.ComponentResource):
+    """Owns the Istio control plane install, the ingress gateway and the app namespace with sidecar injection."""
+
+    control_plane: list[pulumi.Resource]
+    app_namespace: pulumi.Output[str]
+
+    def __init__(self, name: str, args: IstioMeshArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("beetravels:mesh:IstioMesh", name, None, opts)
+        istio, charts = args.istio, args.charts
+
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace", metadata=metadata(ISTIO_NAMESPACE), opts=pulumi.ResourceOptions(parent=self)
+        )
+        base = self._release(name, "base", "istio-base", charts.base, {"global": global_values(args)}, args, [namespace], with_globals=False)
+        istiod_name = f"istiod-{istio.revision}" if istio.revision else "istiod"
+        istiod = self._release(name, "istiod", istiod_name, charts.istiod, istiod_values(args), args, [base])
+        gateway = self._release(name, "ingress-gateway", "istio-ingressgateway", charts.gateway, gateway_values(args), args, [istiod])
+
+        # Pods created before istiod's injector is up would start without sidecars, so the namespace waits.
+        app_namespace = k8s.core.v1.Namespace(
+            f"{name}-app-namespace",
+            metadata=metadata(args.app_namespace, labels=injection_labels(istio)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[istiod], protect=args.production,
+                                        retain_on_delete=args.production),
+        )
+
+        # Istio custom resources need the CRDs (base) and istiod's validating webhook to answer.
+        self.control_plane = [base, istiod]
+        self.ingress_gateway = gateway
+        self.app_namespace = app_namespace.metadata.apply(lambda meta: meta["name"])
+        self.gateway_selector = dict(GATEWAY_SELECTOR)
+        self.gateway_namespace = ISTIO_NAMESPACE
+        self.version = istio.version
+        self.revision = istio.revision
+        self.register_outputs({
+            "version": self.version,
+            "revision": self.revision,
+            "gatewaySelector": self.gateway_selector,
+            "gatewayNamespace": self.gateway_namespace,
+            "appNamespace": self.app_namespace,
+        })
+
+    def _release(self, name: str, part: str, release_name: str, chart: str, values: dict[str, Any],
+                 args: IstioMeshArgs, after: list[pulumi.Resource], with_globals: bool = True) -> k8s.helm.v3.Release:
+        charts = args.charts
+        return k8s.helm.v3.Release(
+            f"{name}-{part}",
+            k8s.helm.v3.ReleaseArgs(
+                name=release_name,
+                chart=chart,
+                version=charts.version,
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=charts.repository) if charts.repository else None,
+                namespace=ISTIO_NAMESPACE,
+                values=values,
+                value_yaml_files=[pulumi.FileAsset(charts.global_values)] if charts.global_values and with_globals else None,
+                # Wait for each part to be ready before the next one starts.
+                skip_await=False,
+                timeout=600,
+                cleanup_on_fail=True,
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=after),
+        )

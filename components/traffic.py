@@ -1,0 +1,167 @@
+"""Traffic rules: the app's Gateway, per-service DestinationRules and VirtualServices, and egress ServiceEntries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from components.catalogue import CATALOGUE, FRONTEND, ExternalHost
+from components.kube import istio_resource
+from components.settings import CloudDatabaseSettings, Fault, GatewaySettings, MatchRoute, Resilience, ServiceSettings
+
+GATEWAY_NAME = "bee-travels-gateway"
+
+
+@dataclass(frozen=True)
+class TrafficRulesArgs:
+    services: dict[str, ServiceSettings]
+    resilience: dict[str, Resilience]  # effective, per service
+    gateway: GatewaySettings
+    gateway_selector: dict[str, str]
+    gateway_namespace: str
+    tls_credential_name: str | None  # the TLS Secret the Gateway serves, when TLS is on
+    mtls: bool
+    namespace: str
+    external_hosts: tuple[ExternalHost, ...]
+    after: list[pulumi.Resource]
+
+
+def host(service: str, namespace: str) -> str:
+    return f"{service}.{namespace}.svc.cluster.local"
+
+
+def traffic_policy(resilience: Resilience, mtls: bool) -> dict[str, Any]:
+    pool, outlier = resilience.connection_pool, resilience.outlier_detection
+    policy: dict[str, Any] = {
+        "loadBalancer": {"simple": resilience.load_balancer},
+        "connectionPool": {
+            "tcp": {"maxConnections": pool.max_connections, "connectTimeout": pool.connect_timeout},
+            "http": {
+                "http1MaxPendingRequests": pool.http1_max_pending_requests,
+                "http2MaxRequests": pool.http2_max_requests,
+                "maxRequestsPerConnection": pool.max_requests_per_connection,
+            },
+        },
+        "outlierDetection": {
+            # consecutive5xxErrors: the name both Istio 1.6 and current Istio read (consecutiveErrors is deprecated).
+            "consecutive5xxErrors": outlier.consecutive_errors,
+            "interval": outlier.interval,
+            "baseEjectionTime": outlier.base_ejection_time,
+            "maxEjectionPercent": outlier.max_ejection_percent,
+        },
+    }
+    if mtls:
+        policy["tls"] = {"mode": "ISTIO_MUTUAL"}
+    return policy
+
+
+def destination_rule_spec(service: str, settings: ServiceSettings, resilience: Resilience, mtls: bool, namespace: str) -> dict[str, Any]:
+    return {
+        "host": host(service, namespace),
+        "trafficPolicy": traffic_policy(resilience, mtls),
+        "subsets": [{"name": version, "labels": {"version": version}} for version in settings.versions],
+    }
+
+
+def _match(route: MatchRoute) -> dict[str, Any]:
+    if route.header is not None:
+        return {"headers": {route.header: {"exact": route.value}}}
+    # A cookie is one `name=value` pair among others in the Cookie header.
+    return {"headers": {"cookie": {"regex": f"^(.*?;\\s*)?({route.cookie}={route.value})(;.*)?$"}}}
+
+
+def _destination(service: str, version: str, namespace: str) -> dict[str, Any]:
+    return {"host": host(service, namespace), "subset": version, "port": {"number": 80}}
+
+
+def _fault(fault: Fault) -> dict[str, Any]:
+    spec: dict[str, Any] = {}
+    if fault.delay is not None:
+        spec["delay"] = {"fixedDelay": fault.delay.fixed_delay, "percentage": {"value": fault.delay.percent}}
+    if fault.abort is not None:
+        spec["abort"] = {"httpStatus": fault.abort.http_status, "percentage": {"value": fault.abort.percent}}
+    return spec
+
+
+def http_routes(service: str, settings: ServiceSettings, resilience: Resilience, namespace: str) -> list[dict[str, Any]]:
+    """Header/cookie routes first (first match wins), then the weighted split from the stack file."""
+    common: dict[str, Any] = {"timeout": resilience.timeout}
+    retries = resilience.retries
+    common["retries"] = ({"attempts": retries.attempts, "perTryTimeout": retries.per_try_timeout, "retryOn": retries.retry_on}
+                         if retries.attempts else {"attempts": 0})
+    if settings.fault is not None:
+        common["fault"] = _fault(settings.fault)
+    routes = [
+        {"name": f"{route.header or route.cookie}-to-{route.version}", "match": [_match(route)],
+         "route": [{"destination": _destination(service, route.version, namespace)}], **common}
+        for route in settings.match_routes
+    ]
+    weights = settings.effective_weights()
+    weighted = [{"destination": _destination(service, version, namespace), "weight": weight} for version, weight in weights.items()]
+    if len(weighted) == 1:
+        weighted[0].pop("weight")  # a single destination takes all traffic; Istio reads no weight as 100
+    routes.append({"name": "weighted", "route": weighted, **common})
+    return routes
+
+
+def virtual_service_spec(service: str, settings: ServiceSettings, resilience: Resilience, namespace: str,
+                         gateway: GatewaySettings | None = None, gateway_ref: str | None = None) -> dict[str, Any]:
+    if gateway is not None:
+        # The front end is reached through the ingress gateway by its public host names.
+        return {"hosts": list(gateway.hosts), "gateways": [gateway_ref],
+                "http": http_routes(service, settings, resilience, namespace)}
+    return {"hosts": [host(service, namespace)], "http": http_routes(service, settings, resilience, namespace)}
+
+
+def gateway_spec(gateway: GatewaySettings, selector: dict[str, str], credential_name: str | None) -> dict[str, Any]:
+    http_server: dict[str, Any] = {"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": list(gateway.hosts)}
+    if credential_name is None:
+        return {"selector": selector, "servers": [http_server]}
+    if gateway.https_redirect:
+        http_server["tls"] = {"httpsRedirect": True}
+    https_server = {"port": {"number": 443, "name": "https", "protocol": "HTTPS"}, "hosts": list(gateway.hosts),
+                    "tls": {"mode": "SIMPLE", "credentialName": credential_name}}
+    return {"selector": selector, "servers": [http_server, https_server]}
+
+
+def service_entry_spec(external: ExternalHost) -> dict[str, Any]:
+    return {
+        "hosts": [external.host],
+        "location": "MESH_EXTERNAL",
+        "resolution": "DNS",
+        "ports": [{"number": external.port, "name": f"{external.protocol.lower()}-{external.port}", "protocol": external.protocol}],
+    }
+
+
+def external_hosts(services: dict[str, ServiceSettings], cloud: CloudDatabaseSettings) -> tuple[ExternalHost, ...]:
+    """What the deployed versions call outside the mesh; with REGISTRY_ONLY egress these are the only ways out."""
+    hosts = [external for service in services for external in CATALOGUE[service].external_hosts]
+    if cloud.host and any(version.tier == "cloud" for service in services.values() for version in service.versions.values()):
+        hosts.append(ExternalHost(cloud.host, cloud.port, "TLS"))
+    return tuple(hosts)
+
+
+class TrafficRules(pulumi.ComponentResource):
+    """Owns the Gateway, DestinationRules, VirtualServices and ServiceEntries that route the app's traffic."""
+
+    def __init__(self, name: str, args: TrafficRulesArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("beetravels:mesh:TrafficRules", name, None, opts)
+        # Istio resources are refused until the CRDs and istiod's validation webhook exist.
+        child = pulumi.ResourceOptions(parent=self, depends_on=args.after)
+        ns = args.namespace
+        istio_resource(f"{name}-gateway", "Gateway", GATEWAY_NAME, ns,
+                       gateway_spec(args.gateway, args.gateway_selector, args.tls_credential_name), child)
+        for service, settings in args.services.items():
+            resilience = args.resilience[service]
+            istio_resource(f"{name}-{service}-destination-rule", "DestinationRule", service, ns,
+                           destination_rule_spec(service, settings, resilience, args.mtls, ns), child)
+            frontend = service == FRONTEND
+            istio_resource(f"{name}-{service}-virtual-service", "VirtualService", service, ns,
+                           virtual_service_spec(service, settings, resilience, ns,
+                                                args.gateway if frontend else None, f"{ns}/{GATEWAY_NAME}"), child)
+        for external in args.external_hosts:
+            istio_resource(f"{name}-egress-{external.host}", "ServiceEntry", external.host.replace(".", "-"), ns,
+                           service_entry_spec(external), child)
+        self.register_outputs({"gateway": f"{ns}/{GATEWAY_NAME}", "externalHosts": [e.host for e in args.external_hosts]})
