@@ -77,6 +77,13 @@ def _weights(settings, _secrets):
             yield Problem(f"{path}.{version}", f"{version} is deployed but gets no traffic: give it a weight (0 keeps it idle) or a header/cookie route under services.{name}.matchRoutes")
 
 
+def _callees_deployed(settings, _secrets):
+    for name, _ in _catalogued(settings):
+        for callee in CATALOGUE[name].calls:
+            if callee not in settings.services:
+                yield Problem(f"services.{callee}", f"{name} calls {callee}, which this stack does not deploy; add services.{callee}")
+
+
 def _match_routes(settings, _secrets):
     for name, service in _catalogued(settings):
         for index, route in enumerate(service.match_routes):
@@ -217,7 +224,7 @@ def _observability(settings, _secrets):
 
 
 RULES: tuple[Rule, ...] = (
-    _known_services, _version_names, _tiers_supported, _weights, _match_routes,
+    _known_services, _version_names, _tiers_supported, _weights, _match_routes, _callees_deployed,
     _mongodb_enabled, _cloud_database,
     _replicas, _production_security, _gateway_tls, _faults, _retry_budget,
     _istio_kubernetes, _node_ports, _image_tags, _observability,

@@ -26,3 +26,36 @@ def istio_chart_cache(tmp_path_factory):
         os.environ.pop(istio_charts.CACHE_ENV, None)
     else:
         os.environ[istio_charts.CACHE_ENV] = previous
+
+
+# Whole-program runs shared by the tests that only read them (each run is fresh and independent).
+CURRENT_ISTIO = {"istio.version": "1.30.3", "kubernetesVersion": "1.33"}
+
+
+def _run(stack, overrides=None):
+    from harness import run_stack
+
+    run = run_stack(stack, overrides)
+    assert run.error is None, f"{stack} failed: {run.error}"
+    return run
+
+
+@pytest.fixture(scope="session")
+def dev(istio_chart_cache):
+    return _run("dev")
+
+
+@pytest.fixture(scope="session")
+def prod(istio_chart_cache):
+    return _run("prod")
+
+
+@pytest.fixture(scope="session")
+def current(istio_chart_cache):
+    """The prod stack on current Istio (1.30) and a Kubernetes it supports."""
+    return _run("prod", CURRENT_ISTIO)
+
+
+@pytest.fixture(scope="session", params=["dev", "prod", "current"])
+def any_stack(request):
+    return request.getfixturevalue(request.param)

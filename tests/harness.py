@@ -16,6 +16,7 @@ import logging
 import re
 import runpy
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,12 +119,21 @@ class StackRun:
             parent = found[0].parent
         return chain
 
+    def descendants(self, component: Registered) -> list[Registered]:
+        return [r for r in self.resources if component in self.ancestors(r)]
+
     def depends_on(self, resource: Registered, other: Registered) -> bool:
-        """Whether `resource` waits for `other`: directly, or through a component that contains it."""
+        """Whether `resource` waits for `other`, itself or (for a component) every resource inside it.
+
+        The engine sees a dependency on a component as dependencies on all of the component's resources.
+        """
         waits_for = set(resource.depends_on)
         for ancestor in self.ancestors(resource):
             waits_for |= set(ancestor.depends_on)
-        return other.urn in waits_for or any(a.urn in waits_for for a in self.ancestors(other))
+        if other.custom:
+            return other.urn in waits_for or any(a.urn in waits_for for a in self.ancestors(other))
+        inside = [r.urn for r in self.descendants(other) if r.custom]
+        return bool(inside) and set(inside) <= waits_for
 
 
 def unwrap(value: Any) -> Any:
@@ -272,6 +282,8 @@ def run_stack(
     values = copy.deepcopy(values)
     for path, value in (overrides or {}).items():
         set_path(values, path, value)
+    for key in secrets or {}:
+        values.setdefault(key, None)
     config, secret_keys = encode_config(values, secure, secrets or {})
     return contextvars.Context().run(_run, stack, config, secret_keys, preview)
 
@@ -279,6 +291,11 @@ def run_stack(
 def _run(stack: str, config: dict[str, str], secret_keys: list[str], preview: bool) -> StackRun:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    # The SDK sends each RPC from a worker thread, which makes itself an event loop; owning those threads
+    # lets the run close their loops too instead of leaving them to the garbage collector.
+    worker_loops: list[asyncio.AbstractEventLoop] = []
+    workers = ThreadPoolExecutor(max_workers=4, initializer=_give_thread_a_loop, initargs=(worker_loops,))
+    loop.set_default_executor(workers)
     logs: list[str] = []
     logger = logging.getLogger(f"stack-run-{id(logs)}")
     logger.propagate = False
@@ -297,6 +314,15 @@ def _run(stack: str, config: dict[str, str], secret_keys: list[str], preview: bo
     finally:
         asyncio.set_event_loop(None)
         loop.close()
+        workers.shutdown(wait=True)
+        for worker_loop in worker_loops:
+            worker_loop.close()
+
+
+def _give_thread_a_loop(loops: list[asyncio.AbstractEventLoop]) -> None:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    loops.append(loop)
 
 
 def _resolve_outputs() -> dict[str, Any]:

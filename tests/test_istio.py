@@ -1,0 +1,148 @@
+"""The Istio install: release order, chart sources, values per stack, injection labels, version checks."""
+
+import pytest
+from conftest import CURRENT_ISTIO
+from harness import run_stack
+
+from components.istio import ChartsMissingError
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+
+
+def releases(run):
+    return {r.inputs["name"]: r for r in run.of_type(RELEASE)}
+
+
+def test_releases_install_in_order_each_waiting_for_the_one_before(any_stack):
+    installed = releases(any_stack)
+    assert set(installed) == {"istio-base", "istiod", "istio-ingressgateway"}
+    namespace = any_stack.named("Namespace", "istio-system")
+    base, istiod, gateway = installed["istio-base"], installed["istiod"], installed["istio-ingressgateway"]
+    assert any_stack.depends_on(base, namespace)
+    assert any_stack.depends_on(istiod, base)
+    assert any_stack.depends_on(gateway, istiod)
+    assert not any_stack.depends_on(base, istiod)
+    for release in installed.values():
+        assert release.inputs["namespace"] == "istio-system"
+        assert release.inputs.get("skipAwait") is False  # each waits until ready
+
+
+def test_istio_16_charts_come_from_the_release_archive_cache_with_global_values(dev, istio_chart_cache):
+    installed = releases(dev)
+    charts = istio_chart_cache / "istio-1.6.14" / "manifests" / "charts"
+    assert installed["istio-base"].inputs["chart"] == str(charts / "base")
+    assert installed["istiod"].inputs["chart"] == str(charts / "istio-control" / "istio-discovery")
+    assert installed["istio-ingressgateway"].inputs["chart"] == str(charts / "gateways" / "istio-ingress")
+    for name in ("istiod", "istio-ingressgateway"):
+        files = [asset.get("path") for asset in installed[name].inputs["valueYamlFiles"]]
+        assert files == [str(charts / "global.yaml")]
+    for release in installed.values():
+        assert "repositoryOpts" not in release.inputs
+        # The git-tag charts default to test images; the hub and tag are always set explicitly.
+        assert release.inputs["values"]["global"]["hub"] == "docker.io/istio"
+        assert release.inputs["values"]["global"]["tag"] == "1.6.14"
+
+
+def test_current_istio_comes_from_the_official_repository_with_the_same_interface(current):
+    installed = releases(current)
+    assert {name: r.inputs["chart"] for name, r in installed.items()} == {
+        "istio-base": "base", "istiod": "istiod", "istio-ingressgateway": "gateway"}
+    for release in installed.values():
+        assert release.inputs["repositoryOpts"]["repo"] == "https://istio-release.storage.googleapis.com/charts"
+        assert release.inputs["version"] == "1.30.3"
+        assert "valueYamlFiles" not in release.inputs
+    gateway = installed["istio-ingressgateway"].inputs["values"]
+    assert gateway["labels"] == current.outputs["gatewaySelector"]
+    assert gateway["service"]["type"] == "LoadBalancer"
+    assert gateway["podDisruptionBudget"] == {"minAvailable": 1}
+
+
+def test_dev_values_suit_a_kind_cluster(dev):
+    installed = releases(dev)
+    istiod = installed["istiod"].inputs["values"]
+    assert istiod["global"]["jwtPolicy"] == "first-party-jwt"
+    assert istiod["meshConfig"]["outboundTrafficPolicy"] == {"mode": "ALLOW_ANY"}
+    assert istiod["meshConfig"]["accessLogFile"] == "/dev/stdout"
+    assert istiod["meshConfig"]["enableTracing"] is True
+    assert istiod["pilot"]["traceSampling"] == 100
+    assert istiod["sidecarInjectorWebhook"]["rewriteAppHTTPProbe"] is True
+    gateway = installed["istio-ingressgateway"].inputs["values"]["gateways"]["istio-ingressgateway"]
+    assert gateway["type"] == "NodePort"
+    node_ports = {port["name"]: port.get("nodePort") for port in gateway["ports"]}
+    assert node_ports == {"status-port": None, "http2": 30080, "https": 30443}
+    assert gateway["autoscaleEnabled"] is False
+
+
+def test_prod_values_suit_a_cloud_cluster(prod):
+    installed = releases(prod)
+    istiod = installed["istiod"].inputs["values"]
+    assert istiod["global"]["jwtPolicy"] == "third-party-jwt"
+    assert istiod["meshConfig"]["outboundTrafficPolicy"] == {"mode": "REGISTRY_ONLY"}
+    assert istiod["pilot"]["replicaCount"] == 2
+    values = installed["istio-ingressgateway"].inputs["values"]
+    gateway = values["gateways"]["istio-ingressgateway"]
+    assert gateway["type"] == "LoadBalancer"
+    assert all("nodePort" not in port for port in gateway["ports"])
+    assert (gateway["autoscaleEnabled"], gateway["autoscaleMin"], gateway["autoscaleMax"]) == (True, 2, 6)
+    assert values["global"]["defaultPodDisruptionBudget"] == {"enabled": True}
+
+
+def test_app_namespace_is_injected_by_label_and_waits_for_istiod(dev):
+    namespace = dev.named("Namespace", "bee-travels")
+    labels = namespace.metadata["labels"]
+    assert labels["istio-injection"] == "enabled" and "istio.io/rev" not in labels
+    assert dev.depends_on(namespace, releases(dev)["istiod"])
+
+
+def test_a_revision_installs_a_revisioned_istiod_and_labels_the_namespace_with_it_only():
+    run = run_stack("dev", {"istio.revision": "canary-1-6"})
+    assert run.error is None, run.error
+    installed = {r.inputs["name"]: r for r in run.of_type(RELEASE)}
+    assert "istiod-canary-1-6" in installed
+    assert installed["istiod-canary-1-6"].inputs["values"]["revision"] == "canary-1-6"
+    assert installed["istio-ingressgateway"].inputs["values"]["revision"] == "canary-1-6"
+    labels = run.named("Namespace", "bee-travels").metadata["labels"]
+    assert labels["istio.io/rev"] == "canary-1-6" and "istio-injection" not in labels
+    assert run.outputs["istioRevision"] == "canary-1-6"
+
+
+def test_missing_charts_stop_the_program_with_the_command_to_run(monkeypatch, tmp_path):
+    monkeypatch.setenv("ISTIO_CHARTS_CACHE", str(tmp_path / "empty"))
+    run = run_stack("dev")
+    assert isinstance(run.error, ChartsMissingError)
+    assert "make istio-charts" in str(run.error)
+    assert "python -m tools.istio_charts fetch --version 1.6.14" in str(run.error)
+    assert run.resources == []
+
+
+def test_current_istio_needs_no_local_charts(monkeypatch, tmp_path):
+    monkeypatch.setenv("ISTIO_CHARTS_CACHE", str(tmp_path / "empty"))
+    assert run_stack("prod", CURRENT_ISTIO).error is None
+
+
+@pytest.mark.parametrize(("istio", "kubernetes", "accepted"), [
+    ("1.6.14", "1.15", True), ("1.6.14", "1.18.20", True), ("1.6.14", "1.14", False), ("1.6.14", "1.19", False),
+    ("1.6.14", "1.22", False), ("1.30.3", "1.32", True), ("1.30.3", "1.36", True), ("1.30.3", "1.31", False),
+    ("1.30.3", "1.37", False),
+])
+def test_kubernetes_version_is_checked_against_the_istio_release(istio, kubernetes, accepted):
+    run = run_stack("dev", {"istio.version": istio, "kubernetesVersion": kubernetes})
+    if accepted:
+        assert run.error is None, run.error
+    else:
+        message = str(run.error)
+        minor = ".".join(istio.split(".")[:2])
+        assert f"kubernetesVersion: is {kubernetes}, but Istio {minor} supports Kubernetes" in message
+        assert run.resources == []
+
+
+@pytest.mark.parametrize(("stack", "overrides", "pdb", "hpa"), [
+    ("prod", {}, "policy/v1beta1", "autoscaling/v2beta2"),
+    ("prod", {"kubernetesVersion": "1.15"}, "policy/v1beta1", "autoscaling/v2beta2"),
+    ("prod", CURRENT_ISTIO, "policy/v1", "autoscaling/v2"),
+])
+def test_api_versions_follow_the_target_kubernetes_version(stack, overrides, pdb, hpa):
+    run = run_stack(stack, overrides)
+    assert run.error is None, run.error
+    assert {r.manifest()["apiVersion"] for r in run.of_type("PodDisruptionBudget")} == {pdb}
+    assert {r.manifest()["apiVersion"] for r in run.of_type("HorizontalPodAutoscaler")} == {hpa}

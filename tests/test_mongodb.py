@@ -1,0 +1,117 @@
+"""MongoDB: pinned image, persistent volume, secret credentials, seeding after the database, safety in prod."""
+
+import re
+
+from harness import Secret, run_stack, secret_paths
+
+ALL_JSON = {f"services.{name}": {"versions": {"v1": {"tier": "json"}}}
+            for name in ("destination", "hotel", "carrental")}
+
+
+def statefulset(run):
+    return run.named("StatefulSet", "mongodb")
+
+
+def container(run):
+    return statefulset(run).inputs["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_image_is_the_official_mongo_image_at_a_pinned_version(any_stack):
+    image = container(any_stack)["image"]
+    assert re.fullmatch(r"docker\.io/library/mongo:\d+\.\d+\.\d+", image), image
+    assert image.endswith(":4.4.29")
+
+
+def test_data_lives_on_a_persistent_volume_of_the_configured_size(dev, prod):
+    for run, size in ((dev, "1Gi"), (prod, "20Gi")):
+        spec = statefulset(run).inputs["spec"]
+        (template,) = spec["volumeClaimTemplates"]
+        assert template["spec"]["resources"]["requests"]["storage"] == size
+        assert template["spec"]["accessModes"] == ["ReadWriteOnce"]
+        mounts = {m["mountPath"]: m["name"] for m in container(run)["volumeMounts"]}
+        assert mounts["/data/db"] == template["metadata"]["name"]
+
+
+def test_storage_class_comes_from_settings():
+    run = run_stack("dev", {"mongodb.storageClass": "fast-ssd"})
+    assert statefulset(run).inputs["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "fast-ssd"
+
+
+def test_credentials_are_generated_and_only_ever_secret(dev):
+    (password,) = dev.of_type("RandomPassword")
+    assert password.inputs["length"] >= 24
+    root = dev.named("Secret", "mongodb-root")
+    assert secret_paths(root.inputs["stringData"]) == ["."]
+    assert root.inputs["stringData"].value["password"] == "mock-password-mongodb-root-password"
+    connection = dev.named("Secret", "mongodb-connection")
+    assert secret_paths(connection.inputs["stringData"]) == ["."]
+    url = connection.inputs["stringData"].value["MONGO_CONNECTION_URL"]
+    assert url.startswith("mongodb://") and url.endswith(":27017/beetravels?authSource=admin")
+    assert isinstance(dev.outputs["mongoConnectionUrl"], Secret)
+    env = {e["name"]: e for e in container(dev)["env"]}
+    assert env["MONGO_INITDB_ROOT_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "mongodb-root", "key": "password"}
+    assert "value" not in env["MONGO_INITDB_ROOT_PASSWORD"]
+
+
+def test_client_service_is_tcp_on_27017_for_istio(dev):
+    client = dev.named("Service", "mongo")
+    (port,) = client.inputs["spec"]["ports"]
+    assert (port["name"], port["port"]) == ("tcp-mongo", 27017)
+    assert client.inputs["spec"]["selector"] == {"app": "mongodb"}
+    assert dev.named("Service", "mongodb-headless").inputs["spec"]["clusterIP"] == "None"
+
+
+def test_pod_runs_as_non_root_with_a_real_ping_probe(dev):
+    pod = statefulset(dev).inputs["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["fsGroup"] == 999
+    probe = container(dev)["readinessProbe"]["exec"]["command"]
+    assert probe[0] == "mongo" and "ping" in probe[-1]
+    assert container(dev)["resources"]["limits"]["memory"] == "1Gi"
+
+
+def test_newer_mongo_is_probed_with_mongosh():
+    run = run_stack("dev", {"mongodb.version": "7.0.14"})
+    assert container(run)["livenessProbe"]["exec"]["command"][0] == "mongosh"
+
+
+def test_seeding_jobs_run_after_mongodb_for_each_mongodb_backend(dev):
+    jobs = {r.k8s_name: r for r in dev.of_type("Job")}
+    assert set(jobs) == {"seed-destination", "seed-hotel", "seed-carrental"}
+    for name, job in jobs.items():
+        assert dev.depends_on(job, statefulset(dev)), f"{name} does not wait for MongoDB"
+        (seed,) = job.inputs["spec"]["template"]["spec"]["containers"]
+        assert seed["image"] == f"docker.io/beetravels/data-gen-{name.removeprefix('seed-')}:dceed01c7b899e0c8eff1ae88912614a6e4139d6"
+        env = {e["name"]: e for e in seed["env"]}
+        assert env["DATABASE"]["value"] == "mongodb" and env["GENERATE_DATA"]["value"] == "false"
+        assert env["MONGO_CONNECTION_URL"]["valueFrom"]["secretKeyRef"]["name"] == "mongodb-connection"
+        # The sidecar is asked to quit once the seeder is done, so the Job can complete.
+        assert "quitquitquit" in seed["command"][-1] and "gen_upload.py" in seed["command"][-1]
+        assert "127.0.0.1:15020/healthz/ready" in seed["command"][-1]
+
+
+def test_seeding_waits_on_the_current_istio_readiness_port(current):
+    (seed,) = current.named("Job", "seed-hotel").inputs["spec"]["template"]["spec"]["containers"]
+    assert "127.0.0.1:15021/healthz/ready" in seed["command"][-1]
+
+
+def test_only_backends_with_a_mongodb_version_are_seeded():
+    run = run_stack("dev", {**ALL_JSON, "services.hotel": {"versions": {"v2": {"tier": "mongodb"}}}})
+    assert [job.k8s_name for job in run.of_type("Job")] == ["seed-hotel"]
+
+
+def test_nothing_is_created_when_no_version_uses_mongodb():
+    run = run_stack("dev", ALL_JSON)
+    assert run.error is None, run.error
+    assert [r for r in run.resources if r.kind in ("MongoDB", "StatefulSet", "Job", "RandomPassword")] == []
+    assert all("mongo" not in (r.k8s_name or "") for r in run.resources)
+    assert "mongoConnectionUrl" not in run.outputs
+
+
+def test_prod_protects_the_data_and_the_credentials(prod, dev):
+    for kind, name in (("StatefulSet", "mongodb"), ("Secret", "mongodb-root"), ("Secret", "mongodb-connection"),
+                       ("Namespace", "bee-travels")):
+        assert prod.named(kind, name).protect and prod.named(kind, name).retain_on_delete, f"{kind} {name}"
+        assert not dev.named(kind, name).protect
+    for kind in ("RandomPassword", "RandomString"):
+        (generated,) = prod.of_type(kind)
+        assert generated.protect, kind
