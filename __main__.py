@@ -5,9 +5,11 @@ import pulumi
 from components.compat import KubernetesApis
 from components.gateway_tls import SelfSignedCertificate, SelfSignedCertificateArgs
 from components.istio import IstioMesh, IstioMeshArgs, chart_source
-from components.mongodb import MongoDB, MongoDBArgs
+from components.mongodb import LABELS as MONGO_LABELS
+from components.mongodb import SEED_ACCOUNT, MongoDB, MongoDBArgs
+from components.security import MeshSecurity, MeshSecurityArgs
 from components.stack_config import RawStackConfig, load_settings, read_secrets, stack_file_name
-from components.traffic import TrafficRules, TrafficRulesArgs, external_hosts
+from components.traffic import TrafficRules, TrafficRulesArgs, external_hosts, external_hosts_by_service
 from components.workloads import BeeTravels, BeeTravelsArgs, DataConnections
 
 # 1. Settings: read and checked once. A bad stack file or missing charts stop here, before anything is registered.
@@ -58,11 +60,23 @@ traffic = TrafficRules("traffic", TrafficRulesArgs(
     after=[*mesh.control_plane, mesh],
 ))
 
+# 6. Security: mTLS, deny-by-default authorization for exactly the call graph, egress limits.
+security = MeshSecurity("security", MeshSecurityArgs(
+    security=settings.security, services=settings.services, namespace=namespace,
+    istio_namespace=mesh.gateway_namespace, gateway_service_account=mesh.gateway_service_account,
+    mongo_clients=(*seeded, SEED_ACCOUNT) if mongodb else (),
+    mongo_labels=MONGO_LABELS if mongodb else None,
+    external_hosts=external_hosts_by_service(settings.services, settings.cloud_database),
+    prometheus_namespace=mesh.gateway_namespace if settings.observability.prometheus else None,
+    production=settings.production, after=[*mesh.control_plane, mesh],
+))
+
 # 7. Outputs.
 pulumi.export("istioVersion", mesh.version)
 pulumi.export("istioRevision", mesh.revision)
 pulumi.export("appNamespace", mesh.app_namespace)
 pulumi.export("gatewaySelector", mesh.gateway_selector)
+pulumi.export("mtlsMode", settings.security.mtls_mode)
 pulumi.export("canaryWeights", {name: service.effective_weights() for name, service in settings.services.items()})
 if mongodb:
     pulumi.export("mongoConnectionUrl", mongodb.connection_url)

@@ -165,6 +165,11 @@ def gateway_values(args: IstioMeshArgs) -> dict[str, Any]:
     return values
 
 
+def gateway_service_account(istio: IstioSettings) -> str:
+    # The 1.6 chart names it after the gateway; the current chart after the Helm release.
+    return "istio-ingressgateway-service-account" if istio.minor == "1.6" else "istio-ingressgateway"
+
+
 def injection_labels(istio: IstioSettings) -> dict[str, str]:
     # A revisioned istiod's injector selects istio.io/rev; istio-injection would take precedence, so never both.
     return {"istio.io/rev": istio.revision} if istio.revision else {"istio-injection": "enabled"}
@@ -202,6 +207,7 @@ class IstioMesh(pulumi.ComponentResource):
         self.app_namespace = app_namespace.metadata.apply(lambda meta: meta["name"])
         self.gateway_selector = dict(GATEWAY_SELECTOR)
         self.gateway_namespace = ISTIO_NAMESPACE
+        self.gateway_service_account = gateway_service_account(istio)
         self.version = istio.version
         self.revision = istio.revision
         self.register_outputs({

@@ -20,6 +20,7 @@ CONNECTION_KEY = "MONGO_CONNECTION_URL"
 LABELS = {"app": "mongodb"}
 MONGO_UID = 999  # the mongodb user of the official image
 SEED_ACCOUNT = "mongodb-seed"
+SEED_POD_LABELS = {"app.kubernetes.io/component": "seed"}
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,7 @@ class MongoDB(pulumi.ComponentResource):
 
     def _seed_job(self, name: str, service: str, args: MongoDBArgs, connection_secret: k8s.core.v1.Secret,
                   statefulset: k8s.apps.v1.StatefulSet) -> k8s.batch.v1.Job:
-        labels = {"app": f"seed-{service}", "version": args.images.seed_tag[:12]}
+        labels = {"app": f"seed-{service}", "version": args.images.seed_tag[:12], **SEED_POD_LABELS}
         return k8s.batch.v1.Job(
             f"{name}-seed-{service}",
             metadata=metadata(f"seed-{service}", args.namespace, labels),

@@ -149,6 +149,10 @@ def _production_security(settings, _secrets):
         return
     if settings.security.mtls_mode != "STRICT":
         yield Problem("security.mtlsMode", f"is {settings.security.mtls_mode}; production requires STRICT (PERMISSIVE is for migrating a dev stack only)")
+    for key in ("authorization", "restrict_egress"):
+        if not getattr(settings.security, key):
+            alias = "restrictEgress" if key == "restrict_egress" else key
+            yield Problem(f"security.{alias}", "is false; production denies by default and limits egress: set it to true")
     if settings.gateway.tls.mode == "off":
         yield Problem("gateway.tls.mode", "is off; production serves HTTPS: set it to 'secret' and name the TLS Secret in gateway.tls.credentialName")
     if settings.gateway.tls.mode == "self-signed":

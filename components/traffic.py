@@ -135,12 +135,20 @@ def service_entry_spec(external: ExternalHost) -> dict[str, Any]:
     }
 
 
+def external_hosts_by_service(services: dict[str, ServiceSettings], cloud: CloudDatabaseSettings) -> dict[str, tuple[ExternalHost, ...]]:
+    """What each deployed service calls outside the mesh; with REGISTRY_ONLY egress these are the only ways out."""
+    found: dict[str, tuple[ExternalHost, ...]] = {}
+    for name, service in services.items():
+        hosts = list(CATALOGUE[name].external_hosts)
+        if cloud.host and any(version.tier == "cloud" for version in service.versions.values()):
+            hosts.append(ExternalHost(cloud.host, cloud.port, "TLS"))
+        if hosts:
+            found[name] = tuple(hosts)
+    return found
+
+
 def external_hosts(services: dict[str, ServiceSettings], cloud: CloudDatabaseSettings) -> tuple[ExternalHost, ...]:
-    """What the deployed versions call outside the mesh; with REGISTRY_ONLY egress these are the only ways out."""
-    hosts = [external for service in services for external in CATALOGUE[service].external_hosts]
-    if cloud.host and any(version.tier == "cloud" for service in services.values() for version in service.versions.values()):
-        hosts.append(ExternalHost(cloud.host, cloud.port, "TLS"))
-    return tuple(hosts)
+    return tuple(dict.fromkeys(host for hosts in external_hosts_by_service(services, cloud).values() for host in hosts))
 
 
 class TrafficRules(pulumi.ComponentResource):

@@ -46,6 +46,7 @@ BAD_CONFIGS = [
     ("dev", {"services.hotel.resilience.retries": {"attempts": 5, "perTryTimeout": "5s"}}, {}, "services.hotel.resilience.retries", "longer than the 10s timeout"),
     ("prod", {"security.mtlsMode": "PERMISSIVE"}, {}, "security.mtlsMode", "production requires STRICT"),
     ("prod", {"gateway.tls.mode": "off"}, {}, "gateway.tls.mode", "production serves HTTPS"),
+    ("prod", {"security.authorization": False}, {}, "security.authorization", "production denies by default"),
     ("dev", {"gateway.tls.mode": "secret"}, {}, "gateway.tls.credentialName", "is required when gateway.tls.mode is 'secret'"),
     ("dev", {"images.tag": "latest"}, {}, "images.tag", "not a pinned tag"),
     ("dev", {"mongodb.version": "latest"}, {}, "mongodb.version", "not a pinned MAJOR.MINOR.PATCH"),

@@ -1,0 +1,125 @@
+"""Mesh security: mTLS mode, deny-by-default authorization for exactly the app's call graph, and egress limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from components.catalogue import CATALOGUE, FRONTEND, ExternalHost
+from components.kube import istio_resource
+from components.mongodb import SEED_POD_LABELS
+from components.settings import SecuritySettings, ServiceSettings
+
+TRUST_DOMAIN = "cluster.local"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A workload identity allowed to call a service, and what it may call."""
+
+    principal: str
+    methods: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    ports: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MeshSecurityArgs:
+    security: SecuritySettings
+    services: dict[str, ServiceSettings]
+    namespace: str
+    istio_namespace: str
+    gateway_service_account: str
+    # Service accounts allowed to reach MongoDB: the mongodb-tier backends and the seeding Jobs.
+    mongo_clients: tuple[str, ...]
+    mongo_labels: dict[str, str] | None
+    external_hosts: dict[str, tuple[ExternalHost, ...]]  # per service
+    prometheus_namespace: str | None
+    production: bool
+    after: list[pulumi.Resource]
+
+
+def principal(namespace: str, service_account: str) -> str:
+    return f"{TRUST_DOMAIN}/ns/{namespace}/sa/{service_account}"
+
+
+def call_graph(args: MeshSecurityArgs) -> dict[str, list[Caller]]:
+    """Who may call each workload (by app label), derived from the catalogue: nothing else is allowed."""
+    graph: dict[str, list[Caller]] = {
+        FRONTEND: [Caller(principal(args.istio_namespace, args.gateway_service_account), methods=("GET", "HEAD"))],
+    }
+    for caller in args.services:
+        for callee in CATALOGUE[caller].calls:
+            if callee in args.services:
+                graph.setdefault(callee, []).append(Caller(principal(args.namespace, caller), methods=("GET",),
+                                                           paths=tuple(_prefix(p) for p in CATALOGUE[callee].api_paths)))
+    if args.mongo_labels is not None:
+        graph["mongodb"] = [Caller(principal(args.namespace, account), ports=("27017",)) for account in args.mongo_clients]
+    return graph
+
+
+def _prefix(path: str) -> str:
+    # /info and /live are exact; API roots take their sub-paths and query strings.
+    return path if path in ("/info", "/live") else f"{path}*"
+
+
+def _rule(caller: Caller) -> dict[str, Any]:
+    operation = {key: list(value) for key, value in (("methods", caller.methods), ("paths", caller.paths), ("ports", caller.ports)) if value}
+    return {"from": [{"source": {"principals": [caller.principal]}}], "to": [{"operation": operation}]}
+
+
+def authorization_spec(app: str, callers: list[Caller], extra: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"selector": {"matchLabels": {"app": app}}, "action": "ALLOW", "rules": [_rule(c) for c in callers] + extra}
+
+
+def sidecar_egress(service: str, settings: ServiceSettings, args: MeshSecurityArgs) -> list[str]:
+    """The hosts one service's pods may reach: its callees, its database, its external hosts, and Istio itself."""
+    hosts = [f"./{callee}.{args.namespace}.svc.cluster.local" for callee in CATALOGUE[service].calls if callee in args.services]
+    if any(version.tier == "mongodb" for version in settings.versions.values()):
+        hosts.append(f"./mongo.{args.namespace}.svc.cluster.local")
+    hosts += [f"./{external.host}" for external in args.external_hosts.get(service, ())]
+    hosts.append(f"{args.istio_namespace}/*")
+    return hosts
+
+
+class MeshSecurity(pulumi.ComponentResource):
+    """Owns PeerAuthentications, AuthorizationPolicies and Sidecars of the app namespace and the mesh root."""
+
+    def __init__(self, name: str, args: MeshSecurityArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("beetravels:mesh:MeshSecurity", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self, depends_on=args.after)
+        mtls = {"mtls": {"mode": args.security.mtls_mode}}
+        # The root namespace's policy is the mesh-wide default; the app namespace states its own explicitly.
+        istio_resource(f"{name}-mesh-peer-authentication", "PeerAuthentication", "default", args.istio_namespace, mtls, child)
+        istio_resource(f"{name}-app-peer-authentication", "PeerAuthentication", "default", args.namespace, mtls, child)
+
+        self.call_graph = call_graph(args) if args.security.authorization else {}
+        if args.security.authorization:
+            # An ALLOW policy with no rules matches nothing: every request not allowed below is denied.
+            istio_resource(f"{name}-deny-by-default", "AuthorizationPolicy", "deny-by-default", args.namespace, {}, child)
+            scraping = [{"from": [{"source": {"namespaces": [args.prometheus_namespace]}}],
+                         "to": [{"operation": {"methods": ["GET"], "paths": ["/metrics", "/stats/prometheus"]}}]}] \
+                if args.prometheus_namespace else []
+            for app, callers in self.call_graph.items():
+                istio_resource(f"{name}-allow-{app}", "AuthorizationPolicy", f"allow-{app}", args.namespace,
+                               authorization_spec(app, callers, [] if app == "mongodb" else scraping), child)
+
+        if args.security.restrict_egress:
+            outbound = {"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}} if args.production else {}
+            istio_resource(f"{name}-namespace-sidecar", "Sidecar", "default", args.namespace,
+                           {"egress": [{"hosts": [f"{args.istio_namespace}/*"]}], **outbound}, child)
+            istio_resource(f"{name}-seed-sidecar", "Sidecar", "seed-jobs", args.namespace, {
+                "workloadSelector": {"labels": SEED_POD_LABELS},
+                "egress": [{"hosts": [f"./mongo.{args.namespace}.svc.cluster.local", f"{args.istio_namespace}/*"]}],
+                **outbound,
+            }, child)
+            for service, settings in args.services.items():
+                istio_resource(f"{name}-{service}-sidecar", "Sidecar", service, args.namespace, {
+                    "workloadSelector": {"labels": {"app": service}},
+                    "egress": [{"hosts": sidecar_egress(service, settings, args)}],
+                    **outbound,
+                }, child)
+        self.register_outputs({"mtlsMode": args.security.mtls_mode,
+                               "allowedCallers": {app: [c.principal for c in callers] for app, callers in self.call_graph.items()}})

@@ -1,0 +1,101 @@
+"""Mesh security: mTLS per stack, authorization exactly for the app's call graph, egress limited per workload."""
+
+from harness import run_stack
+
+NS = "bee-travels"
+UI_CALLS = {"destination": "/api/v1/destinations*", "hotel": "/api/v1/hotels*", "carrental": "/api/v1/cars*",
+            "currencyexchange": "/api/v1/currency*"}
+
+
+def principal(namespace, account):
+    return f"cluster.local/ns/{namespace}/sa/{account}"
+
+
+def policies(run):
+    return {r.k8s_name: r.inputs["spec"] for r in run.of_type("AuthorizationPolicy")}
+
+
+def allowed_edges(run):
+    """(caller principal, callee app) for every ALLOW rule the stack renders."""
+    edges = set()
+    for name, spec in policies(run).items():
+        if name == "deny-by-default":
+            continue
+        callee = spec["selector"]["matchLabels"]["app"]
+        for rule in spec["rules"]:
+            for source in rule["from"]:
+                for caller in source["source"].get("principals", []):
+                    edges.add((caller, callee))
+    return edges
+
+
+def expected_edges(mongo_clients):
+    edges = {(principal("istio-system", "istio-ingressgateway-service-account"), "bee-ui")}
+    edges |= {(principal(NS, "bee-ui"), callee) for callee in UI_CALLS}
+    edges |= {(principal(NS, client), "mongodb") for client in mongo_clients}
+    return edges
+
+
+def test_authorization_allows_exactly_the_call_graph(dev, prod):
+    for run in (dev, prod):
+        assert policies(run)["deny-by-default"] == {}
+        assert allowed_edges(run) == expected_edges(("destination", "hotel", "carrental", "mongodb-seed"))
+
+
+def test_the_ui_may_only_read_the_paths_it_proxies(prod):
+    for callee, path in UI_CALLS.items():
+        (rule,) = policies(prod)[f"allow-{callee}"]["rules"][:1]
+        operation = rule["to"][0]["operation"]
+        assert operation["methods"] == ["GET"]
+        assert path in operation["paths"]
+        assert all(p in (path, "/info", "/live") for p in operation["paths"])
+
+
+def test_only_mongodb_tier_versions_reach_mongo():
+    run = run_stack("dev", {"services.destination": {"versions": {"v1": {"tier": "json"}}}})
+    assert allowed_edges(run) == expected_edges(("hotel", "carrental", "mongodb-seed"))
+    mongo = policies(run)["allow-mongodb"]["rules"]
+    assert {rule["to"][0]["operation"]["ports"][0] for rule in mongo} == {"27017"}
+
+
+def test_prometheus_may_scrape_only_when_observability_is_on(dev):
+    scrapes = [rule for spec in policies(dev).values() for rule in spec.get("rules", [])
+               if rule["from"][0]["source"].get("namespaces") == ["istio-system"]]
+    assert scrapes and all(rule["to"][0]["operation"]["paths"] == ["/metrics", "/stats/prometheus"] for rule in scrapes)
+    quiet = run_stack("dev", {"observability": {"prometheus": False}})
+    assert all("namespaces" not in rule["from"][0]["source"] for spec in policies(quiet).values() for rule in spec.get("rules", []))
+
+
+def test_mtls_mode_is_the_stacks_everywhere(dev, prod, current):
+    for run, mode in ((dev, "PERMISSIVE"), (prod, "STRICT"), (current, "STRICT")):
+        peer = {(r.metadata["namespace"], r.k8s_name): r.inputs["spec"] for r in run.of_type("PeerAuthentication")}
+        assert peer == {("istio-system", "default"): {"mtls": {"mode": mode}}, (NS, "default"): {"mtls": {"mode": mode}}}
+        # Clients use Istio mTLS wherever servers accept it: the two never disagree.
+        assert all(r.inputs["spec"]["trafficPolicy"]["tls"] == {"mode": "ISTIO_MUTUAL"} for r in run.of_type("DestinationRule"))
+    assert current.named("AuthorizationPolicy", "allow-bee-ui").inputs["spec"]["rules"][0]["from"][0]["source"]["principals"] == [
+        principal("istio-system", "istio-ingressgateway")]
+
+
+def test_each_workload_may_reach_only_what_it_calls(dev, prod):
+    sidecars = {r.k8s_name: r.inputs["spec"] for r in prod.of_type("Sidecar")}
+    hosts = {name: spec["egress"][0]["hosts"] for name, spec in sidecars.items()}
+    assert hosts["default"] == ["istio-system/*"]
+    assert hosts["bee-ui"] == [f"./{callee}.{NS}.svc.cluster.local" for callee in UI_CALLS] + ["istio-system/*"]
+    assert hosts["hotel"] == [f"./mongo.{NS}.svc.cluster.local", "istio-system/*"]
+    assert hosts["currencyexchange"] == ["./api.exchangeratesapi.io", "istio-system/*"]
+    assert hosts["seed-jobs"] == [f"./mongo.{NS}.svc.cluster.local", "istio-system/*"]
+    assert all(spec["outboundTrafficPolicy"] == {"mode": "REGISTRY_ONLY"} for spec in sidecars.values())
+    assert all("outboundTrafficPolicy" not in r.inputs["spec"] for r in dev.of_type("Sidecar"))
+
+
+def test_security_resources_wait_for_istiod(prod):
+    istiod = next(r for r in prod.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"] == "istiod")
+    for resource in prod.of_type("PeerAuthentication", "AuthorizationPolicy", "Sidecar"):
+        assert prod.depends_on(resource, istiod), resource.name
+
+
+def test_authorization_can_be_turned_off_outside_production():
+    run = run_stack("dev", {"security.authorization": False, "security.restrictEgress": False})
+    assert run.of_type("AuthorizationPolicy", "Sidecar") == []
+    assert len(run.of_type("PeerAuthentication")) == 2
+    assert "security.authorization: is false" in str(run_stack("prod", {"security.authorization": False}).error)
