@@ -40,6 +40,7 @@ app = BeeTravels("bee-travels", BeeTravelsArgs(
     production=settings.production, after=[mesh],
     data=DataConnections(
         mongo_secret=mongodb.connection_secret_name if mongodb else None,
+        mongo_ready=(mongodb,) if mongodb else (),
         cloud_url=secrets.cloud_database_url if settings.uses_tier("cloud") else None,
         cloud_cert=secrets.cloud_database_cert if settings.uses_tier("cloud") else None,
     ),
@@ -54,7 +55,8 @@ traffic = TrafficRules("traffic", TrafficRulesArgs(
     services=settings.services,
     resilience={name: settings.resilience_of(name) for name in settings.services},
     gateway=settings.gateway, gateway_selector=mesh.gateway_selector, gateway_namespace=mesh.gateway_namespace,
-    tls_credential_name=certificate.credential_name if certificate else settings.gateway.tls.credential_name,
+    tls_credential_name=certificate.credential_name if certificate else (
+        settings.gateway.tls.credential_name if tls_mode == "secret" else None),
     mtls=settings.security.mtls_mode != "DISABLE", namespace=namespace,
     external_hosts=external_hosts(settings.services, settings.cloud_database),
     after=[*mesh.control_plane, mesh],
@@ -67,9 +69,13 @@ security = MeshSecurity("security", MeshSecurityArgs(
     mongo_clients=(*seeded, SEED_ACCOUNT) if mongodb else (),
     mongo_labels=MONGO_LABELS if mongodb else None,
     external_hosts=external_hosts_by_service(settings.services, settings.cloud_database),
-    prometheus_namespace=mesh.gateway_namespace if settings.observability.prometheus else None,
     production=settings.production, after=[*mesh.control_plane, mesh],
 ))
+
+if any((settings.observability.prometheus, settings.observability.grafana, settings.observability.kiali,
+        settings.observability.tracing.enabled)):
+    pulumi.log.warn("observability: this version sets Istio's tracing and metrics-merging mesh config only; "
+                    "it does not install Prometheus, Grafana, Kiali or a tracing backend yet")
 
 # 7. Outputs.
 pulumi.export("istioVersion", mesh.version)

@@ -121,8 +121,6 @@ def _gateway_ports(args: IstioMeshArgs) -> list[dict[str, Any]]:
         {"name": "http2", "port": 80, "targetPort": 8080, "protocol": "TCP"},
         {"name": "https", "port": 443, "targetPort": 8443, "protocol": "TCP"},
     ]
-    if args.istio.minor == "1.6":
-        ports[0]["targetPort"] = 15020  # the 1.6 proxy serves its status port on 15020
     node_ports = {"http2": gateway.http_node_port, "https": gateway.https_node_port}
     for port in ports:
         if node_ports.get(port["name"]):

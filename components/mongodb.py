@@ -196,11 +196,13 @@ class MongoDB(pulumi.ComponentResource):
             f"{name}-seed-{service}",
             metadata=metadata(f"seed-{service}", args.namespace, labels),
             spec=k8s.batch.v1.JobSpecArgs(
-                backoff_limit=6,
+                # A retry must be a new pod: the sidecar has already been told to quit in the old one.
+                backoff_limit=4,
+                active_deadline_seconds=900,
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
                     spec=k8s.core.v1.PodSpecArgs(
-                        restart_policy="OnFailure",
+                        restart_policy="Never",
                         service_account_name=SEED_ACCOUNT,
                         containers=[k8s.core.v1.ContainerArgs(
                             name="seed",

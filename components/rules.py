@@ -165,6 +165,8 @@ def _gateway_tls(settings, _secrets):
     tls = settings.gateway.tls
     if tls.mode == "secret" and not tls.credential_name:
         yield Problem("gateway.tls.credentialName", "is required when gateway.tls.mode is 'secret'; name the TLS Secret in the ingress gateway's namespace")
+    if tls.credential_name and tls.mode != "secret":
+        yield Problem("gateway.tls.credentialName", f"is set but gateway.tls.mode is '{tls.mode}'; set the mode to 'secret' to serve it, or remove it")
     if tls.credential_name and not is_dns_name(tls.credential_name):
         yield Problem("gateway.tls.credentialName", f"{tls.credential_name!r} is not a valid Secret name")
 

@@ -36,7 +36,6 @@ class MeshSecurityArgs:
     mongo_clients: tuple[str, ...]
     mongo_labels: dict[str, str] | None
     external_hosts: dict[str, tuple[ExternalHost, ...]]  # per service
-    prometheus_namespace: str | None
     production: bool
     after: list[pulumi.Resource]
 
@@ -70,8 +69,8 @@ def _rule(caller: Caller) -> dict[str, Any]:
     return {"from": [{"source": {"principals": [caller.principal]}}], "to": [{"operation": operation}]}
 
 
-def authorization_spec(app: str, callers: list[Caller], extra: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"selector": {"matchLabels": {"app": app}}, "action": "ALLOW", "rules": [_rule(c) for c in callers] + extra}
+def authorization_spec(app: str, callers: list[Caller]) -> dict[str, Any]:
+    return {"selector": {"matchLabels": {"app": app}}, "action": "ALLOW", "rules": [_rule(c) for c in callers]}
 
 
 def sidecar_egress(service: str, settings: ServiceSettings, args: MeshSecurityArgs) -> list[str]:
@@ -99,12 +98,11 @@ class MeshSecurity(pulumi.ComponentResource):
         if args.security.authorization:
             # An ALLOW policy with no rules matches nothing: every request not allowed below is denied.
             istio_resource(f"{name}-deny-by-default", "AuthorizationPolicy", "deny-by-default", args.namespace, {}, child)
-            scraping = [{"from": [{"source": {"namespaces": [args.prometheus_namespace]}}],
-                         "to": [{"operation": {"methods": ["GET"], "paths": ["/metrics", "/stats/prometheus"]}}]}] \
-                if args.prometheus_namespace else []
+            # Prometheus needs no rule: it scrapes the agent's merged-metrics port (15020), which the sidecar does not
+            # intercept, so no application port is opened to callers without a mesh identity.
             for app, callers in self.call_graph.items():
                 istio_resource(f"{name}-allow-{app}", "AuthorizationPolicy", f"allow-{app}", args.namespace,
-                               authorization_spec(app, callers, [] if app == "mongodb" else scraping), child)
+                               authorization_spec(app, callers), child)
 
         if args.security.restrict_egress:
             outbound = {"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}} if args.production else {}

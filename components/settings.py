@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -264,6 +265,8 @@ class MatchRoute(Section):
     def _one_key(self) -> MatchRoute:
         if (self.header is None) == (self.cookie is None):
             raise ValueError("give exactly one of header or cookie")
+        if self.header is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", self.header):
+            raise ValueError(f"header {self.header!r}: Istio matches lower-case header names of letters, digits and '-'")
         return self
 
 

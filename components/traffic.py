@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,7 +70,8 @@ def _match(route: MatchRoute) -> dict[str, Any]:
     if route.header is not None:
         return {"headers": {route.header: {"exact": route.value}}}
     # A cookie is one `name=value` pair among others in the Cookie header.
-    return {"headers": {"cookie": {"regex": f"^(.*?;\\s*)?({route.cookie}={route.value})(;.*)?$"}}}
+    pair = re.escape(f"{route.cookie}={route.value}")
+    return {"headers": {"cookie": {"regex": f"^(.*?;\\s*)?({pair})(;.*)?$"}}}
 
 
 def _destination(service: str, version: str, namespace: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from components.kube import metadata
 from components.settings import ImageSettings, ServiceSettings
 
 CLOUD_SECRET = "cloud-database"
+SCRATCH = "/tmp"
 NODE_UID = 1000  # the `node` user of the node:alpine base image
 SERVICE_PORT = 80
 
@@ -23,6 +24,8 @@ class DataConnections:
 
     mongo_secret: str | None = None
     mongo_key: str = "MONGO_CONNECTION_URL"
+    # What a mongodb-tier version waits for: the database and its connection Secret.
+    mongo_ready: tuple[pulumi.Resource, ...] = ()
     cloud_url: pulumi.Output[str] | None = None
     cloud_cert: pulumi.Output[str] | None = None
 
@@ -52,7 +55,8 @@ def _secret_env(name: str, secret: str, key: str) -> k8s.core.v1.EnvVarArgs:
 
 
 def container_env(spec: ServiceSpec, version: str, tier: str, data: DataConnections) -> list[k8s.core.v1.EnvVarArgs]:
-    env = [_env("PORT", str(spec.port)), _env("LOG_LEVEL", "info")]
+    # The images start through Yarn 2, which writes its global folder under $HOME: point it at the scratch volume.
+    env = [_env("PORT", str(spec.port)), _env("LOG_LEVEL", "info"), _env("HOME", SCRATCH), _env("YARN_ENABLE_TELEMETRY", "0")]
     env += [_env(name, value) for name, value in spec.fixed_env.items()]
     env += [_env(variable, f"http://{callee}:{SERVICE_PORT}") for callee, variable in spec.calls.items()]
     if spec.info_name:
@@ -84,15 +88,21 @@ def container(spec: ServiceSpec, version: str, tier: str, settings: ServiceSetti
         liveness_probe=_probe(spec.liveness.path, spec.port, 15),
         readiness_probe=_probe(spec.readiness.path, spec.port, 5),
         resources=settings.resources.model_dump(mode="json"),
-        security_context=k8s.core.v1.SecurityContextArgs(
-            run_as_non_root=True,
-            run_as_user=NODE_UID,
-            allow_privilege_escalation=False,
-            capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-            # The cloud tier writes DATABASE_CERT to ./cert.pem inside the app folder, so its root stays writable.
-            read_only_root_filesystem=tier != "cloud",
-        ),
+        volume_mounts=[k8s.core.v1.VolumeMountArgs(name="scratch", mount_path=SCRATCH)],
+        security_context=container_security(tier),
     )
+
+
+def container_security(tier: str) -> k8s.core.v1.SecurityContextArgs:
+    if tier == "cloud":
+        # The cloud tier writes DATABASE_CERT to ./cert.pem in its working folder, which the image leaves owned by
+        # root: it runs as root with a writable root filesystem, but with no capabilities and no escalation.
+        return k8s.core.v1.SecurityContextArgs(run_as_non_root=False, run_as_user=0, allow_privilege_escalation=False,
+                                               capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+                                               read_only_root_filesystem=False)
+    return k8s.core.v1.SecurityContextArgs(run_as_non_root=True, run_as_user=NODE_UID, allow_privilege_escalation=False,
+                                           capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+                                           read_only_root_filesystem=True)
 
 
 def spread(labels: dict[str, str], kubernetes: KubernetesApis) -> dict:
@@ -125,7 +135,8 @@ class BeeTravels(pulumi.ComponentResource):
             self.service_accounts[service] = self._service_account(service)
             self._service(spec)
             for version, version_settings in settings.versions.items():
-                after = [cloud_secret] if cloud_secret and version_settings.tier == "cloud" else []
+                after = {"cloud": [cloud_secret] if cloud_secret else [], "mongodb": list(args.data.mongo_ready)}.get(
+                    version_settings.tier, [])
                 self.deployments[(service, version)] = self._deploy_version(spec, version, version_settings.tier, settings, after)
         self.register_outputs({
             "serviceAccounts": self.service_accounts,
@@ -181,8 +192,8 @@ class BeeTravels(pulumi.ComponentResource):
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels={**labels, "data-tier": tier}),
                     spec=k8s.core.v1.PodSpecArgs(
                         service_account_name=spec.name,
-                        security_context=k8s.core.v1.PodSecurityContextArgs(run_as_non_root=True, run_as_user=NODE_UID),
                         containers=[container(spec, version, tier, settings, args)],
+                        volumes=[k8s.core.v1.VolumeArgs(name="scratch", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="64Mi"))],
                         **(spread(labels, args.kubernetes) if args.production else {}),
                     ),
                 ),

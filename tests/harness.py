@@ -234,6 +234,8 @@ class _Mocks(pulumi.runtime.Mocks):
         state = dict(args.inputs)
         if args.typ == "random:index/randomPassword:RandomPassword":
             state["result"] = f"mock-password-{args.name}"
+        if args.typ == "random:index/randomString:RandomString":
+            state["result"] = "mockuser"
         if args.typ == "kubernetes:helm.sh/v3:Release":
             state["status"] = {"name": args.inputs.get("name", args.name), "namespace": args.inputs.get("namespace", "default"), "status": "deployed"}
         return f"{args.name}-id", state

@@ -48,6 +48,8 @@ BAD_CONFIGS = [
     ("prod", {"gateway.tls.mode": "off"}, {}, "gateway.tls.mode", "production serves HTTPS"),
     ("prod", {"security.authorization": False}, {}, "security.authorization", "production denies by default"),
     ("dev", {"gateway.tls.mode": "secret"}, {}, "gateway.tls.credentialName", "is required when gateway.tls.mode is 'secret'"),
+    ("dev", {"gateway.tls.credentialName": "leftover-tls"}, {}, "gateway.tls.credentialName", "gateway.tls.mode is 'off'"),
+    ("dev", {"services.hotel.matchRoutes[0].header": "X-Bee Canary!"}, {}, "services.hotel.matchRoutes.0", "lower-case header names"),
     ("dev", {"images.tag": "latest"}, {}, "images.tag", "not a pinned tag"),
     ("dev", {"mongodb.version": "latest"}, {}, "mongodb.version", "not a pinned MAJOR.MINOR.PATCH"),
     ("dev", {"services.hotel.versions.V2_new": {"tier": "json"}, "services.hotel.weights.V2_new": 0}, {}, "services.hotel.versions.V2_new", "version names become Kubernetes labels"),

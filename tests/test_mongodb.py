@@ -46,7 +46,8 @@ def test_credentials_are_generated_and_only_ever_secret(dev):
     connection = dev.named("Secret", "mongodb-connection")
     assert secret_paths(connection.inputs["stringData"]) == ["."]
     url = connection.inputs["stringData"].value["MONGO_CONNECTION_URL"]
-    assert url.startswith("mongodb://") and url.endswith(":27017/beetravels?authSource=admin")
+    assert url == "mongodb://mockuser:mock-password-mongodb-root-password@mongo:27017/beetravels?authSource=admin"
+    assert root.inputs["stringData"].value["username"] == "mockuser"
     assert isinstance(dev.outputs["mongoConnectionUrl"], Secret)
     env = {e["name"]: e for e in container(dev)["env"]}
     assert env["MONGO_INITDB_ROOT_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "mongodb-root", "key": "password"}
@@ -87,11 +88,22 @@ def test_seeding_jobs_run_after_mongodb_for_each_mongodb_backend(dev):
         # The sidecar is asked to quit once the seeder is done, so the Job can complete.
         assert "quitquitquit" in seed["command"][-1] and "gen_upload.py" in seed["command"][-1]
         assert "127.0.0.1:15020/healthz/ready" in seed["command"][-1]
+        # The proxy quits after every try, so a retry must be a new pod with a new proxy, and it must give up.
+        spec = job.inputs["spec"]
+        assert spec["template"]["spec"]["restartPolicy"] == "Never"
+        assert spec["backoffLimit"] >= 1 and spec["activeDeadlineSeconds"] > 0
 
 
 def test_seeding_waits_on_the_current_istio_readiness_port(current):
     (seed,) = current.named("Job", "seed-hotel").inputs["spec"]["template"]["spec"]["containers"]
     assert "127.0.0.1:15021/healthz/ready" in seed["command"][-1]
+
+
+def test_mongodb_versions_start_after_the_database(dev):
+    for deployment in dev.of_type("Deployment"):
+        tier = deployment.metadata["labels"]["data-tier"]
+        assert dev.depends_on(deployment, statefulset(dev)) == (tier == "mongodb"), deployment.k8s_name
+        assert dev.depends_on(deployment, dev.named("Secret", "mongodb-connection")) == (tier == "mongodb")
 
 
 def test_only_backends_with_a_mongodb_version_are_seeded():

@@ -58,12 +58,14 @@ def test_only_mongodb_tier_versions_reach_mongo():
     assert {rule["to"][0]["operation"]["ports"][0] for rule in mongo} == {"27017"}
 
 
-def test_prometheus_may_scrape_only_when_observability_is_on(dev):
-    scrapes = [rule for spec in policies(dev).values() for rule in spec.get("rules", [])
-               if rule["from"][0]["source"].get("namespaces") == ["istio-system"]]
-    assert scrapes and all(rule["to"][0]["operation"]["paths"] == ["/metrics", "/stats/prometheus"] for rule in scrapes)
-    quiet = run_stack("dev", {"observability": {"prometheus": False}})
-    assert all("namespaces" not in rule["from"][0]["source"] for spec in policies(quiet).values() for rule in spec.get("rules", []))
+def test_no_rule_admits_a_caller_without_a_mesh_identity(dev, prod):
+    for run in (dev, prod):
+        for spec in policies(run).values():
+            for rule in spec.get("rules", []):
+                assert all(set(source["source"]) == {"principals"} for source in rule["from"])
+        # Prometheus scrapes the agent's merged metrics, which authorization does not gate.
+        istiod = next(r for r in run.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"] == "istiod")
+        assert istiod.inputs["values"]["meshConfig"]["enablePrometheusMerge"] is True
 
 
 def test_mtls_mode_is_the_stacks_everywhere(dev, prod, current):

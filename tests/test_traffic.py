@@ -73,6 +73,8 @@ def test_cookie_route_matches_one_cookie_among_others():
     assert re.match(pattern, "session=abc; user=tester; theme=dark")
     assert re.match(pattern, "user=tester")
     assert not re.match(pattern, "user=testers")
+    escaped = run_stack("dev", {"services.hotel.matchRoutes": [{"cookie": "user", "value": "a.b", "version": "v2"}]})
+    assert not re.match(virtual_service(escaped, "hotel")["http"][0]["match"][0]["headers"]["cookie"]["regex"], "user=aXb")
 
 
 def test_resilience_reaches_every_route_and_rule(prod):

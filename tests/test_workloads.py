@@ -75,8 +75,9 @@ def test_cloud_tier_runs_the_v2_image_against_the_external_database_from_secrets
     assert env["SERVICE"]["value"] == "destination-v3"
     assert env["MONGO_CONNECTION_URL"]["valueFrom"]["secretKeyRef"] == {"name": "cloud-database", "key": "url"}
     assert env["DATABASE_CERT"]["valueFrom"]["secretKeyRef"] == {"name": "cloud-database", "key": "ca.pem"}
-    # The service writes the CA to ./cert.pem, so this tier alone keeps a writable root filesystem.
-    assert container["securityContext"]["readOnlyRootFilesystem"] is False
+    # The service writes the CA to ./cert.pem in a root-owned folder: this tier alone runs as root, without capabilities.
+    assert container["securityContext"] == {"runAsNonRoot": False, "runAsUser": 0, "allowPrivilegeEscalation": False,
+                                             "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": False}
     secret = run.named("Secret", "cloud-database")
     assert secret_paths(secret.inputs["stringData"]) == ["."]
     assert secret.inputs["stringData"].value["url"] == CLOUD_SECRETS["cloudDatabaseUrl"]
@@ -123,6 +124,10 @@ def test_containers_are_locked_down_with_requests_and_limits(any_stack):
         assert security["capabilities"] == {"drop": ["ALL"]}
         assert security["readOnlyRootFilesystem"] is True
         assert set(container["resources"]) == {"requests", "limits"}
+        # Yarn 2 writes under $HOME when the image starts; HOME is the writable scratch volume.
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert {m["mountPath"]: m["name"] for m in container["volumeMounts"]}[env["HOME"]] == "scratch"
+        assert [v["name"] for v in spec["volumes"] if "emptyDir" in v] == ["scratch"]
 
 
 def test_prod_runs_two_replicas_spread_over_nodes_with_budgets(prod):
