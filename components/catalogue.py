@@ -43,6 +43,8 @@ class ServiceSpec:
     calls: dict[str, str] = field(default_factory=dict)
     external_hosts: tuple[ExternalHost, ...] = ()
     fixed_env: dict[str, str] = field(default_factory=dict)
+    # Working folder of the database-backed image; the cloud tier writes ./cert.pem there.
+    database_workdir: str | None = None
 
     @property
     def tiers(self) -> tuple[str, ...]:
@@ -63,6 +65,7 @@ def _backend(name: str, port: int, info_name: str, api_prefix: str) -> ServiceSp
         liveness=Probe("/live"),
         readiness=Probe("/ready"),
         api_paths=(api_prefix, "/info", "/live"),
+        database_workdir=f"/services/{info_name}-v2",
     )
 
 

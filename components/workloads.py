@@ -88,21 +88,30 @@ def container(spec: ServiceSpec, version: str, tier: str, settings: ServiceSetti
         liveness_probe=_probe(spec.liveness.path, spec.port, 15),
         readiness_probe=_probe(spec.readiness.path, spec.port, 5),
         resources=settings.resources.model_dump(mode="json"),
-        volume_mounts=[k8s.core.v1.VolumeMountArgs(name="scratch", mount_path=SCRATCH)],
-        security_context=container_security(tier),
+        volume_mounts=[k8s.core.v1.VolumeMountArgs(name="scratch", mount_path=SCRATCH),
+                       *([k8s.core.v1.VolumeMountArgs(name="app", mount_path=spec.database_workdir)] if tier == "cloud" else [])],
+        security_context=LOCKED_DOWN,
     )
 
 
-def container_security(tier: str) -> k8s.core.v1.SecurityContextArgs:
-    if tier == "cloud":
-        # The cloud tier writes DATABASE_CERT to ./cert.pem in its working folder, which the image leaves owned by
-        # root: it runs as root with a writable root filesystem, but with no capabilities and no escalation.
-        return k8s.core.v1.SecurityContextArgs(run_as_non_root=False, run_as_user=0, allow_privilege_escalation=False,
-                                               capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-                                               read_only_root_filesystem=False)
-    return k8s.core.v1.SecurityContextArgs(run_as_non_root=True, run_as_user=NODE_UID, allow_privilege_escalation=False,
-                                           capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-                                           read_only_root_filesystem=True)
+LOCKED_DOWN = k8s.core.v1.SecurityContextArgs(
+    run_as_non_root=True, run_as_user=NODE_UID, allow_privilege_escalation=False,
+    capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]), read_only_root_filesystem=True,
+)
+
+
+def writable_app_copy(spec: ServiceSpec, images: ImageSettings) -> k8s.core.v1.ContainerArgs:
+    """The cloud tier writes DATABASE_CERT to ./cert.pem in its root-owned working folder. A copy of that folder on a
+    writable volume, mounted over it, lets it run non-root on a read-only root filesystem like the other tiers."""
+    return k8s.core.v1.ContainerArgs(
+        name="copy-app",
+        image=image(images, spec, "cloud"),
+        image_pull_policy=images.pull_policy,
+        command=["/bin/sh", "-c", "cp -R . /writable/"],
+        volume_mounts=[k8s.core.v1.VolumeMountArgs(name="app", mount_path="/writable")],
+        resources={"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"cpu": "200m", "memory": "64Mi"}},
+        security_context=LOCKED_DOWN,
+    )
 
 
 def spread(labels: dict[str, str], kubernetes: KubernetesApis) -> dict:
@@ -193,7 +202,9 @@ class BeeTravels(pulumi.ComponentResource):
                     spec=k8s.core.v1.PodSpecArgs(
                         service_account_name=spec.name,
                         containers=[container(spec, version, tier, settings, args)],
-                        volumes=[k8s.core.v1.VolumeArgs(name="scratch", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="64Mi"))],
+                        init_containers=[writable_app_copy(spec, args.images)] if tier == "cloud" else None,
+                        volumes=[k8s.core.v1.VolumeArgs(name="scratch", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="64Mi")),
+                                 *([k8s.core.v1.VolumeArgs(name="app", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())] if tier == "cloud" else [])],
                         **(spread(labels, args.kubernetes) if args.production else {}),
                     ),
                 ),
