@@ -5,7 +5,6 @@ import pulumi
 from components.compat import KubernetesApis
 from components.gateway_tls import SelfSignedCertificate, SelfSignedCertificateArgs
 from components.istio import IstioMesh, IstioMeshArgs, chart_source
-from components.mongodb import LABELS as MONGO_LABELS
 from components.mongodb import SEED_ACCOUNT, MongoDB, MongoDBArgs
 from components.security import MeshSecurity, MeshSecurityArgs
 from components.stack_config import RawStackConfig, load_settings, read_secrets, stack_file_name
@@ -27,8 +26,7 @@ mesh = IstioMesh("istio", IstioMeshArgs(
 namespace = settings.app_namespace
 
 # 3. Data: MongoDB only when some deployed version keeps its data there.
-seeded = tuple(name for name, service in settings.services.items()
-               if any(version.tier == "mongodb" for version in service.versions.values()))
+seeded = settings.services_using("mongodb")
 mongodb = MongoDB("mongodb", MongoDBArgs(
     settings=settings.mongodb, images=settings.images, namespace=mesh.app_namespace, seeded_services=seeded,
     istio_minor=settings.istio.minor, production=settings.production, after=[mesh],
@@ -47,6 +45,8 @@ app = BeeTravels("bee-travels", BeeTravelsArgs(
 ))
 
 # 5. Traffic: the gateway, canary weights from the stack file, resilience and faults, and egress.
+# Istio resources wait for the whole mesh component: its CRDs, istiod's webhook and the app namespace.
+egress = external_hosts_by_service(settings.services, settings.cloud_database)
 tls_mode = settings.gateway.tls.mode
 certificate = SelfSignedCertificate("gateway-tls", SelfSignedCertificateArgs(
     hosts=settings.gateway.hosts, gateway_namespace=mesh.gateway_namespace, after=mesh.control_plane,
@@ -58,8 +58,8 @@ traffic = TrafficRules("traffic", TrafficRulesArgs(
     tls_credential_name=certificate.credential_name if certificate else (
         settings.gateway.tls.credential_name if tls_mode == "secret" else None),
     mtls=settings.security.mtls_mode != "DISABLE", namespace=namespace,
-    external_hosts=external_hosts(settings.services, settings.cloud_database),
-    after=[*mesh.control_plane, mesh],
+    external_hosts=external_hosts(egress),
+    after=[mesh],
 ))
 
 # 6. Security: mTLS, deny-by-default authorization for exactly the call graph, egress limits.
@@ -67,9 +67,8 @@ security = MeshSecurity("security", MeshSecurityArgs(
     security=settings.security, services=settings.services, namespace=namespace,
     istio_namespace=mesh.gateway_namespace, gateway_service_account=mesh.gateway_service_account,
     mongo_clients=(*seeded, SEED_ACCOUNT) if mongodb else (),
-    mongo_labels=MONGO_LABELS if mongodb else None,
-    external_hosts=external_hosts_by_service(settings.services, settings.cloud_database),
-    production=settings.production, after=[*mesh.control_plane, mesh],
+    external_hosts=egress,
+    production=settings.production, after=[mesh],
 ))
 
 if any((settings.observability.prometheus, settings.observability.grafana, settings.observability.kiali,

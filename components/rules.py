@@ -151,7 +151,7 @@ def _production_security(settings, _secrets):
         yield Problem("security.mtlsMode", f"is {settings.security.mtls_mode}; production requires STRICT (PERMISSIVE is for migrating a dev stack only)")
     for key in ("authorization", "restrict_egress"):
         if not getattr(settings.security, key):
-            alias = "restrictEgress" if key == "restrict_egress" else key
+            alias = type(settings.security).model_fields[key].alias
             yield Problem(f"security.{alias}", "is false; production denies by default and limits egress: set it to true")
     if settings.gateway.tls.mode == "off":
         yield Problem("gateway.tls.mode", "is off; production serves HTTPS: set it to 'secret' and name the TLS Secret in gateway.tls.credentialName")

@@ -32,9 +32,8 @@ class MeshSecurityArgs:
     namespace: str
     istio_namespace: str
     gateway_service_account: str
-    # Service accounts allowed to reach MongoDB: the mongodb-tier backends and the seeding Jobs.
+    # Service accounts allowed to reach MongoDB (the mongodb-tier backends and the seeding Jobs); empty without MongoDB.
     mongo_clients: tuple[str, ...]
-    mongo_labels: dict[str, str] | None
     external_hosts: dict[str, tuple[ExternalHost, ...]]  # per service
     production: bool
     after: list[pulumi.Resource]
@@ -54,7 +53,7 @@ def call_graph(args: MeshSecurityArgs) -> dict[str, list[Caller]]:
             if callee in args.services:
                 graph.setdefault(callee, []).append(Caller(principal(args.namespace, caller), methods=("GET",),
                                                            paths=tuple(_prefix(p) for p in CATALOGUE[callee].api_paths)))
-    if args.mongo_labels is not None:
+    if args.mongo_clients:
         graph["mongodb"] = [Caller(principal(args.namespace, account), ports=("27017",)) for account in args.mongo_clients]
     return graph
 
@@ -76,7 +75,7 @@ def authorization_spec(app: str, callers: list[Caller]) -> dict[str, Any]:
 def sidecar_egress(service: str, settings: ServiceSettings, args: MeshSecurityArgs) -> list[str]:
     """The hosts one service's pods may reach: its callees, its database, its external hosts, and Istio itself."""
     hosts = [f"./{callee}.{args.namespace}.svc.cluster.local" for callee in CATALOGUE[service].calls if callee in args.services]
-    if any(version.tier == "mongodb" for version in settings.versions.values()):
+    if settings.uses_tier("mongodb"):
         hosts.append(f"./mongo.{args.namespace}.svc.cluster.local")
     hosts += [f"./{external.host}" for external in args.external_hosts.get(service, ())]
     hosts.append(f"{args.istio_namespace}/*")

@@ -285,6 +285,9 @@ class ServiceSettings(Section):
     resilience: ResilienceOverride = ResilienceOverride()
     fault: Fault | None = None
 
+    def uses_tier(self, tier: str) -> bool:
+        return any(version.tier == tier for version in self.versions.values())
+
     def effective_weights(self) -> dict[str, int]:
         """Weights as routed: a lone version takes all traffic without being named."""
         if not self.weights and len(self.versions) == 1:
@@ -349,11 +352,11 @@ class Settings(Section):
     security: SecuritySettings = Field(SecuritySettings(), description="mTLS mode, authorization policies and egress restriction.")
     observability: ObservabilitySettings = Field(ObservabilitySettings(), description="Prometheus, Grafana, Kiali and tracing toggles, and trace sampling.")
 
-    def tiers_in_use(self) -> set[str]:
-        return {version.tier for service in self.services.values() for version in service.versions.values()}
+    def services_using(self, tier: str) -> tuple[str, ...]:
+        return tuple(name for name, service in self.services.items() if service.uses_tier(tier))
 
     def uses_tier(self, tier: str) -> bool:
-        return tier in self.tiers_in_use()
+        return bool(self.services_using(tier))
 
     def resilience_of(self, service: str) -> Resilience:
         return self.services[service].resilience.over(self.resilience)

@@ -142,15 +142,15 @@ def external_hosts_by_service(services: dict[str, ServiceSettings], cloud: Cloud
     found: dict[str, tuple[ExternalHost, ...]] = {}
     for name, service in services.items():
         hosts = list(CATALOGUE[name].external_hosts)
-        if cloud.host and any(version.tier == "cloud" for version in service.versions.values()):
+        if cloud.host and service.uses_tier("cloud"):
             hosts.append(ExternalHost(cloud.host, cloud.port, "TLS"))
         if hosts:
             found[name] = tuple(hosts)
     return found
 
 
-def external_hosts(services: dict[str, ServiceSettings], cloud: CloudDatabaseSettings) -> tuple[ExternalHost, ...]:
-    return tuple(dict.fromkeys(host for hosts in external_hosts_by_service(services, cloud).values() for host in hosts))
+def external_hosts(by_service: dict[str, tuple[ExternalHost, ...]]) -> tuple[ExternalHost, ...]:
+    return tuple(dict.fromkeys(host for hosts in by_service.values() for host in hosts))
 
 
 class TrafficRules(pulumi.ComponentResource):

@@ -88,10 +88,17 @@ def container(spec: ServiceSpec, version: str, tier: str, settings: ServiceSetti
         liveness_probe=_probe(spec.liveness.path, spec.port, 15),
         readiness_probe=_probe(spec.readiness.path, spec.port, 5),
         resources=settings.resources.model_dump(mode="json"),
-        volume_mounts=[k8s.core.v1.VolumeMountArgs(name="scratch", mount_path=SCRATCH),
-                       *([k8s.core.v1.VolumeMountArgs(name="app", mount_path=spec.database_workdir)] if tier == "cloud" else [])],
+        volume_mounts=[k8s.core.v1.VolumeMountArgs(name=name, mount_path=path) for name, path in writable_folders(spec, tier).items()],
         security_context=LOCKED_DOWN,
     )
+
+
+def writable_folders(spec: ServiceSpec, tier: str) -> dict[str, str]:
+    """The only writable places of a read-only container, as volume name -> mount path."""
+    folders = {"scratch": SCRATCH}
+    if tier == "cloud":
+        folders["app"] = spec.database_workdir  # filled by writable_app_copy
+    return folders
 
 
 LOCKED_DOWN = k8s.core.v1.SecurityContextArgs(
@@ -203,8 +210,8 @@ class BeeTravels(pulumi.ComponentResource):
                         service_account_name=spec.name,
                         containers=[container(spec, version, tier, settings, args)],
                         init_containers=[writable_app_copy(spec, args.images)] if tier == "cloud" else None,
-                        volumes=[k8s.core.v1.VolumeArgs(name="scratch", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="64Mi")),
-                                 *([k8s.core.v1.VolumeArgs(name="app", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())] if tier == "cloud" else [])],
+                        volumes=[k8s.core.v1.VolumeArgs(name=name, empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(
+                                     size_limit="64Mi" if name == "scratch" else None)) for name in writable_folders(spec, tier)],
                         **(spread(labels, args.kubernetes) if args.production else {}),
                     ),
                 ),

@@ -136,13 +136,14 @@ class StackRun:
         return bool(inside) and set(inside) <= waits_for
 
 
-def unwrap(value: Any) -> Any:
+def unwrap(value: Any, mask: str | None = None) -> Any:
+    """The plain value; with `mask`, every secret replaced by that text instead."""
     if isinstance(value, Secret):
-        return unwrap(value.value)
+        return mask if mask is not None else unwrap(value.value)
     if isinstance(value, dict):
-        return {key: unwrap(item) for key, item in value.items()}
+        return {key: unwrap(item, mask) for key, item in value.items()}
     if isinstance(value, list):
-        return [unwrap(item) for item in value]
+        return [unwrap(item, mask) for item in value]
     return value
 
 

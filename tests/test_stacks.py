@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import schema_validation as sv
-from harness import ROOT, secret_paths
+from harness import ROOT, secret_paths, unwrap
 
 from tools import config_schema
 
@@ -60,22 +60,10 @@ def test_every_resource_belongs_to_a_component(any_stack):
 
 def test_secret_values_never_appear_outside_secret_wrappers(any_stack):
     for resource in any_stack.resources:
-        plain = str(_strip_secrets(resource.inputs))
+        plain = str(unwrap(resource.inputs, mask="<secret>"))
         assert "mock-password" not in plain, f"{resource.type} {resource.name} holds a password in plain text"
     assert "mongoConnectionUrl" in any_stack.outputs
     assert secret_paths(any_stack.outputs["mongoConnectionUrl"]) == ["."]
-
-
-def _strip_secrets(value):
-    from harness import Secret
-
-    if isinstance(value, Secret):
-        return "<secret>"
-    if isinstance(value, dict):
-        return {key: _strip_secrets(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_strip_secrets(item) for item in value]
-    return value
 
 
 def test_pulumi_yaml_declares_every_key_the_program_reads():
