@@ -9,13 +9,14 @@ PULUMI_VERSION := 3.272.0
 KIND_VERSION := v0.14.0
 LEGACY_SCHEMAS := .cache/kubernetes-validate-legacy
 
-.PHONY: help venv schemas test lint config-schema istio-charts up preview destroy
+.PHONY: help venv schemas test lint config-schema istio-charts policy-pack up preview destroy
 
 help:
 	@echo "make up        set up and run 'pulumi up' on the $(STACK) stack (local state, kind cluster if no context)"
 	@echo "make test      set up and run every offline check (unit tests, mock-engine runs, schema validation)"
 	@echo "make preview   'pulumi preview' on STACK=$(STACK)"
 	@echo "make istio-charts  fetch and verify the Istio $(ISTIO_VERSION) Helm charts into .cache/istio"
+	@echo "make policy-pack   set up the policy pack's virtualenv (policy/venv) for 'pulumi preview --policy-pack policy'"
 	@echo "make config-schema regenerate Pulumi.yaml's config block from components/settings.py"
 
 $(BIN)/python:
@@ -51,6 +52,12 @@ config-schema: venv
 
 istio-charts: $(VENV)/.installed-runtime
 	$(BIN)/python -m tools.istio_charts fetch --version $(ISTIO_VERSION) $(if $(ISTIO_SHA256),--sha256 $(ISTIO_SHA256),--use-published-checksum)
+
+policy-pack: policy/venv/.installed
+policy/venv/.installed: policy/requirements.txt
+	$(PYTHON) -m venv policy/venv
+	policy/venv/bin/pip install --quiet -r policy/requirements.txt
+	touch $@
 
 up: $(VENV)/.installed-runtime
 	STACK=$(STACK) PULUMI_VERSION=$(PULUMI_VERSION) KIND_VERSION=$(KIND_VERSION) ISTIO_VERSION=$(ISTIO_VERSION) scripts/up.sh up

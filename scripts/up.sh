@@ -83,13 +83,19 @@ ensure_backend() {
   pulumi stack select "$STACK" --create --non-interactive >/dev/null
 }
 
+ensure_policy_pack() {
+  # The pack runs in its own virtualenv (policy/PulumiPolicy.yaml); every preview and update is checked by it.
+  make --no-print-directory policy-pack
+}
+
 ensure_pulumi
 [ "$operation" = "preview" ] || ensure_cluster
 ensure_charts
 ensure_backend
+[ "$operation" = "destroy" ] || ensure_policy_pack
 case "$operation" in
-  up) pulumi up --stack "$STACK" ;;
-  preview) pulumi preview --stack "$STACK" --diff ;;
+  up) pulumi up --stack "$STACK" --policy-pack policy ;;
+  preview) pulumi preview --stack "$STACK" --diff --policy-pack policy ;;
   destroy) pulumi destroy --stack "$STACK" ;;
   *) die "unknown operation '$operation' (up, preview or destroy)" ;;
 esac

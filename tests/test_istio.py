@@ -1,8 +1,8 @@
 """The Istio install: release order, chart sources, values per stack, injection labels, version checks."""
 
 import pytest
-from conftest import CURRENT_ISTIO
 from harness import run_stack
+from stack_fixtures import CURRENT_ISTIO
 
 from components.istio import ChartsMissingError
 

@@ -1,4 +1,4 @@
-"""Test-wide setup: a stand-in for the Istio 1.6 chart cache, since the release archive cannot be fetched offline."""
+"""Shared fixtures for every test folder (loaded with `-p stack_fixtures`): a stand-in for the Istio 1.6 chart cache, since the release archive cannot be fetched offline, and whole-program runs per stack."""
 
 import os
 from pathlib import Path

@@ -1,0 +1,310 @@
+"""The policy pack's rules, called without the CLI: the real dev and prod stacks pass, a crafted bad stack fails each rule.
+
+Resources come from the real program under the mock engine (tests/harness.py) and are handed to the
+validators the way the engine hands them to the pack: type token, plain camelCase inputs, options.
+Bad stacks are the real ones with one object changed, since stack-file validation already refuses most
+bad settings before anything is registered; the pack is the guard for what gets past it.
+"""
+
+from __future__ import annotations
+
+import copy
+import runpy
+from collections.abc import Callable
+from pathlib import Path
+
+import mesh_policies
+import pulumi_policy
+import pytest
+import yaml
+from harness import Registered, StackRun, run_stack, unwrap
+from pulumi_policy import (
+    PolicyCustomTimeouts,
+    PolicyResource,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+)
+
+PACK_DIR = Path(mesh_policies.__file__).parent
+
+
+def _options(resource: Registered) -> PolicyResourceOptions:
+    return PolicyResourceOptions(resource.protect, resource.ignore_changes, resource.delete_before_replace, [],
+                                 PolicyCustomTimeouts(0, 0, 0), [], resource.parent)
+
+
+def evaluate(resources: list[Registered], config: dict[str, dict] | None = None) -> list[tuple[str, str]]:
+    """(policy, message) for every violation the pack reports on these resources."""
+    violations: list[tuple[str, str]] = []
+    custom = [r for r in resources if r.custom]
+    for policy in mesh_policies.POLICIES:
+        policy_config = (config or {}).get(policy.name, {})
+
+        def report(message: str, urn: str | None = None, name: str = policy.name) -> None:
+            violations.append((name, message))
+
+        if isinstance(policy, ResourceValidationPolicy):
+            for resource in custom:
+                policy.validate(ResourceValidationArgs(resource.type, unwrap(resource.inputs), resource.urn, resource.name,
+                                                       _options(resource), None, policy_config), report)
+        else:
+            stack = [PolicyResource(r.type, unwrap(r.inputs), r.urn, r.name, _options(r), None, None, [], {}) for r in custom]
+            policy.validate(StackValidationArgs(stack, policy_config), report)
+    return violations
+
+
+def changed(run: StackRun, pick: Callable[[Registered], bool], change: Callable[[Registered], None]) -> list[Registered]:
+    """The run's resources with `change` applied to a copy of the first one `pick` selects."""
+    resources = [copy.deepcopy(r) for r in run.resources]
+    target = next(r for r in resources if pick(r))
+    change(target)
+    return resources
+
+
+def kind(name: str, object_name: str | None = None) -> Callable[[Registered], bool]:
+    return lambda r: r.kind == name and (object_name is None or r.k8s_name == object_name or r.name == object_name)
+
+
+def first_container(resource: Registered) -> dict:
+    spec = mesh_policies.pod_spec(resource.type, resource.inputs)
+    return spec["containers"][0]
+
+
+def policies_hit(violations: list[tuple[str, str]]) -> set[str]:
+    return {name for name, _ in violations}
+
+
+# ---- the real stacks pass ------------------------------------------------------------------------
+
+def test_dev_prod_and_current_istio_pass_every_policy(any_stack):
+    assert evaluate(any_stack.resources) == []
+
+
+def test_the_pack_entry_point_registers_every_rule_as_mandatory(monkeypatch):
+    captured = {}
+    monkeypatch.setattr(pulumi_policy, "PolicyPack", lambda **kwargs: captured.update(kwargs))
+    runpy.run_path(str(PACK_DIR / "__main__.py"), run_name="__main__")
+    assert captured["policies"] is mesh_policies.POLICIES
+    assert captured["enforcement_level"] == pulumi_policy.EnforcementLevel.MANDATORY
+    assert sorted(p.name for p in captured["policies"]) == sorted([
+        "prod-strict-mtls", "virtualservice-weights-sum-100", "container-requests-and-limits", "pinned-images",
+        "no-privileged-or-root", "data-protected-in-prod", "no-loadbalancer-except-gateway", "secrets-from-pulumi-secrets"])
+
+
+def test_pack_manifest_names_python_runtime_and_its_requirements():
+    manifest = yaml.safe_load((PACK_DIR / "PulumiPolicy.yaml").read_text())
+    assert manifest["runtime"]["name"] == "python"
+    assert "pulumi-policy" in (PACK_DIR / "requirements.txt").read_text()
+
+
+# ---- prod-strict-mtls ----------------------------------------------------------------------------
+
+def _set_mode(mode: str) -> Callable[[Registered], None]:
+    def change(resource: Registered) -> None:
+        resource.inputs["spec"]["mtls"]["mode"] = mode
+    return change
+
+
+def test_prod_with_a_permissive_peer_authentication_is_rejected(prod):
+    violations = evaluate(changed(prod, kind("PeerAuthentication"), _set_mode("PERMISSIVE")))
+    assert policies_hit(violations) == {"prod-strict-mtls"}
+    assert any("PERMISSIVE" in message for _, message in violations)
+
+
+def test_prod_without_a_mesh_wide_strict_default_is_rejected(prod):
+    resources = [r for r in prod.resources
+                 if not (r.kind == "PeerAuthentication" and r.metadata.get("namespace") == "istio-system")]
+    assert len(resources) == len(prod.resources) - 1
+    violations = evaluate(resources)
+    assert [name for name, _ in violations] == ["prod-strict-mtls"]
+    assert "mesh-wide" in violations[0][1]
+
+
+def test_prod_destination_rule_without_istio_mutual_is_rejected(prod):
+    def disable_tls(resource: Registered) -> None:
+        resource.inputs["spec"]["trafficPolicy"]["tls"] = {"mode": "DISABLE"}
+
+    violations = evaluate(changed(prod, kind("DestinationRule", "hotel"), disable_tls))
+    assert policies_hit(violations) == {"prod-strict-mtls"}
+    assert "ISTIO_MUTUAL" in violations[0][1]
+
+
+def test_permissive_mtls_is_allowed_on_dev_unless_dev_is_declared_production(istio_chart_cache):
+    permissive_dev = run_stack("dev", {"security.mtlsMode": "PERMISSIVE"})
+    assert permissive_dev.error is None
+    assert evaluate(permissive_dev.resources) == []
+    as_production = evaluate(permissive_dev.resources, {"prod-strict-mtls": {"productionStacks": ["dev", "prod"]}})
+    assert policies_hit(as_production) == {"prod-strict-mtls"}
+
+
+# ---- virtualservice-weights-sum-100 --------------------------------------------------------------
+
+def _split_route(run: StackRun) -> Registered:
+    return next(r for r in run.of_type("VirtualService")
+                if any(len(route.get("route", [])) > 1 for route in r.inputs["spec"].get("http", [])))
+
+
+def _reweigh(weights: list[int | None]) -> Callable[[Registered], None]:
+    def change(resource: Registered) -> None:
+        route = next(route for route in resource.inputs["spec"]["http"] if len(route["route"]) > 1)
+        for destination, weight in zip(route["route"], weights, strict=False):
+            if weight is None:
+                destination.pop("weight", None)
+            else:
+                destination["weight"] = weight
+    return change
+
+
+@pytest.mark.parametrize("weights", [[90, 20], [50, 49], [100, None]])
+def test_split_whose_weights_do_not_sum_to_100_is_rejected(dev, weights):
+    split = _split_route(dev)
+    violations = evaluate(changed(dev, lambda r: r.urn == split.urn, _reweigh(weights)))
+    assert policies_hit(violations) == {"virtualservice-weights-sum-100"}
+
+
+def test_a_moved_canary_that_still_sums_to_100_passes(dev):
+    split = _split_route(dev)
+    assert evaluate(changed(dev, lambda r: r.urn == split.urn, _reweigh([0, 100]))) == []
+
+
+# ---- container-requests-and-limits ---------------------------------------------------------------
+
+@pytest.mark.parametrize("section", ["requests", "limits"])
+def test_container_without_requests_or_limits_is_rejected(dev, section):
+    violations = evaluate(changed(dev, kind("Deployment"), lambda r: first_container(r)["resources"].pop(section)))
+    assert policies_hit(violations) == {"container-requests-and-limits"}
+    assert f"{section}.cpu" in violations[0][1]
+
+
+def test_init_containers_need_requests_and_limits_too(prod):
+    def strip_init(resource: Registered) -> None:
+        spec = mesh_policies.pod_spec(resource.type, resource.inputs)
+        spec.setdefault("initContainers", []).append({"name": "wait", "image": "busybox:1.36",
+                                                      "securityContext": {"runAsNonRoot": True, "runAsUser": 1000}})
+
+    violations = evaluate(changed(prod, kind("StatefulSet"), strip_init))
+    assert policies_hit(violations) == {"container-requests-and-limits"}
+    assert "init container wait" in violations[0][1]
+
+
+# ---- pinned-images -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("image", ["beetravels/hotel-v1", "beetravels/hotel-v1:latest", "localhost:5000/hotel-v1"])
+def test_untagged_or_latest_image_is_rejected(dev, image):
+    violations = evaluate(changed(dev, kind("Deployment"), lambda r: first_container(r).update(image=image)))
+    assert policies_hit(violations) == {"pinned-images"}
+
+
+def test_digest_pinned_and_registry_port_images_pass():
+    assert mesh_policies.image_problem("localhost:5000/hotel-v1:v1.0.1") is None
+    assert mesh_policies.image_problem("beetravels/hotel-v1@sha256:" + "a" * 64) is None
+
+
+def test_helm_release_on_latest_istio_tag_is_rejected(dev):
+    violations = evaluate(changed(dev, kind("Release", "istio-istiod"), lambda r: r.inputs["values"]["global"].update(tag="latest")))
+    assert policies_hit(violations) == {"pinned-images"}
+
+
+# ---- no-privileged-or-root -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("context, expected", [
+    ({"runAsUser": 0}, "uid 0"),
+    ({"runAsNonRoot": True, "runAsUser": 1000, "privileged": True}, "privileged"),
+    ({"runAsNonRoot": True, "runAsUser": 1000, "allowPrivilegeEscalation": True}, "privilege escalation"),
+    ({}, "may run as root"),
+])
+def test_privileged_or_root_container_is_rejected(dev, context, expected):
+    def change(resource: Registered) -> None:
+        mesh_policies.pod_spec(resource.type, resource.inputs).pop("securityContext", None)
+        first_container(resource)["securityContext"] = context
+
+    violations = evaluate(changed(dev, kind("Deployment"), change))
+    assert policies_hit(violations) == {"no-privileged-or-root"}
+    assert expected in violations[0][1]
+
+
+def test_pod_level_non_root_covers_its_containers(prod):
+    statefulset = copy.deepcopy(prod.of_type("StatefulSet")[0])
+    pod = mesh_policies.pod_spec(statefulset.type, statefulset.inputs)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert "runAsNonRoot" not in first_container(statefulset).get("securityContext", {})
+    assert "no-privileged-or-root" not in policies_hit(evaluate([statefulset]))
+    pod["securityContext"].pop("runAsNonRoot")
+    pod["securityContext"].pop("runAsUser")
+    assert "no-privileged-or-root" in policies_hit(evaluate([statefulset]))
+
+
+# ---- data-protected-in-prod ----------------------------------------------------------------------
+
+def _unprotect(resource: Registered) -> None:
+    resource.protect = False
+
+
+def test_unprotected_mongodb_in_prod_is_rejected(prod):
+    violations = evaluate(changed(prod, kind("StatefulSet"), _unprotect))
+    assert policies_hit(violations) == {"data-protected-in-prod"}
+    assert "protect" in violations[0][1]
+
+
+def test_unprotected_mongodb_on_dev_is_allowed(dev):
+    assert not dev.of_type("StatefulSet")[0].protect
+    assert evaluate(dev.resources) == []
+
+
+# ---- no-loadbalancer-except-gateway --------------------------------------------------------------
+
+def test_app_service_of_type_load_balancer_is_rejected(dev):
+    violations = evaluate(changed(dev, kind("Service", "bee-ui"), lambda r: r.inputs["spec"].update(type="LoadBalancer")))
+    assert policies_hit(violations) == {"no-loadbalancer-except-gateway"}
+
+
+def test_gateway_release_may_use_a_load_balancer_but_no_other_release(prod):
+    gateway = prod.named("Release", "istio-ingress-gateway")
+    assert gateway.inputs["values"]["gateways"]["istio-ingressgateway"]["type"] == "LoadBalancer"
+    exposed_istiod = changed(prod, kind("Release", "istio-istiod"),
+                             lambda r: r.inputs["values"].update(service={"type": "LoadBalancer"}))
+    assert policies_hit(evaluate(exposed_istiod)) == {"no-loadbalancer-except-gateway"}
+
+
+# ---- secrets-from-pulumi-secrets -----------------------------------------------------------------
+
+def _set_env(name: str, value: str) -> Callable[[Registered], None]:
+    def change(resource: Registered) -> None:
+        first_container(resource).setdefault("env", []).append({"name": name, "value": value})
+    return change
+
+
+@pytest.mark.parametrize("name, value", [
+    ("MONGO_CONNECTION_URL", "mongodb://db/beetravels"),
+    ("DATABASE_PASSWORD", "hunter2"),
+    ("UPSTREAM", "https://user:hunter2@api.example.com/"),
+])
+def test_literal_credentials_in_env_are_rejected(dev, name, value):
+    violations = evaluate(changed(dev, kind("Deployment"), _set_env(name, value)))
+    assert policies_hit(violations) == {"secrets-from-pulumi-secrets"}
+    assert value not in violations[0][1]
+
+
+def test_connection_url_from_a_secret_reference_passes(dev):
+    references = [env for r in dev.of_type("Deployment") for container in [first_container(r)]
+                  for env in container.get("env", []) if env["name"] == "MONGO_CONNECTION_URL"]
+    assert references and all("secretKeyRef" in env["valueFrom"] for env in references)
+
+
+def test_credentials_in_helm_values_or_config_maps_are_rejected(dev):
+    with_password = changed(dev, kind("Release", "istio-istiod"),
+                            lambda r: r.inputs["values"].update(grafana={"adminPassword": "admin"}))
+    assert policies_hit(evaluate(with_password)) == {"secrets-from-pulumi-secrets"}
+    config_map = copy.deepcopy(dev.of_type("Secret")[0])
+    config_map.type, config_map.inputs = "kubernetes:core/v1:ConfigMap", {
+        "metadata": {"name": "settings", "namespace": "bee-travels"}, "data": {"DB_PASSWORD": "admin"}}
+    assert policies_hit(evaluate([config_map])) == {"secrets-from-pulumi-secrets"}
+
+
+def test_references_to_secrets_in_helm_values_pass(dev):
+    with_reference = changed(dev, kind("Release", "istio-istiod"),
+                             lambda r: r.inputs["values"].update(grafana={"admin": {"existingSecret": "grafana-admin",
+                                                                                   "passwordKey": "admin-password"}}))
+    assert evaluate(with_reference) == []
