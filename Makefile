@@ -9,7 +9,7 @@ PULUMI_VERSION := 3.272.0
 KIND_VERSION := v0.14.0
 LEGACY_SCHEMAS := .cache/kubernetes-validate-legacy
 
-.PHONY: help venv schemas test lint config-schema istio-charts policy-pack up preview destroy
+.PHONY: help venv schemas test lint config-schema istio-charts policy-pack render up preview destroy
 
 help:
 	@echo "make up        set up and run 'pulumi up' on the $(STACK) stack (local state, kind cluster if no context)"
@@ -17,6 +17,7 @@ help:
 	@echo "make preview   'pulumi preview' on STACK=$(STACK)"
 	@echo "make istio-charts  fetch and verify the Istio $(ISTIO_VERSION) Helm charts into .cache/istio"
 	@echo "make policy-pack   set up the policy pack's virtualenv (policy/venv) for 'pulumi preview --policy-pack policy'"
+	@echo "make render    render dev and prod offline into rendered/ (YAML per object, Helm releases, routing diagram)"
 	@echo "make config-schema regenerate Pulumi.yaml's config block from components/settings.py"
 
 $(BIN)/python:
@@ -46,6 +47,9 @@ lint: venv
 
 test: venv schemas lint
 	$(BIN)/python -m pytest -q
+
+render: $(VENV)/.installed-runtime
+	$(BIN)/python -m tools.render $(if $(RENDER_STACK),--stack $(RENDER_STACK))
 
 config-schema: venv
 	$(BIN)/python -m tools.config_schema

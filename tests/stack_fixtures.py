@@ -1,24 +1,16 @@
 """Shared fixtures for every test folder (loaded with `-p stack_fixtures`): a stand-in for the Istio 1.6 chart cache, since the release archive cannot be fetched offline, and whole-program runs per stack."""
 
 import os
-from pathlib import Path
 
 import pytest
 
 from tools import istio_charts
-
-
-def make_fake_chart_cache(root: Path, version: str = "1.6.14") -> Path:
-    charts = istio_charts.charts_dir(version, root)
-    for required in istio_charts.REQUIRED_FILES:
-        (charts / required).parent.mkdir(parents=True, exist_ok=True)
-        (charts / required).write_text("# stand-in for the chart from the Istio release archive\n")
-    return root
+from tools.stack_run import stand_in_chart_cache
 
 
 @pytest.fixture(autouse=True, scope="session")
 def istio_chart_cache(tmp_path_factory):
-    root = make_fake_chart_cache(tmp_path_factory.mktemp("istio-charts"))
+    root = stand_in_chart_cache(tmp_path_factory.mktemp("istio-charts"))
     previous = os.environ.get(istio_charts.CACHE_ENV)
     os.environ[istio_charts.CACHE_ENV] = str(root)
     yield root
@@ -33,7 +25,7 @@ CURRENT_ISTIO = {"istio.version": "1.30.3", "kubernetesVersion": "1.33"}
 
 
 def _run(stack, overrides=None):
-    from harness import run_stack
+    from tools.stack_run import run_stack
 
     run = run_stack(stack, overrides)
     assert run.error is None, f"{stack} failed: {run.error}"

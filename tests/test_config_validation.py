@@ -1,9 +1,9 @@
 """Bad stack files stop the program before any resource is registered, with the file, key and fix named."""
 
 import pytest
-from harness import DELETE, run_stack
 
 from components.stack_config import StackConfigError
+from tools.stack_run import DELETE, run_stack
 
 CLOUD_SECRETS = {"cloudDatabaseUrl": "mongodb://user:pw@db.example.com:27017/beetravels?tls=true"}
 

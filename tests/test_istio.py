@@ -1,10 +1,10 @@
 """The Istio install: release order, chart sources, values per stack, injection labels, version checks."""
 
 import pytest
-from harness import run_stack
 from stack_fixtures import CURRENT_ISTIO
 
 from components.istio import ChartsMissingError
+from tools.stack_run import run_stack
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 

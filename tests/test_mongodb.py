@@ -2,7 +2,7 @@
 
 import re
 
-from harness import Secret, run_stack, secret_paths
+from tools.stack_run import Secret, run_stack, secret_paths
 
 ALL_JSON = {f"services.{name}": {"versions": {"v1": {"tier": "json"}}}
             for name in ("destination", "hotel", "carrental")}

@@ -1,6 +1,6 @@
 """Mesh security: mTLS per stack, authorization exactly for the app's call graph, egress limited per workload."""
 
-from harness import run_stack
+from tools.stack_run import run_stack
 
 NS = "bee-travels"
 UI_CALLS = {"destination": "/api/v1/destinations*", "hotel": "/api/v1/hotels*", "carrental": "/api/v1/cars*",

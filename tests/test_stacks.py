@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import schema_validation as sv
-from harness import ROOT, secret_paths, unwrap
 
 from tools import config_schema
+from tools.stack_run import ROOT, secret_paths, unwrap
 
 ISTIO_GROUP = re.compile(r"\.istio\.io/")
 

@@ -2,7 +2,8 @@
 
 import pytest
 import yaml
-from harness import DELETE, ROOT, run_stack
+
+from tools.stack_run import DELETE, ROOT, run_stack
 
 HOST = "{}.bee-travels.svc.cluster.local"
 

@@ -3,7 +3,8 @@
 import pytest
 import schema_validation as sv
 import yaml
-from harness import ROOT, Secret, run_stack, secret_paths
+
+from tools.stack_run import ROOT, Secret, run_stack, secret_paths
 
 CLOUD = {
     "services.destination.versions.v3": {"tier": "cloud"},

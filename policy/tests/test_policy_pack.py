@@ -1,6 +1,6 @@
 """The policy pack's rules, called without the CLI: the real dev and prod stacks pass, a crafted bad stack fails each rule.
 
-Resources come from the real program under the mock engine (tests/harness.py) and are handed to the
+Resources come from the real program under the mock engine (tools/stack_run.py) and are handed to the
 validators the way the engine hands them to the pack: type token, plain camelCase inputs, options.
 Bad stacks are the real ones with one object changed, since stack-file validation already refuses most
 bad settings before anything is registered; the pack is the guard for what gets past it.
@@ -17,7 +17,6 @@ import mesh_policies
 import pulumi_policy
 import pytest
 import yaml
-from harness import Registered, StackRun, run_stack, unwrap
 from pulumi_policy import (
     PolicyCustomTimeouts,
     PolicyResource,
@@ -26,6 +25,8 @@ from pulumi_policy import (
     ResourceValidationPolicy,
     StackValidationArgs,
 )
+
+from tools.stack_run import Registered, StackRun, run_stack, unwrap
 
 PACK_DIR = Path(mesh_policies.__file__).parent
 
