@@ -9,7 +9,7 @@ PULUMI_VERSION := 3.272.0
 KIND_VERSION := v0.14.0
 LEGACY_SCHEMAS := .cache/kubernetes-validate-legacy
 
-.PHONY: help venv schemas test lint config-schema istio-charts policy-pack render up preview destroy
+.PHONY: help venv schemas test lint config-schema istio-charts policy-pack render up preview destroy delete-cluster deploy-deps e2e-checks
 
 help:
 	@echo "make up        set up and run 'pulumi up' on the $(STACK) stack (local state, kind cluster if no context)"
@@ -43,6 +43,7 @@ $(LEGACY_SCHEMAS)/.installed: | $(BIN)/python
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/shellcheck scripts/*.sh .ci/run
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(BIN)/python -m tools.config_schema --check
 
 test: venv schemas lint
@@ -63,11 +64,23 @@ policy/venv/.installed: policy/requirements.txt
 	policy/venv/bin/pip install --quiet -r policy/requirements.txt
 	touch $@
 
+RUN_STACK_SCRIPT = STACK=$(STACK) PULUMI_VERSION=$(PULUMI_VERSION) KIND_VERSION=$(KIND_VERSION) ISTIO_VERSION=$(ISTIO_VERSION) scripts/up.sh
+
 up: $(VENV)/.installed-runtime
-	STACK=$(STACK) PULUMI_VERSION=$(PULUMI_VERSION) KIND_VERSION=$(KIND_VERSION) ISTIO_VERSION=$(ISTIO_VERSION) scripts/up.sh up
+	$(RUN_STACK_SCRIPT) up
 
 preview: $(VENV)/.installed-runtime
-	STACK=$(STACK) PULUMI_VERSION=$(PULUMI_VERSION) KIND_VERSION=$(KIND_VERSION) ISTIO_VERSION=$(ISTIO_VERSION) scripts/up.sh preview
+	$(RUN_STACK_SCRIPT) preview
 
 destroy: $(VENV)/.installed-runtime
-	STACK=$(STACK) PULUMI_VERSION=$(PULUMI_VERSION) KIND_VERSION=$(KIND_VERSION) ISTIO_VERSION=$(ISTIO_VERSION) scripts/up.sh destroy
+	$(RUN_STACK_SCRIPT) destroy
+
+delete-cluster:
+	$(RUN_STACK_SCRIPT) delete-cluster
+
+# What a CI job needs before `pulumi preview`/`up` through pulumi/actions: the program's venv, the pack's, the charts.
+deploy-deps: $(VENV)/.installed-runtime policy-pack istio-charts
+
+# After `make up` on kind: canary split, header route and plain text refused under STRICT mTLS (e2e.yml).
+e2e-checks: $(VENV)/.installed-runtime
+	$(RUN_STACK_SCRIPT) e2e

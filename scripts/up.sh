@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs a Pulumi operation on a stack from a fresh machine: pinned Pulumi CLI, a Kubernetes context
 # (a local kind cluster when none is configured), the Istio charts, local file state and a passphrase.
-# Usage: scripts/up.sh up|preview|destroy   (STACK, PULUMI_VERSION, KIND_VERSION, ISTIO_VERSION from the Makefile)
+# Usage: scripts/up.sh up|preview|destroy|e2e|delete-cluster
+#   STACK, PULUMI_VERSION, KIND_VERSION, ISTIO_VERSION come from the Makefile; PULUMI_YES=1 answers "yes" (CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -88,14 +89,41 @@ ensure_policy_pack() {
   make --no-print-directory policy-pack
 }
 
+run_e2e() {
+  # Checks a deployed stack through the gateway (tools/e2e.py); the plain-text check needs STRICT mTLS, so a
+  # stack that is not STRICT is switched with `pulumi config set` and updated first (this edits the stack file).
+  local namespace gateway=${E2E_GATEWAY:-http://localhost:8080}
+  namespace=$(pulumi stack output appNamespace --stack "$STACK")
+  kubectl wait -n "$namespace" --for=condition=Available deployment --all --timeout=600s
+  pulumi stack output --stack "$STACK" --json > .e2e-outputs.json
+  .venv/bin/python -m tools.e2e --namespace "$namespace" all --outputs .e2e-outputs.json --gateway "$gateway" --requests "${REQUESTS:-400}"
+  if [ "$(pulumi stack output mtlsMode --stack "$STACK")" != "STRICT" ]; then
+    say "switching $STACK to STRICT mTLS for the plain-text check"
+    pulumi config set --stack "$STACK" --path security.mtlsMode STRICT
+    ensure_policy_pack
+    pulumi up --stack "$STACK" --policy-pack policy --yes --skip-preview
+    .venv/bin/python -m tools.e2e --namespace "$namespace" plaintext --service hotel
+  fi
+}
+
+yes=()
+[ "${PULUMI_YES:-}" = "1" ] && yes=(--yes --skip-preview)
+
+case "$operation" in
+  delete-cluster)
+    kind delete cluster --name "$KIND_CLUSTER"
+    exit 0 ;;
+  up|preview|destroy|e2e) ;;
+  *) die "unknown operation '$operation' (up, preview, destroy, e2e or delete-cluster)" ;;
+esac
+
 ensure_pulumi
-[ "$operation" = "preview" ] || ensure_cluster
+[ "$operation" = "up" ] && ensure_cluster
 ensure_charts
 ensure_backend
-[ "$operation" = "destroy" ] || ensure_policy_pack
 case "$operation" in
-  up) pulumi up --stack "$STACK" --policy-pack policy ;;
-  preview) pulumi preview --stack "$STACK" --diff --policy-pack policy ;;
-  destroy) pulumi destroy --stack "$STACK" ;;
-  *) die "unknown operation '$operation' (up, preview or destroy)" ;;
+  up) ensure_policy_pack; pulumi up --stack "$STACK" --policy-pack policy "${yes[@]}" ;;
+  preview) ensure_policy_pack; pulumi preview --stack "$STACK" --diff --policy-pack policy ;;
+  destroy) pulumi destroy --stack "$STACK" "${yes[@]}" ;;
+  e2e) run_e2e ;;
 esac

@@ -1,0 +1,114 @@
+"""The end-to-end checks' judgement, without a cluster: counting served requests and the split's tolerance."""
+
+import argparse
+import http.server
+import json
+import shutil
+import subprocess
+import threading
+
+import pytest
+
+from tools import e2e
+
+# Envoy's /stats/prometheus as a hotel v2 pod reports it (trimmed labels; both reporters appear in real output).
+STATS = """
+# TYPE istio_requests_total counter
+istio_requests_total{response_code="200",reporter="destination",source_app="bee-ui",destination_app="hotel",destination_version="v2",request_protocol="http"} 37
+istio_requests_total{response_code="503",reporter="destination",source_app="bee-ui",destination_app="hotel",destination_version="v2",request_protocol="http"} 3
+istio_requests_total{response_code="200",reporter="source",source_app="hotel",destination_app="mongodb",destination_version="unknown"} 80
+istio_requests_total{response_code="200",reporter="destination",source_app="bee-ui",destination_app="destination",destination_version="v1"} 9
+istio_request_duration_milliseconds_bucket{reporter="destination",destination_app="hotel",le="10"} 12
+"""
+
+
+def test_counts_only_requests_the_service_itself_served():
+    assert e2e.requests_by_version(STATS, "hotel") == {"v2": 40}
+    assert e2e.requests_by_version(STATS, "destination") == {"v1": 9}
+    assert e2e.requests_by_version(STATS, "carrental") == {}
+
+
+def test_a_split_close_to_its_weights_passes():
+    shares = e2e.judge_split({"v1": 362, "v2": 38}, {"v1": 90, "v2": 10})
+    assert all(share.ok for share in shares)
+
+
+@pytest.mark.parametrize("observed", [{"v1": 200, "v2": 200}, {"v1": 400}, {"v1": 300, "v2": 100}])
+def test_a_split_far_from_its_weights_fails(observed):
+    shares = e2e.judge_split(observed, {"v1": 90, "v2": 10})
+    assert not all(share.ok for share in shares)
+
+
+def test_a_version_weighted_0_or_100_must_be_exact():
+    assert all(s.ok for s in e2e.judge_split({"v1": 400}, {"v1": 100, "v2": 0}))
+    assert not all(s.ok for s in e2e.judge_split({"v1": 399, "v2": 1}, {"v1": 100, "v2": 0}))
+    assert not all(s.ok for s in e2e.judge_split({"v1": 399, "v3": 1}, {"v1": 100}))
+
+
+def test_tolerance_is_four_standard_deviations_of_the_binomial():
+    share = next(s for s in e2e.judge_split({"v1": 360, "v2": 40}, {"v1": 90, "v2": 10}) if s.version == "v2")
+    assert share.allowed_deviation == pytest.approx(4 * (400 * 0.1 * 0.9) ** 0.5 + 0.5)
+
+
+def test_enough_requests_for_the_smallest_weight_to_be_seen():
+    assert e2e.minimum_requests({"v1": 90, "v2": 10}) == 160
+    assert e2e.minimum_requests({"v1": 99, "v2": 1}) == 1600
+    assert e2e.minimum_requests({"v1": 100}) == 16
+
+
+def test_header_argument_must_be_name_equals_value():
+    assert e2e.parse_header("x-bee-canary=true") == ("x-bee-canary", "true")
+    with pytest.raises(argparse.ArgumentTypeError):
+        e2e.parse_header("x-bee-canary")
+
+
+def test_plan_from_dev_outputs_checks_each_split_and_header_route(dev):
+    checks = e2e.plan(dev.outputs)
+    splits = {c[2]: c[4] for c in checks if c[0] == "split"}
+    weighted = {s for s, w in dev.outputs["canaryWeights"].items() if sum(1 for v in w.values() if v) > 1}
+    assert set(splits) == weighted and weighted
+    assert all(json.loads(splits[s]) == dev.outputs["canaryWeights"][s] for s in splits)
+    headers = [c for c in checks if c[0] == "header"]
+    assert headers == [["header", "--service", "hotel", "--header", "x-bee-canary=true", "--version", "v2"]]
+    assert dev.outputs["mtlsMode"] != "STRICT" and not [c for c in checks if c[0] == "plaintext"]
+
+
+def test_plan_under_strict_mtls_includes_a_plain_text_request(prod):
+    assert prod.outputs["mtlsMode"] == "STRICT"
+    assert [c for c in e2e.plan(prod.outputs) if c[0] == "plaintext"] == [["plaintext", "--service", "destination"]]
+
+
+def test_every_planned_check_parses_as_a_command():
+    outputs = {"canaryWeights": {"hotel": {"v1": 50, "v2": 50}}, "mtlsMode": "STRICT",
+               "matchRoutes": {"hotel": [{"header": "x-bee-canary", "value": "true", "version": "v2"}]}}
+    checks = e2e.plan(outputs)
+    assert [c[0] for c in checks] == ["split", "header", "plaintext"]
+    for check in checks:
+        extra = ["--gateway", "http://gw"] if check[0] == "split" else []
+        parsed = e2e.build_parser().parse_args([*check, *extra])
+        assert parsed.command == check[0] and parsed.service == "hotel"
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed; the UI pod runs this script with its own node")
+def test_the_request_loop_run_in_the_ui_pod_sends_the_header_and_counts_codes():
+    seen_headers = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen_headers.append(self.headers.get("x-bee-canary"))
+            self.send_response(200 if len(seen_headers) < 3 else 503)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = subprocess.run(["node", "-e", e2e._NODE_GET_LOOP, "3", "127.0.0.1", str(server.server_port),
+                                 "/api/v1/hotels/info/superchain", json.dumps({"x-bee-canary": "true"})],
+                                capture_output=True, text=True, timeout=30, check=True)
+    finally:
+        server.shutdown()
+    assert json.loads(result.stdout) == {"200": 2, "503": 1}
+    assert seen_headers == ["true"] * 3

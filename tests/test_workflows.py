@@ -1,0 +1,83 @@
+"""The GitHub workflows call what exists here, preview with the policy pack, and gate prod behind dev and approval.
+
+(Their schema is checked by `make lint`: check-jsonschema --builtin-schema vendor.github-workflows.)
+"""
+
+import os
+import re
+
+import pytest
+import yaml
+
+from tools.stack_run import ROOT
+
+WORKFLOWS = ROOT / ".github" / "workflows"
+
+
+def load(name: str) -> dict:
+    # YAML 1.1 reads the key `on` as True; GitHub means the string.
+    workflow = yaml.safe_load((WORKFLOWS / name).read_text())
+    workflow["on"] = workflow.pop(True, workflow.get("on"))
+    return workflow
+
+
+def run_lines() -> list[str]:
+    return [line for path in WORKFLOWS.glob("*.yml") for job in load(path.name)["jobs"].values()
+            for step in job.get("steps", []) for line in str(step.get("run", "")).splitlines()]
+
+
+def makefile_targets() -> set[str]:
+    return set(re.findall(r"^([a-z][a-z0-9-]*):", (ROOT / "Makefile").read_text(), re.MULTILINE))
+
+
+def test_every_make_target_and_script_a_workflow_runs_exists():
+    targets = {t for line in run_lines() for t in re.findall(r"\bmake ([a-z][a-z0-9-]*)", line)}
+    assert targets and targets <= makefile_targets()
+    scripts = {s for line in run_lines() for s in re.findall(r"(scripts/[\w.-]+)", line)}
+    for script in scripts:
+        assert os.access(ROOT / script, os.X_OK), script
+
+
+def test_pull_requests_preview_dev_and_prod_with_the_policy_pack_and_comment():
+    preview = load("preview.yml")
+    assert "pull_request" in preview["on"]
+    job = preview["jobs"]["preview"]
+    assert job["needs"] == "test" and job["strategy"]["matrix"]["stack"] == ["dev", "prod"]
+    assert job["uses"] == "./.github/workflows/pulumi-stack.yml" and job["with"]["command"] == "preview"
+    action = next(s for s in load("pulumi-stack.yml")["jobs"]["pulumi"]["steps"] if s.get("uses", "").startswith("pulumi/actions@"))
+    assert action["uses"] == "pulumi/actions@v7"
+    assert action["with"]["policyPacks"] == "policy" and "comment-on-pr" in action["with"]
+    assert "make test" in [s.get("run") for s in preview["jobs"]["test"]["steps"]]
+
+
+def test_pulumi_version_in_ci_is_the_makefiles():
+    pinned = re.search(r"^PULUMI_VERSION := (\S+)", (ROOT / "Makefile").read_text(), re.MULTILINE).group(1)
+    action = next(s for s in load("pulumi-stack.yml")["jobs"]["pulumi"]["steps"] if "pulumi/actions" in s.get("uses", ""))
+    assert action["with"]["pulumi-version"] == pinned
+
+
+def test_prod_deploys_only_after_dev_and_behind_the_production_environment():
+    jobs = load("deploy.yml")["jobs"]
+    assert load("deploy.yml")["on"]["push"]["branches"] == ["main"]
+    assert jobs["dev"]["needs"] == "test" and jobs["prod"]["needs"] == "dev"
+    assert jobs["prod"]["with"] == {"command": "up", "stack": "prod", "environment": "production"}
+    assert load("pulumi-stack.yml")["jobs"]["pulumi"]["environment"] == "${{ inputs.environment }}"
+
+
+def test_e2e_runs_nightly_and_on_demand_on_a_cgroup_v1_runner_and_always_cleans_up():
+    e2e = load("e2e.yml")
+    assert "schedule" in e2e["on"] and "workflow_dispatch" in e2e["on"]
+    job = e2e["jobs"]["kind"]
+    assert "cgroup-v1" in job["runs-on"]
+    steps = [s.get("run") for s in job["steps"]]
+    assert steps.index("make up") < steps.index("make e2e-checks")
+    cleanup = job["steps"][-1]
+    assert cleanup["if"] == "always()" and "make destroy" in cleanup["run"]
+
+
+@pytest.mark.parametrize("name, writes", [("preview.yml", {"pull-requests"}), ("deploy.yml", set()), ("e2e.yml", set())])
+def test_workflows_grant_no_more_than_they_need(name, writes):
+    permissions = load(name)["permissions"]
+    assert permissions.get("contents") == "read"
+    assert {scope for scope, level in permissions.items() if level == "write"} == writes
+    assert "permissions" not in load("pulumi-stack.yml")  # the shared job inherits its caller's
