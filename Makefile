@@ -9,7 +9,7 @@ PULUMI_VERSION := 3.272.0
 KIND_VERSION := v0.14.0
 LEGACY_SCHEMAS := .cache/kubernetes-validate-legacy
 
-.PHONY: help venv schemas test lint config-schema istio-charts policy-pack render up preview destroy delete-cluster deploy-deps e2e-checks
+.PHONY: help venv schemas test lint config-schema istio-charts policy-pack render bench up preview destroy delete-cluster deploy-deps e2e-checks
 
 help:
 	@echo "make up        set up and run 'pulumi up' on the $(STACK) stack (local state, kind cluster if no context)"
@@ -18,6 +18,7 @@ help:
 	@echo "make istio-charts  fetch and verify the Istio $(ISTIO_VERSION) Helm charts into .cache/istio"
 	@echo "make policy-pack   set up the policy pack's virtualenv (policy/venv) for 'pulumi preview --policy-pack policy'"
 	@echo "make render    render dev and prod offline into rendered/ (YAML per object, Helm releases, routing diagram)"
+	@echo "make bench     measure program evaluation (dev, prod, 20-200 services) and write docs/performance.md"
 	@echo "make config-schema regenerate Pulumi.yaml's config block from components/settings.py"
 
 $(BIN)/python:
@@ -51,6 +52,10 @@ test: venv schemas lint
 
 render: $(VENV)/.installed-runtime
 	$(BIN)/python -m tools.render $(if $(RENDER_STACK),--stack $(RENDER_STACK))
+
+# Program evaluation at growing stack sizes against the bare SDK, the suite's and set-up's wall times.
+bench: venv schemas
+	$(BIN)/python -m bench.program_scaling --suite --setup --write docs/performance.md
 
 config-schema: venv
 	$(BIN)/python -m tools.config_schema

@@ -29,7 +29,7 @@ namespace = settings.app_namespace
 seeded = settings.services_using("mongodb")
 mongodb = MongoDB("mongodb", MongoDBArgs(
     settings=settings.mongodb, images=settings.images, namespace=mesh.app_namespace, seeded_services=seeded,
-    istio_minor=settings.istio.minor, production=settings.production, after=[mesh],
+    istio_minor=settings.istio.minor, kubernetes=kubernetes, production=settings.production, after=[mesh],
 )) if seeded else None
 
 # 4. Services: every configured service and version.
@@ -66,7 +66,8 @@ traffic = TrafficRules("traffic", TrafficRulesArgs(
 security = MeshSecurity("security", MeshSecurityArgs(
     security=settings.security, services=settings.services, namespace=namespace,
     istio_namespace=mesh.gateway_namespace, gateway_service_account=mesh.gateway_service_account,
-    mongo_clients=(*seeded, SEED_ACCOUNT) if mongodb else (),
+    mongo_clients=(*seeded, SEED_ACCOUNT, *mongodb.peer_accounts) if mongodb else (),
+    mongo_hosts=mongodb.service_hosts if mongodb else (),
     external_hosts=egress,
     production=settings.production, after=[mesh],
 ))

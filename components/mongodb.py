@@ -9,6 +9,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components.catalogue import SEED_IMAGES
+from components.compat import KubernetesApis
 from components.kube import metadata
 from components.settings import ImageSettings, MongoSettings
 
@@ -21,6 +22,11 @@ LABELS = {"app": "mongodb"}
 MONGO_UID = 999  # the mongodb user of the official image
 SEED_ACCOUNT = "mongodb-seed"
 SEED_POD_LABELS = {"app.kubernetes.io/component": "seed"}
+HEADLESS_SERVICE = "mongodb-headless"
+MEMBER_ACCOUNT = "mongodb"
+REPLICA_SET = "rs0"
+KEYFILE_PATH = "/etc/mongodb-keyfile/keyfile"
+JOB_RESOURCES = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}
 
 
 @dataclass(frozen=True)
@@ -32,12 +38,20 @@ class MongoDBArgs:
     seeded_services: tuple[str, ...]
     # Istio minor ("1.6", "1.30"): decides how a Job's sidecar is told to exit.
     istio_minor: str
+    kubernetes: KubernetesApis
     production: bool
     after: list[pulumi.Resource]
 
 
-def connection_url(user: str, password: str) -> str:
-    return f"mongodb://{user}:{password}@{SERVICE_NAME}:{PORT}/{DATABASE}?authSource=admin"
+def member_hosts(replicas: int) -> list[str]:
+    return [f"mongodb-{index}.{HEADLESS_SERVICE}:{PORT}" for index in range(replicas)]
+
+
+def connection_url(user: str, password: str, replicas: int = 1) -> str:
+    if replicas == 1:
+        return f"mongodb://{user}:{password}@{SERVICE_NAME}:{PORT}/{DATABASE}?authSource=admin"
+    # Every member is listed so the drivers find the primary wherever it is after an election.
+    return f"mongodb://{user}:{password}@{','.join(member_hosts(replicas))}/{DATABASE}?authSource=admin&replicaSet={REPLICA_SET}"
 
 
 def ping_command(version: str) -> list[str]:
@@ -63,11 +77,45 @@ def seed_command(istio_minor: str) -> list[str]:
     return ["/bin/sh", "-c", script]
 
 
+def _proxy_script(istio_minor: str, body: str) -> str:
+    """Bash: wait for the sidecar, run `body`, then stop the sidecar and exit with body's status.
+
+    The same sequence as seed_command, for images without wget (the mongo image): bash's /dev/tcp speaks the HTTP.
+    """
+    ready_port = 15020 if istio_minor == "1.6" else 15021
+    return (
+        "http() { exec 3<>/dev/tcp/127.0.0.1/$1 && printf '%s /%s HTTP/1.0\\r\\nContent-Length: 0\\r\\n\\r\\n' \"$2\" \"$3\" >&3 "
+        "&& head -n1 <&3; exec 3>&-; }; "
+        f"until http {ready_port} GET healthz/ready 2>/dev/null | grep -q ' 200'; do sleep 1; done; "
+        f"{body}; status=$?; "
+        "http 15000 POST quitquitquit >/dev/null 2>&1; "
+        "exit $status"
+    )
+
+
+def replica_set_script(replicas: int) -> str:
+    """mongo shell JavaScript: initiate the replica set unless it already is, then wait for a primary. Safe to re-run."""
+    members = ",".join(f'{{_id:{index},host:"{host}"}}' for index, host in enumerate(member_hosts(replicas)))
+    return (
+        "function state(){try{return rs.status()}catch(e){return {ok:0,code:e.code,errmsg:e.message}}}"
+        "var s=state();"
+        f'if(s.ok!==1&&s.code===94){{var r=rs.initiate({{_id:"{REPLICA_SET}",members:[{members}]}});'
+        "if(r.ok!==1){throw new Error('rs.initiate: '+tojson(r))}print('replica set initiated')}"
+        "else if(s.ok!==1){throw new Error('rs.status: '+tojson(s))}else{print('replica set already initiated')}"
+        "var until=Date.now()+600000;"
+        "while(!db.isMaster().ismaster&&!db.isMaster().primary){if(Date.now()>until){throw new Error('no primary elected')}sleep(2000)}"
+        "print('primary: '+db.isMaster().primary)"
+    )
+
+
 class MongoDB(pulumi.ComponentResource):
     """Owns the MongoDB StatefulSet, its Services, volume template, credentials Secrets and seeding Jobs."""
 
     connection_url: pulumi.Output[str]
     connection_secret_name: str
+    # The Services clients connect through, and the identities of members that talk to each other.
+    service_hosts: tuple[str, ...]
+    peer_accounts: tuple[str, ...]
 
     def __init__(self, name: str, args: MongoDBArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("beetravels:data:MongoDB", name, None, opts)
@@ -82,8 +130,9 @@ class MongoDB(pulumi.ComponentResource):
             string_data=pulumi.Output.secret({"username": user.result, "password": password.result}),
             opts=pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=args.after)),
         )
+        replicas = args.settings.replicas
         self.connection_url = pulumi.Output.secret(
-            pulumi.Output.all(user.result, password.result).apply(lambda parts: connection_url(*parts))
+            pulumi.Output.all(user.result, password.result).apply(lambda parts: connection_url(*parts, replicas))
         )
         connection_secret = k8s.core.v1.Secret(
             f"{name}-connection",
@@ -93,8 +142,12 @@ class MongoDB(pulumi.ComponentResource):
         )
         self.connection_secret_name = CONNECTION_SECRET
 
+        replica_set = replicas > 1
+        self.service_hosts = (SERVICE_NAME, HEADLESS_SERVICE) if replica_set else (SERVICE_NAME,)
+        self.peer_accounts = (MEMBER_ACCOUNT,) if replica_set else ()
+        keyfile = self._keyfile(name, args, keep) if replica_set else None
         account = k8s.core.v1.ServiceAccount(
-            f"{name}-service-account", metadata=metadata("mongodb", args.namespace, LABELS),
+            f"{name}-service-account", metadata=metadata(MEMBER_ACCOUNT, args.namespace, LABELS),
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.after),
         )
         # The seeding Jobs' own identity: the authorization policy lets exactly them and the v2 backends in.
@@ -102,17 +155,91 @@ class MongoDB(pulumi.ComponentResource):
             f"{name}-seed-service-account", metadata=metadata(SEED_ACCOUNT, args.namespace, LABELS),
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.after),
         )
-        headless = self._service(name, "headless", "mongodb-headless", args, headless=True)
+        headless = self._service(name, "headless", HEADLESS_SERVICE, args, headless=True)
         self._service(name, "client", SERVICE_NAME, args, headless=False)
         statefulset = k8s.apps.v1.StatefulSet(
             f"{name}-statefulset",
             metadata=metadata("mongodb", args.namespace, LABELS),
-            spec=self._statefulset_spec(args, root_secret, account),
+            spec=self._statefulset_spec(args, root_secret, account, keyfile),
             opts=pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=[headless, *args.after])),
         )
         self.statefulset = statefulset
-        self.jobs = [self._seed_job(name, service, args, connection_secret, statefulset) for service in args.seeded_services]
+        ready: list[pulumi.Resource] = [statefulset]
+        if replica_set:
+            self._disruption_budget(name, args, statefulset)
+            ready = [self._replica_set_job(name, args, root_secret, statefulset)]
+        self.jobs = [self._seed_job(name, service, args, connection_secret, ready) for service in args.seeded_services]
         self.register_outputs({"connectionUrl": self.connection_url, "connectionSecretName": CONNECTION_SECRET})
+
+    def _keyfile(self, name: str, args: MongoDBArgs, keep: pulumi.ResourceOptions) -> k8s.core.v1.Secret:
+        # The members authenticate to each other with a shared key: 756 base64 characters, as MongoDB suggests.
+        key = random.RandomPassword(f"{name}-keyfile-value", length=756, special=False, opts=keep)
+        return k8s.core.v1.Secret(
+            f"{name}-keyfile",
+            metadata=metadata("mongodb-keyfile", args.namespace, LABELS),
+            string_data=pulumi.Output.secret({"keyfile": key.result}),
+            opts=pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=args.after)),
+        )
+
+    def _disruption_budget(self, name: str, args: MongoDBArgs, statefulset: k8s.apps.v1.StatefulSet) -> None:
+        policy = args.kubernetes.policy
+        policy.PodDisruptionBudget(
+            f"{name}-pdb",
+            metadata=metadata("mongodb", args.namespace, LABELS),
+            # A drain may take members only while a majority stays up to hold the primary.
+            spec=policy.PodDisruptionBudgetSpecArgs(min_available=args.settings.replicas // 2 + 1,
+                                                    selector=k8s.meta.v1.LabelSelectorArgs(match_labels=LABELS)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[statefulset]),
+        )
+
+    def _replica_set_job(self, name: str, args: MongoDBArgs, root_secret: k8s.core.v1.Secret,
+                         statefulset: k8s.apps.v1.StatefulSet) -> k8s.batch.v1.Job:
+        labels = {"app": "mongodb-replica-set-init", "version": f"mongo-{args.settings.version}", **SEED_POD_LABELS}
+        shell = ping_command(args.settings.version)[0]
+        body = (f'{shell} --quiet --host mongodb-0.{HEADLESS_SERVICE} --username "$MONGO_USERNAME" '
+                f'--password "$MONGO_PASSWORD" --authenticationDatabase admin --eval "$REPLICA_SET_SCRIPT"')
+        root_name = root_secret.metadata.apply(lambda meta: meta["name"])
+        container = k8s.core.v1.ContainerArgs(
+            name="replica-set-init",
+            image=f"docker.io/library/mongo:{args.settings.version}",
+            image_pull_policy="IfNotPresent",
+            command=["/bin/bash", "-c", _proxy_script(args.istio_minor, body)],
+            env=[
+                *(k8s.core.v1.EnvVarArgs(name=f"MONGO_{key.upper()}", value_from=k8s.core.v1.EnvVarSourceArgs(
+                    secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=root_name, key=key)))
+                  for key in ("username", "password")),
+                k8s.core.v1.EnvVarArgs(name="REPLICA_SET_SCRIPT", value=replica_set_script(args.settings.replicas)),
+                k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp"),
+            ],
+            resources=JOB_RESOURCES,
+            security_context=k8s.core.v1.SecurityContextArgs(
+                run_as_non_root=True, run_as_user=MONGO_UID, allow_privilege_escalation=False,
+                read_only_root_filesystem=True, capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"])),
+            volume_mounts=[k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")],
+        )
+        return self._job(f"{name}-replica-set-init", "mongodb-replica-set-init", args, labels, container,
+                         volumes=[k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())],
+                         depends_on=[statefulset, root_secret])
+
+    def _job(self, resource_name: str, job_name: str, args: MongoDBArgs, labels: dict[str, str],
+             container: k8s.core.v1.ContainerArgs, depends_on: list[pulumi.Resource],
+             volumes: list[k8s.core.v1.VolumeArgs] | None = None) -> k8s.batch.v1.Job:
+        """A Job that talks to MongoDB through its sidecar, under the seeding identity the mesh lets in."""
+        return k8s.batch.v1.Job(
+            resource_name,
+            metadata=metadata(job_name, args.namespace, labels),
+            spec=k8s.batch.v1.JobSpecArgs(
+                # A retry must be a new pod: the sidecar has already been told to quit in the old one.
+                backoff_limit=4,
+                active_deadline_seconds=1200,
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
+                    spec=k8s.core.v1.PodSpecArgs(restart_policy="Never", service_account_name=SEED_ACCOUNT,
+                                                 containers=[container], volumes=volumes),
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+        )
 
     def _service(self, name: str, part: str, service_name: str, args: MongoDBArgs, headless: bool) -> k8s.core.v1.Service:
         # Named tcp-: Envoy's Mongo filter only adds stats and does not decode the OP_MSG protocol newer
@@ -128,9 +255,12 @@ class MongoDB(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.after),
         )
 
-    def _statefulset_spec(self, args: MongoDBArgs, root_secret: k8s.core.v1.Secret,
-                          account: k8s.core.v1.ServiceAccount) -> k8s.apps.v1.StatefulSetSpecArgs:
+    def _statefulset_spec(self, args: MongoDBArgs, root_secret: k8s.core.v1.Secret, account: k8s.core.v1.ServiceAccount,
+                          keyfile: k8s.core.v1.Secret | None) -> k8s.apps.v1.StatefulSetSpecArgs:
         settings = args.settings
+        # A replica set member listens beyond localhost for its peers and proves itself to them with the key file.
+        # The entrypoint drops these flags for its first, user-creating start, so initialisation works unchanged.
+        member_args = ["--bind_ip_all", "--replSet", REPLICA_SET, "--keyFile", KEYFILE_PATH] if keyfile else None
 
         def from_root(key: str) -> k8s.core.v1.EnvVarArgs:
             return k8s.core.v1.EnvVarArgs(
@@ -145,6 +275,7 @@ class MongoDB(pulumi.ComponentResource):
             name="mongodb",
             image=f"docker.io/library/mongo:{settings.version}",
             image_pull_policy="IfNotPresent",
+            args=member_args,
             env=[from_root("username"), from_root("password")],
             ports=[k8s.core.v1.ContainerPortArgs(name="tcp-mongo", container_port=PORT)],
             readiness_probe=probe,
@@ -160,11 +291,13 @@ class MongoDB(pulumi.ComponentResource):
                 # The entrypoint writes its init config to /tmp; configdb is declared a volume by the image.
                 k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
                 k8s.core.v1.VolumeMountArgs(name="configdb", mount_path="/data/configdb"),
+                *([k8s.core.v1.VolumeMountArgs(name="keyfile", mount_path=KEYFILE_PATH.rsplit("/", 1)[0], read_only=True)]
+                  if keyfile else []),
             ],
         )
         return k8s.apps.v1.StatefulSetSpecArgs(
-            service_name="mongodb-headless",
-            replicas=1,
+            service_name=HEADLESS_SERVICE,
+            replicas=settings.replicas,
             selector=k8s.meta.v1.LabelSelectorArgs(match_labels=LABELS),
             template=k8s.core.v1.PodTemplateSpecArgs(
                 metadata=k8s.meta.v1.ObjectMetaArgs(labels={**LABELS, "version": f"mongo-{settings.version}"}),
@@ -172,10 +305,12 @@ class MongoDB(pulumi.ComponentResource):
                     service_account_name=account.metadata.apply(lambda meta: meta["name"]),
                     security_context=k8s.core.v1.PodSecurityContextArgs(
                         run_as_non_root=True, run_as_user=MONGO_UID, run_as_group=MONGO_UID, fs_group=MONGO_UID),
+                    init_containers=[self._keyfile_copier(settings, container.resources)] if keyfile else None,
                     containers=[container],
                     volumes=[
                         k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
                         k8s.core.v1.VolumeArgs(name="configdb", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
+                        *(self._keyfile_volumes(keyfile) if keyfile else []),
                     ],
                 ),
             ),
@@ -189,42 +324,52 @@ class MongoDB(pulumi.ComponentResource):
             )],
         )
 
-    def _seed_job(self, name: str, service: str, args: MongoDBArgs, connection_secret: k8s.core.v1.Secret,
-                  statefulset: k8s.apps.v1.StatefulSet) -> k8s.batch.v1.Job:
-        labels = {"app": f"seed-{service}", "version": args.images.seed_tag[:12], **SEED_POD_LABELS}
-        return k8s.batch.v1.Job(
-            f"{name}-seed-{service}",
-            metadata=metadata(f"seed-{service}", args.namespace, labels),
-            spec=k8s.batch.v1.JobSpecArgs(
-                # A retry must be a new pod: the sidecar has already been told to quit in the old one.
-                backoff_limit=4,
-                active_deadline_seconds=900,
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        restart_policy="Never",
-                        service_account_name=SEED_ACCOUNT,
-                        containers=[k8s.core.v1.ContainerArgs(
-                            name="seed",
-                            image=f"{args.images.registry}/{SEED_IMAGES[service]}:{args.images.seed_tag}",
-                            image_pull_policy=args.images.pull_policy,
-                            command=seed_command(args.istio_minor),
-                            env=[
-                                k8s.core.v1.EnvVarArgs(name="DATABASE", value="mongodb"),
-                                # Upload the bundled data set; the seeder drops and re-inserts its collections,
-                                # so running it again is safe.
-                                k8s.core.v1.EnvVarArgs(name="GENERATE_DATA", value="false"),
-                                k8s.core.v1.EnvVarArgs(name=CONNECTION_KEY, value_from=k8s.core.v1.EnvVarSourceArgs(
-                                    secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
-                                        name=connection_secret.metadata.apply(lambda meta: meta["name"]), key=CONNECTION_KEY))),
-                            ],
-                            resources={"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
-                            security_context=k8s.core.v1.SecurityContextArgs(
-                                run_as_non_root=True, run_as_user=1000, allow_privilege_escalation=False,
-                                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"])),
-                        )],
-                    ),
-                ),
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[statefulset, connection_secret]),
+    @staticmethod
+    def _keyfile_copier(settings: MongoSettings, resources: dict) -> k8s.core.v1.ContainerArgs:
+        # mongod refuses a key file readable by its group, and a Secret volume under fsGroup is group-readable,
+        # so the key is copied into memory-backed storage with owner-only permissions first.
+        folder = KEYFILE_PATH.rsplit("/", 1)[0]
+        return k8s.core.v1.ContainerArgs(
+            name="keyfile",
+            image=f"docker.io/library/mongo:{settings.version}",
+            image_pull_policy="IfNotPresent",
+            command=["/bin/sh", "-c", f"cp /keyfile-source/keyfile {KEYFILE_PATH} && chmod 0400 {KEYFILE_PATH}"],
+            resources=resources,
+            security_context=k8s.core.v1.SecurityContextArgs(
+                allow_privilege_escalation=False, read_only_root_filesystem=True,
+                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"])),
+            volume_mounts=[k8s.core.v1.VolumeMountArgs(name="keyfile-source", mount_path="/keyfile-source", read_only=True),
+                           k8s.core.v1.VolumeMountArgs(name="keyfile", mount_path=folder)],
         )
+
+    @staticmethod
+    def _keyfile_volumes(keyfile: k8s.core.v1.Secret) -> list[k8s.core.v1.VolumeArgs]:
+        return [
+            k8s.core.v1.VolumeArgs(name="keyfile-source", secret=k8s.core.v1.SecretVolumeSourceArgs(
+                secret_name=keyfile.metadata.apply(lambda meta: meta["name"]), default_mode=0o400)),
+            k8s.core.v1.VolumeArgs(name="keyfile", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(medium="Memory")),
+        ]
+
+    def _seed_job(self, name: str, service: str, args: MongoDBArgs, connection_secret: k8s.core.v1.Secret,
+                  ready: list[pulumi.Resource]) -> k8s.batch.v1.Job:
+        labels = {"app": f"seed-{service}", "version": args.images.seed_tag[:12], **SEED_POD_LABELS}
+        container = k8s.core.v1.ContainerArgs(
+            name="seed",
+            image=f"{args.images.registry}/{SEED_IMAGES[service]}:{args.images.seed_tag}",
+            image_pull_policy=args.images.pull_policy,
+            command=seed_command(args.istio_minor),
+            env=[
+                k8s.core.v1.EnvVarArgs(name="DATABASE", value="mongodb"),
+                # Upload the bundled data set; the seeder drops and re-inserts its collections, so running it again is safe.
+                k8s.core.v1.EnvVarArgs(name="GENERATE_DATA", value="false"),
+                k8s.core.v1.EnvVarArgs(name=CONNECTION_KEY, value_from=k8s.core.v1.EnvVarSourceArgs(
+                    secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
+                        name=connection_secret.metadata.apply(lambda meta: meta["name"]), key=CONNECTION_KEY))),
+            ],
+            resources=JOB_RESOURCES,
+            security_context=k8s.core.v1.SecurityContextArgs(
+                run_as_non_root=True, run_as_user=1000, allow_privilege_escalation=False,
+                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"])),
+        )
+        return self._job(f"{name}-seed-{service}", f"seed-{service}", args, labels, container,
+                         depends_on=[*ready, connection_secret])

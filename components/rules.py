@@ -108,6 +108,16 @@ def _mongodb_enabled(settings, _secrets):
         yield Problem("mongodb.enabled", f"is false, but {_who_use(users)} the mongodb tier; set it to true or move those versions to another tier")
 
 
+def _mongodb_members(settings, _secrets):
+    replicas = settings.mongodb.replicas
+    if replicas > 1 and replicas % 2 == 0:
+        yield Problem("mongodb.replicas", f"is {replicas}: a replica set needs an odd number of members so a majority can "
+                                          f"elect a primary after a failure; use {replicas - 1} or {replicas + 1}")
+    if settings.production and settings.mongodb.enabled and _tier_users(settings, "mongodb") and replicas < 3:
+        yield Problem("mongodb.replicas", f"is {replicas}: production keeps its data on a replica set of at least 3 "
+                                          "members, so a node failure or drain loses neither data nor writes; set it to 3")
+
+
 def _cloud_database(settings, secrets):
     users = _tier_users(settings, "cloud")
     if not users:
@@ -231,7 +241,7 @@ def _observability(settings, _secrets):
 
 RULES: tuple[Rule, ...] = (
     _known_services, _version_names, _tiers_supported, _weights, _match_routes, _callees_deployed,
-    _mongodb_enabled, _cloud_database,
+    _mongodb_enabled, _mongodb_members, _cloud_database,
     _replicas, _production_security, _gateway_tls, _faults, _retry_budget,
     _istio_kubernetes, _node_ports, _image_tags, _observability,
 )

@@ -9,7 +9,7 @@ import pulumi
 
 from components.catalogue import CATALOGUE, FRONTEND, ExternalHost
 from components.kube import istio_resource
-from components.mongodb import SEED_POD_LABELS
+from components.mongodb import MEMBER_ACCOUNT, SEED_POD_LABELS
 from components.settings import SecuritySettings, ServiceSettings
 
 TRUST_DOMAIN = "cluster.local"
@@ -32,8 +32,10 @@ class MeshSecurityArgs:
     namespace: str
     istio_namespace: str
     gateway_service_account: str
-    # Service accounts allowed to reach MongoDB (the mongodb-tier backends and the seeding Jobs); empty without MongoDB.
+    # Service accounts allowed to reach MongoDB (the mongodb-tier backends, the seeding Jobs and, in a replica set,
+    # the members themselves), and the Services they reach it through; both empty without MongoDB.
     mongo_clients: tuple[str, ...]
+    mongo_hosts: tuple[str, ...]
     external_hosts: dict[str, tuple[ExternalHost, ...]]  # per service
     production: bool
     after: list[pulumi.Resource]
@@ -72,11 +74,15 @@ def authorization_spec(app: str, callers: list[Caller]) -> dict[str, Any]:
     return {"selector": {"matchLabels": {"app": app}}, "action": "ALLOW", "rules": [_rule(c) for c in callers]}
 
 
+def mongo_egress(args: MeshSecurityArgs) -> list[str]:
+    return [f"./{host}.{args.namespace}.svc.cluster.local" for host in args.mongo_hosts]
+
+
 def sidecar_egress(service: str, settings: ServiceSettings, args: MeshSecurityArgs) -> list[str]:
     """The hosts one service's pods may reach: its callees, its database, its external hosts, and Istio itself."""
     hosts = [f"./{callee}.{args.namespace}.svc.cluster.local" for callee in CATALOGUE[service].calls if callee in args.services]
     if settings.uses_tier("mongodb"):
-        hosts.append(f"./mongo.{args.namespace}.svc.cluster.local")
+        hosts += mongo_egress(args)
     hosts += [f"./{external.host}" for external in args.external_hosts.get(service, ())]
     hosts.append(f"{args.istio_namespace}/*")
     return hosts
@@ -107,11 +113,18 @@ class MeshSecurity(pulumi.ComponentResource):
             outbound = {"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}} if args.production else {}
             istio_resource(f"{name}-namespace-sidecar", "Sidecar", "default", args.namespace,
                            {"egress": [{"hosts": [f"{args.istio_namespace}/*"]}], **outbound}, child)
-            istio_resource(f"{name}-seed-sidecar", "Sidecar", "seed-jobs", args.namespace, {
-                "workloadSelector": {"labels": SEED_POD_LABELS},
-                "egress": [{"hosts": [f"./mongo.{args.namespace}.svc.cluster.local", f"{args.istio_namespace}/*"]}],
-                **outbound,
-            }, child)
+            if args.mongo_hosts:
+                istio_resource(f"{name}-seed-sidecar", "Sidecar", "seed-jobs", args.namespace, {
+                    "workloadSelector": {"labels": SEED_POD_LABELS},
+                    "egress": [{"hosts": [*mongo_egress(args), f"{args.istio_namespace}/*"]}],
+                    **outbound,
+                }, child)
+            if MEMBER_ACCOUNT in args.mongo_clients:
+                istio_resource(f"{name}-mongodb-sidecar", "Sidecar", "mongodb", args.namespace, {
+                    "workloadSelector": {"labels": {"app": "mongodb"}},
+                    "egress": [{"hosts": [*mongo_egress(args), f"{args.istio_namespace}/*"]}],
+                    **outbound,
+                }, child)
             for service, settings in args.services.items():
                 istio_resource(f"{name}-{service}-sidecar", "Sidecar", service, args.namespace, {
                     "workloadSelector": {"labels": {"app": service}},

@@ -172,6 +172,7 @@ class MongoSettings(Section):
     storage_size: Quantity = "5Gi"
     storage_class: str | None = Field(None, description="StorageClass of the data volume; the cluster default when unset.")
     resources: Resources = resources("200m", "256Mi", "1000m", "1Gi")
+    replicas: StrictInt = Field(1, ge=1, le=7, description="Members: 1 runs a standalone server; 3, 5 or 7 a replica set (odd, so a majority can elect a primary).")
 
 
 class CloudDatabaseSettings(Section):

@@ -1,6 +1,10 @@
 """MongoDB: pinned image, persistent volume, secret credentials, seeding after the database, safety in prod."""
 
 import re
+import shutil
+import subprocess
+
+import pytest
 
 from tools.stack_run import Secret, run_stack, secret_paths
 
@@ -124,6 +128,63 @@ def test_prod_protects_the_data_and_the_credentials(prod, dev):
                        ("Namespace", "bee-travels")):
         assert prod.named(kind, name).protect and prod.named(kind, name).retain_on_delete, f"{kind} {name}"
         assert not dev.named(kind, name).protect
-    for kind in ("RandomPassword", "RandomString"):
-        (generated,) = prod.of_type(kind)
-        assert generated.protect, kind
+    assert prod.named("Secret", "mongodb-keyfile").protect
+    generated = prod.of_type("RandomPassword", "RandomString")
+    assert len(generated) == 3 and all(r.protect and r.retain_on_delete for r in generated)
+
+
+# ---- replica set (prod: 3 members) -----------------------------------------------------------------
+
+def test_prod_runs_a_three_member_replica_set_that_authenticates_members_with_a_key(prod, dev):
+    spec = statefulset(prod).inputs["spec"]
+    assert spec["replicas"] == 3 and spec["serviceName"] == "mongodb-headless"
+    args = container(prod)["args"]
+    assert args[args.index("--replSet") + 1] == "rs0" and "--bind_ip_all" in args
+    keyfile = args[args.index("--keyFile") + 1]
+    pod = spec["template"]["spec"]
+    (copier,) = pod["initContainers"]
+    assert keyfile in copier["command"][-1] and "chmod 0400" in copier["command"][-1]
+    source = next(v for v in pod["volumes"] if v["name"] == "keyfile-source")
+    assert source["secret"]["defaultMode"] == 0o400
+    assert secret_paths(prod.named("Secret", "mongodb-keyfile").inputs) == ["stringData"]
+    assert statefulset(dev).inputs["spec"]["replicas"] == 1 and "args" not in container(dev)
+    assert "mongodb-keyfile" not in {s.k8s_name for s in dev.of_type("Secret")}
+
+
+def test_a_majority_of_members_survives_a_drain(prod, current, dev):
+    for run, api in ((prod, "policy/v1beta1"), (current, "policy/v1")):
+        (budget,) = [r for r in run.of_type("PodDisruptionBudget") if r.k8s_name == "mongodb"]
+        assert budget.inputs["apiVersion"] == api
+        assert budget.inputs["spec"]["minAvailable"] == 2
+        assert budget.inputs["spec"]["selector"]["matchLabels"] == {"app": "mongodb"}
+    assert not [r for r in dev.of_type("PodDisruptionBudget") if r.k8s_name == "mongodb"]
+    five = run_stack("prod", {"mongodb.replicas": 5})
+    assert next(r for r in five.of_type("PodDisruptionBudget") if r.k8s_name == "mongodb").inputs["spec"]["minAvailable"] == 3
+
+
+def test_replica_set_is_initiated_once_before_seeding(prod):
+    init = prod.named("Job", "mongodb-replica-set-init")
+    assert prod.depends_on(init, statefulset(prod))
+    for job in (j for j in prod.of_type("Job") if j.k8s_name.startswith("seed-")):
+        assert prod.depends_on(job, init), job.k8s_name
+    env = {e["name"]: e for e in init.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MONGO_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "password"
+    script = env["REPLICA_SET_SCRIPT"]["value"]
+    assert all(f'host:"mongodb-{i}.mongodb-headless:27017"' in script for i in range(3))
+    assert "rs.initiate" in script and "code===94" in script  # only when not yet initiated
+
+
+def test_clients_connect_to_every_member_of_the_replica_set(prod):
+    url = prod.outputs["mongoConnectionUrl"]
+    assert isinstance(url, Secret)
+    hosts = url.value.split("@", 1)[1].split("/", 1)[0].split(",")
+    assert hosts == [f"mongodb-{i}.mongodb-headless:27017" for i in range(3)]
+    assert url.value.endswith("?authSource=admin&replicaSet=rs0")
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (used only to parse the script)")
+def test_replica_set_script_is_valid_javascript():
+    from components.mongodb import replica_set_script
+
+    result = subprocess.run(["node", "-e", "new Function(process.argv[1])", replica_set_script(3)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -39,7 +39,9 @@ def expected_edges(mongo_clients):
 def test_authorization_allows_exactly_the_call_graph(dev, prod):
     for run in (dev, prod):
         assert policies(run)["deny-by-default"] == {}
-        assert allowed_edges(run) == expected_edges(("destination", "hotel", "carrental", "mongodb-seed"))
+    assert allowed_edges(dev) == expected_edges(("destination", "hotel", "carrental", "mongodb-seed"))
+    # prod's MongoDB is a replica set: its members replicate to each other under their own identity.
+    assert allowed_edges(prod) == expected_edges(("destination", "hotel", "carrental", "mongodb-seed", "mongodb"))
 
 
 def test_the_ui_may_only_read_the_paths_it_proxies(prod):
@@ -83,9 +85,12 @@ def test_each_workload_may_reach_only_what_it_calls(dev, prod):
     hosts = {name: spec["egress"][0]["hosts"] for name, spec in sidecars.items()}
     assert hosts["default"] == ["istio-system/*"]
     assert hosts["bee-ui"] == [f"./{callee}.{NS}.svc.cluster.local" for callee in UI_CALLS] + ["istio-system/*"]
-    assert hosts["hotel"] == [f"./mongo.{NS}.svc.cluster.local", "istio-system/*"]
+    replica_set = [f"./mongo.{NS}.svc.cluster.local", f"./mongodb-headless.{NS}.svc.cluster.local", "istio-system/*"]
+    assert hosts["hotel"] == hosts["seed-jobs"] == hosts["mongodb"] == replica_set
     assert hosts["currencyexchange"] == ["./api.exchangeratesapi.io", "istio-system/*"]
-    assert hosts["seed-jobs"] == [f"./mongo.{NS}.svc.cluster.local", "istio-system/*"]
+    dev_hosts = {r.k8s_name: r.inputs["spec"]["egress"][0]["hosts"] for r in dev.of_type("Sidecar")}
+    assert dev_hosts["hotel"] == dev_hosts["seed-jobs"] == [f"./mongo.{NS}.svc.cluster.local", "istio-system/*"]
+    assert "mongodb" not in dev_hosts  # a single server talks to no peer
     assert all(spec["outboundTrafficPolicy"] == {"mode": "REGISTRY_ONLY"} for spec in sidecars.values())
     assert all("outboundTrafficPolicy" not in r.inputs["spec"] for r in dev.of_type("Sidecar"))
 

@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import runpy
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -290,8 +290,12 @@ def run_stack(
     secrets: Mapping[str, str] | None = None,
     stack_file: Path | None = None,
     preview: bool = False,
+    program: Callable[[], object] | None = None,
 ) -> StackRun:
-    """Run the program for a stack; `overrides` are `pulumi config set --path` edits, `secrets` set secret keys."""
+    """Run the program for a stack; `overrides` are `pulumi config set --path` edits, `secrets` set secret keys.
+
+    `program` replaces __main__.py (the benchmark's floor registers plain resources through the same engine).
+    """
     values, secure = load_stack_values(stack, stack_file)
     values = copy.deepcopy(values)
     for path, value in (overrides or {}).items():
@@ -299,10 +303,14 @@ def run_stack(
     for key in secrets or {}:
         values.setdefault(key, None)
     config, secret_keys = encode_config(values, secure, secrets or {})
-    return contextvars.Context().run(_run, stack, config, secret_keys, preview)
+    return contextvars.Context().run(_run, stack, config, secret_keys, preview, program or _main_program)
 
 
-def _run(stack: str, config: dict[str, str], secret_keys: list[str], preview: bool) -> StackRun:
+def _main_program() -> object:
+    return runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+
+
+def _run(stack: str, config: dict[str, str], secret_keys: list[str], preview: bool, program: Callable[[], object]) -> StackRun:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     # The SDK sends each RPC from a worker thread, which makes itself an event loop; owning those threads
@@ -320,7 +328,7 @@ def _run(stack: str, config: dict[str, str], secret_keys: list[str], preview: bo
         pulumi.runtime.set_mocks(_Mocks(), project=PROJECT, stack=stack, preview=preview, monitor=monitor, logger=logger)
         error: BaseException | None = None
         try:
-            _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")))
+            _sync_await(run_pulumi_func(program))
         except Exception as exc:  # the program's own error is what the tests look at
             error = exc
         outputs = {} if error else _resolve_outputs()
