@@ -218,18 +218,36 @@ class Resilience(Section):
     outlier_detection: OutlierDetection = OutlierDetection()
 
 
-class ResilienceOverride(Section):
-    """Per-service override: each section given replaces the stack-wide section of the same name."""
+class Override(Section):
+    """A per-service section whose keys, where given, replace the stack-wide keys of the same name."""
 
+    def over(self, base: Section) -> Section:
+        given = {name: getattr(self, name) for name in type(self).model_fields if getattr(self, name) is not None}
+        return base.model_copy(update=given)
+
+
+class ResilienceOverride(Override):
     timeout: Duration | None = None
     retries: Retries | None = None
     load_balancer: LoadBalancerPolicy | None = None
     connection_pool: ConnectionPool | None = None
     outlier_detection: OutlierDetection | None = None
 
-    def over(self, base: Resilience) -> Resilience:
-        given = {name: getattr(self, name) for name in type(self).model_fields if getattr(self, name) is not None}
-        return base.model_copy(update=given)
+
+class ServiceLevel(Section):
+    """What healthy means for a version of a service: alerts fire past it, and a canary past it is rolled back."""
+
+    min_success_rate_percent: Percent = Field(99.0, description="Least share of requests answered without a 5xx, in percent.")
+    max_p95_latency_ms: StrictInt = Field(1000, ge=1, description="Highest 95th-percentile request latency, in milliseconds.")
+    window: Duration = Field("5m", description="Window that rates, ratios and percentiles are computed over.")
+    alert_after: Duration = Field("5m", description="How long a breach must last before its alert fires.")
+
+
+class ServiceLevelOverride(Override):
+    min_success_rate_percent: Percent | None = None
+    max_p95_latency_ms: StrictInt | None = Field(None, ge=1)
+    window: Duration | None = None
+    alert_after: Duration | None = None
 
 
 class FaultDelay(Section):
@@ -284,6 +302,7 @@ class ServiceSettings(Section):
     resources: Resources = resources("100m", "128Mi", "500m", "256Mi")
     autoscaling: Autoscaling = Autoscaling()
     resilience: ResilienceOverride = ResilienceOverride()
+    service_level: ServiceLevelOverride = Field(ServiceLevelOverride(), description="Keys given replace the stack-wide serviceLevel for this service.")
     fault: Fault | None = None
 
     def uses_tier(self, tier: str) -> bool:
@@ -329,10 +348,31 @@ class TracingSettings(Section):
 
 
 class ObservabilitySettings(Section):
-    prometheus: bool = False
-    grafana: bool = False
-    kiali: bool = False
+    prometheus: bool = Field(False, description="Prometheus scraping istiod, the gateway and the sidecars, with the service-level rules.")
+    grafana: bool = Field(False, description="Grafana with Prometheus as data source, Istio's dashboards and the canary dashboard.")
+    kiali: bool = Field(False, description="Kiali, reading Prometheus, the tracing backend and Grafana.")
     tracing: TracingSettings = TracingSettings()
+    retention: Duration = Field("240h", description="How long Prometheus keeps samples.")
+    storage_size: Quantity | None = Field(None, description="Volume for Prometheus' samples; unset keeps them in memory-backed scratch space, lost on restart.")
+
+
+class CanarySettings(Section):
+    """How `make promote` moves a canary: the weight steps, the traffic a decision needs, how far the canary may trail."""
+
+    steps: list[Weight] = Field(default_factory=lambda: [10, 25, 50, 100], min_length=1,
+                                description="Canary weights in order; each promotion moves to the next one. Ends at 100.")
+    min_requests: StrictInt = Field(100, ge=1, description="Requests the canary and the stable version must each have served in the window before any decision.")
+    max_success_rate_drop_percent: Annotated[float, Field(ge=0, le=100)] = Field(1.0, description="Percentage points the canary's success rate may trail the stable version's.")
+    max_latency_increase_percent: Annotated[float, Field(ge=0)] = Field(25.0, description="How much higher, in percent, the canary's p95 latency may be than the stable version's.")
+    prometheus_url: str = Field("http://localhost:9090", description="Prometheus the promotion reads (the README port-forwards it here); --prometheus overrides.")
+
+    @model_validator(mode="after")
+    def _steps_climb_to_100(self) -> CanarySettings:
+        if any(later <= earlier for earlier, later in zip(self.steps, self.steps[1:], strict=False)):
+            raise ValueError(f"steps {self.steps} must rise strictly, for example [10, 25, 50, 100]")
+        if self.steps[-1] != 100:
+            raise ValueError(f"steps {self.steps} must end at 100, where the canary takes all traffic")
+        return self
 
 
 # ---- the whole stack ---------------------------------------------------------------------------
@@ -351,7 +391,9 @@ class Settings(Section):
     gateway: GatewaySettings = Field(GatewaySettings(), description="Hosts and TLS of the app's Istio Gateway.")
     resilience: Resilience = Field(Resilience(), description="Stack-wide timeouts, retries, load balancing, connection pools and outlier detection.")
     security: SecuritySettings = Field(SecuritySettings(), description="mTLS mode, authorization policies and egress restriction.")
-    observability: ObservabilitySettings = Field(ObservabilitySettings(), description="Prometheus, Grafana, Kiali and tracing toggles, and trace sampling.")
+    observability: ObservabilitySettings = Field(ObservabilitySettings(), description="Prometheus, Grafana, Kiali and tracing toggles, trace sampling and Prometheus retention.")
+    service_level: ServiceLevel = Field(ServiceLevel(), description="Success rate and p95 latency every service version must meet: alert thresholds and the canary's bar.")
+    canary: CanarySettings = Field(CanarySettings(), description="Metric-gated promotion (`make promote`): weight steps, minimum traffic, tolerance against the stable version.")
 
     def services_using(self, tier: str) -> tuple[str, ...]:
         return tuple(name for name, service in self.services.items() if service.uses_tier(tier))
@@ -361,6 +403,9 @@ class Settings(Section):
 
     def resilience_of(self, service: str) -> Resilience:
         return self.services[service].resilience.over(self.resilience)
+
+    def service_level_of(self, service: str) -> ServiceLevel:
+        return self.services[service].service_level.over(self.service_level)
 
     @property
     def kubernetes_minor(self) -> int:
