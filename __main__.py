@@ -1,4 +1,4 @@
-"""Bee Travels on an Istio mesh: settings -> mesh install -> data -> services -> traffic -> security -> outputs."""
+"""Bee Travels on an Istio mesh: settings -> mesh install -> data -> services -> traffic -> security -> observability -> outputs."""
 
 import pulumi
 
@@ -6,6 +6,8 @@ from components.compat import KubernetesApis
 from components.gateway_tls import SelfSignedCertificate, SelfSignedCertificateArgs
 from components.istio import IstioMesh, IstioMeshArgs, chart_source
 from components.mongodb import SEED_ACCOUNT, MongoDB, MongoDBArgs
+from components.monitoring_rules import monitored_services
+from components.observability import Observability, ObservabilityArgs, addon_versions, istio_dashboards
 from components.security import MeshSecurity, MeshSecurityArgs
 from components.stack_config import RawStackConfig, load_settings, read_secrets, stack_file_name
 from components.traffic import TrafficRules, TrafficRulesArgs, external_hosts, external_hosts_by_service
@@ -16,6 +18,7 @@ raw_config = RawStackConfig.from_pulumi()
 settings = load_settings(raw_config, stack_file_name())
 secrets = read_secrets(raw_config, pulumi.Config())
 charts = chart_source(settings.istio)
+dashboards = istio_dashboards(charts) if settings.observability.grafana else {}
 kubernetes = KubernetesApis(settings.kubernetes_minor)
 
 # 2. Mesh install: Istio base -> istiod -> ingress gateway, and the app namespace with injection.
@@ -72,12 +75,16 @@ security = MeshSecurity("security", MeshSecurityArgs(
     production=settings.production, after=[mesh],
 ))
 
-if any((settings.observability.prometheus, settings.observability.grafana, settings.observability.kiali,
-        settings.observability.tracing.enabled)):
-    pulumi.log.warn("observability: this version sets Istio's tracing and metrics-merging mesh config only; "
-                    "it does not install Prometheus, Grafana, Kiali or a tracing backend yet")
+# 7. Observability: Prometheus with a service-level rule per deployed version, Grafana, tracing and Kiali, as set.
+observability = Observability("observability", ObservabilityArgs(
+    settings=settings.observability, addons=addon_versions(settings.istio.minor),
+    services=monitored_services({name: tuple(service.versions) for name, service in settings.services.items()},
+                                {name: settings.service_level_of(name) for name in settings.services}),
+    istio_dashboards=dashboards, app_namespace=namespace, namespace=mesh.gateway_namespace,
+    gateway_labels=mesh.gateway_selector, production=settings.production, after=[mesh],
+))
 
-# 7. Outputs.
+# 8. Outputs.
 pulumi.export("istioVersion", mesh.version)
 pulumi.export("istioRevision", mesh.revision)
 pulumi.export("appNamespace", mesh.app_namespace)
@@ -88,3 +95,6 @@ pulumi.export("matchRoutes", {name: [route.model_dump(exclude_none=True) for rou
                               for name, service in settings.services.items() if service.match_routes})
 if mongodb:
     pulumi.export("mongoConnectionUrl", mongodb.connection_url)
+pulumi.export("observability", observability.port_forwards)
+if observability.grafana_admin_password is not None:
+    pulumi.export("grafanaAdminPassword", observability.grafana_admin_password)

@@ -10,7 +10,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.kube import metadata
+from components.kube import helm_release, metadata
 from components.settings import IstioSettings, Resources, TracingSettings
 from tools import istio_charts
 
@@ -35,6 +35,7 @@ class ChartSource:
     repository: str | None = None
     version: str | None = None
     global_values: str | None = None  # 1.6 only: global.yaml, which istiod and gateway charts read
+    dashboards: str | None = None  # 1.6 only: the release's own Grafana dashboards, shipped beside its charts
 
 
 def chart_source(istio: IstioSettings) -> ChartSource:
@@ -54,6 +55,7 @@ def chart_source(istio: IstioSettings) -> ChartSource:
         istiod=local(charts / "istio-control" / "istio-discovery"),
         gateway=local(charts / "gateways" / "istio-ingress"),
         global_values=local(charts / "global.yaml"),
+        dashboards=local(charts / "istio-telemetry" / "grafana" / "dashboards"),
     )
 
 
@@ -219,20 +221,9 @@ class IstioMesh(pulumi.ComponentResource):
     def _release(self, name: str, part: str, release_name: str, chart: str, values: dict[str, Any],
                  args: IstioMeshArgs, after: list[pulumi.Resource], with_globals: bool = True) -> k8s.helm.v3.Release:
         charts = args.charts
-        return k8s.helm.v3.Release(
-            f"{name}-{part}",
-            k8s.helm.v3.ReleaseArgs(
-                name=release_name,
-                chart=chart,
-                version=charts.version,
-                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=charts.repository) if charts.repository else None,
-                namespace=ISTIO_NAMESPACE,
-                values=values,
-                value_yaml_files=[pulumi.FileAsset(charts.global_values)] if charts.global_values and with_globals else None,
-                # Wait for each part to be ready before the next one starts.
-                skip_await=False,
-                timeout=600,
-                cleanup_on_fail=True,
-            ),
+        return helm_release(
+            f"{name}-{part}", release_name, chart, ISTIO_NAMESPACE, values,
             opts=pulumi.ResourceOptions(parent=self, depends_on=after),
+            version=charts.version, repository=charts.repository,
+            value_files=[charts.global_values] if charts.global_values and with_globals else None,
         )

@@ -38,3 +38,25 @@ def istio_resource(resource_name: str, kind: str, name: str, namespace: str, spe
         spec=spec,
         opts=opts,
     )
+
+
+def helm_release(resource_name: str, release_name: str, chart: str, namespace: str, values: dict[str, Any],
+                 opts: pulumi.ResourceOptions, version: str | None = None, repository: str | None = None,
+                 value_files: list[str] | None = None) -> k8s.helm.v3.Release:
+    """A Helm release that waits until its workloads are ready, so whatever depends on it starts after."""
+    return k8s.helm.v3.Release(
+        resource_name,
+        k8s.helm.v3.ReleaseArgs(
+            name=release_name,
+            chart=chart,
+            version=version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=repository) if repository else None,
+            namespace=namespace,
+            values=values,
+            value_yaml_files=[pulumi.FileAsset(path) for path in value_files] if value_files else None,
+            skip_await=False,
+            timeout=600,
+            cleanup_on_fail=True,
+        ),
+        opts=opts,
+    )

@@ -79,9 +79,9 @@ SIGNALS: tuple[Signal, ...] = (
 RATE, SUCCESS, LATENCY = SIGNALS
 
 
-def recorded(signal: Signal, scope: Scope) -> str:
-    """The recorded series of a signal for one service (and version), as a dashboard or alert reads it."""
-    labels = [f'destination_service_name="{scope.service}"']
-    if scope.version is not None:
-        labels.append(f'destination_version="{scope.version}"')
+def recorded(signal: Signal, service: str, version: str | None = None) -> str:
+    """The recorded series of a signal for one service (and version), as a dashboard or an alert reads it."""
+    labels = [f'destination_service_name="{service}"']
+    if version is not None:
+        labels.append(f'destination_version="{version}"')
     return f"{signal.record}{{{','.join(labels)}}}"

@@ -42,7 +42,7 @@ def test_storage_class_comes_from_settings():
 
 
 def test_credentials_are_generated_and_only_ever_secret(dev):
-    (password,) = dev.of_type("RandomPassword")
+    (password,) = dev.within("MongoDB").of_type("RandomPassword")
     assert password.inputs["length"] >= 24
     root = dev.named("Secret", "mongodb-root")
     assert secret_paths(root.inputs["stringData"]) == ["."]
@@ -104,7 +104,7 @@ def test_seeding_waits_on_the_current_istio_readiness_port(current):
 
 
 def test_mongodb_versions_start_after_the_database(dev):
-    for deployment in dev.of_type("Deployment"):
+    for deployment in dev.within("BeeTravels").of_type("Deployment"):
         tier = deployment.metadata["labels"]["data-tier"]
         assert dev.depends_on(deployment, statefulset(dev)) == (tier == "mongodb"), deployment.k8s_name
         assert dev.depends_on(deployment, dev.named("Secret", "mongodb-connection")) == (tier == "mongodb")
@@ -118,7 +118,8 @@ def test_only_backends_with_a_mongodb_version_are_seeded():
 def test_nothing_is_created_when_no_version_uses_mongodb():
     run = run_stack("dev", ALL_JSON)
     assert run.error is None, run.error
-    assert [r for r in run.resources if r.kind in ("MongoDB", "StatefulSet", "Job", "RandomPassword")] == []
+    assert [r for r in run.resources if r.kind in ("MongoDB", "StatefulSet", "Job")] == []
+    assert [r.name for r in run.of_type("RandomPassword", "RandomString") if "mongo" in r.name] == []
     assert all("mongo" not in (r.k8s_name or "") for r in run.resources)
     assert "mongoConnectionUrl" not in run.outputs
 
@@ -129,7 +130,7 @@ def test_prod_protects_the_data_and_the_credentials(prod, dev):
         assert prod.named(kind, name).protect and prod.named(kind, name).retain_on_delete, f"{kind} {name}"
         assert not dev.named(kind, name).protect
     assert prod.named("Secret", "mongodb-keyfile").protect
-    generated = prod.of_type("RandomPassword", "RandomString")
+    generated = prod.within("MongoDB").of_type("RandomPassword", "RandomString")
     assert len(generated) == 3 and all(r.protect and r.retain_on_delete for r in generated)
 
 

@@ -38,10 +38,14 @@ def test_one_valid_yaml_file_per_kubernetes_object(rendered, request):
 def test_helm_releases_are_listed_with_chart_version_and_values(rendered):
     stack, files = rendered
     releases = {path: yaml.safe_load(text) for path, text in files.items() if path.startswith("helm/")}
-    assert sorted(r["release"] for r in releases.values()) == ["istio-base", "istio-ingressgateway", "istiod"]
-    for release in releases.values():
-        assert release["chart"].startswith(".cache/istio/istio-1.6.14/manifests/charts/")
-        assert isinstance(release["values"], dict) and release["values"]["global"]["tag"] == "1.6.14"
+    by_name = {r["release"]: r for r in releases.values()}
+    assert set(by_name) == {"istio-base", "istio-ingressgateway", "istiod", "prometheus", "grafana", "kiali"}
+    for name in ("istio-base", "istio-ingressgateway", "istiod"):
+        assert by_name[name]["chart"].startswith(".cache/istio/istio-1.6.14/manifests/charts/")
+        assert isinstance(by_name[name]["values"], dict) and by_name[name]["values"]["global"]["tag"] == "1.6.14"
+    for name in ("prometheus", "grafana", "kiali"):
+        assert by_name[name]["repository"].startswith("https://") and by_name[name]["version"]
+        assert isinstance(by_name[name]["values"], dict) and by_name[name]["values"]
 
 
 def test_current_istio_releases_name_the_repository_and_version():

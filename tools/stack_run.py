@@ -102,6 +102,11 @@ class StackRun:
         assert len(matches) == 1, f"expected one {type_} named {name}, found {[r.name for r in self.of_type(type_)]}"
         return matches[0]
 
+    def within(self, component_kind: str) -> StackRun:
+        """The same run seen through one component: only the resources it owns."""
+        component = next(r for r in self.resources if r.kind == component_kind)
+        return StackRun(self.stack, self.config, self.descendants(component), self.outputs, self.error, self.logs)
+
     def by_urn(self, urn: str) -> Registered:
         return next(r for r in self.resources if r.urn == urn)
 
@@ -162,10 +167,16 @@ def stand_in_chart_cache(root: Path, version: str = "1.6.14") -> Path:
     """A chart cache whose charts are placeholders: enough for the program, which only passes their paths to Helm."""
     from tools import istio_charts
 
+    from components.observability import ISTIO_DASHBOARD_FILES
+
     charts = istio_charts.charts_dir(version, root)
     for required in istio_charts.REQUIRED_FILES:
         (charts / required).parent.mkdir(parents=True, exist_ok=True)
         (charts / required).write_text("# stand-in for the chart from the Istio release archive\n")
+    dashboards = charts / "istio-telemetry" / "grafana" / "dashboards"
+    dashboards.mkdir(parents=True, exist_ok=True)
+    for name in (name for names in ISTIO_DASHBOARD_FILES.values() for name in names):
+        (dashboards / name).write_text(json.dumps({"title": f"stand-in for {name}", "panels": []}, indent=2))
     return root
 
 

@@ -1,0 +1,422 @@
+"""Observability in the Istio namespace: Prometheus with the service-level rules, Grafana, a tracing backend and Kiali."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+import yaml
+
+from components.istio import PROJECT_ROOT, ChartSource
+from components.kube import helm_release, metadata
+from components.monitoring_rules import MonitoredService, alerting_rules, dashboard_json, recording_rules
+from components.settings import ObservabilitySettings, Resources, resources
+
+
+@dataclass(frozen=True)
+class Chart:
+    repository: str
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class TracingBackend:
+    """How one tracing backend runs: image, ports and start-up; Istio sends it Zipkin spans on 9411 either way."""
+
+    image: str
+    query_port: int  # the UI, behind the `tracing` Service on port 80
+    health_path: str
+    health_port: int
+    env: dict[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ()
+    config: dict[str, Any] | None = None  # a config file, mounted at CONFIG_DIR
+    ui_path: str = ""
+
+
+@dataclass(frozen=True)
+class AddonVersions:
+    """What one Istio release runs with, pinned. Sources are noted per release."""
+
+    prometheus: Chart
+    grafana: Chart
+    kiali: Chart
+    kiali_image: str
+    kiali_v2: bool  # Kiali 2 renamed in_cluster_url to internal_url
+    tracing: dict[str, TracingBackend]
+    grafana_dashboards: dict[str, int] = field(default_factory=dict)  # grafana.com ids, where not shipped offline
+
+
+PROMETHEUS_REPO = "https://prometheus-community.github.io/helm-charts"
+GRAFANA_REPO = "https://grafana.github.io/helm-charts"
+KIALI_REPO = "https://kiali.org/helm-charts"
+CONFIG_DIR = "/etc/tracing"
+
+# Jaeger v2 as Istio's current add-on runs it (samples/addons/jaeger.yaml), with in-memory storage.
+_JAEGER_V2_CONFIG: dict[str, Any] = {
+    "service": {
+        "extensions": ["jaeger_storage", "jaeger_query", "healthcheckv2"],
+        "pipelines": {"traces": {"receivers": ["otlp", "zipkin"], "processors": ["batch"], "exporters": ["jaeger_storage_exporter"]}},
+    },
+    "extensions": {
+        "healthcheckv2": {"use_v2": True, "http": {"endpoint": "0.0.0.0:13133"}},
+        "jaeger_query": {"base_path": "/jaeger", "storage": {"traces": "memory_storage"}},
+        "jaeger_storage": {"backends": {"memory_storage": {"memory": {"max_traces": 50000}}}},
+    },
+    "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "0.0.0.0:4317"}, "http": {"endpoint": "0.0.0.0:4318"}}},
+                  "zipkin": {"endpoint": "0.0.0.0:9411"}},
+    "processors": {"batch": {}},
+    "exporters": {"jaeger_storage_exporter": {"trace_storage": "memory_storage"}},
+}
+
+ADDONS: dict[str, AddonVersions] = {
+    # Istio 1.6 on Kubernetes 1.18: Prometheus and Grafana charts as Istio's own add-on generator pinned them
+    # (manifests/addons/gen.sh), both from before the charts required Kubernetes 1.19 or set seccompProfile, which
+    # 1.18 rejects. Kiali's compatibility table pairs Istio 1.6 with Kiali 1.18-1.21, none of which was published as
+    # a chart; 1.22 is the oldest kiali-server chart. Jaeger 1.17 and Zipkin 2.21 are what Istio 1.6's add-ons ran.
+    "1.6": AddonVersions(
+        prometheus=Chart(PROMETHEUS_REPO, "prometheus", "19.6.1"),
+        grafana=Chart(GRAFANA_REPO, "grafana", "6.31.1"),
+        kiali=Chart(KIALI_REPO, "kiali-server", "1.22.0"),
+        kiali_image="v1.22.0",
+        kiali_v2=False,
+        tracing={
+            "jaeger": TracingBackend(
+                "docker.io/jaegertracing/all-in-one:1.17", 16686, "/", 14269, ui_path="/jaeger",
+                # 1.17 names the Zipkin port COLLECTOR_ZIPKIN_HTTP_PORT (renamed in 1.22).
+                env={"COLLECTOR_ZIPKIN_HTTP_PORT": "9411", "SPAN_STORAGE_TYPE": "memory", "MEMORY_MAX_TRACES": "50000",
+                     "QUERY_BASE_PATH": "/jaeger"}),
+            "zipkin": TracingBackend("docker.io/openzipkin/zipkin-slim:2.21.0", 9411, "/health", 9411,
+                                     env={"STORAGE_TYPE": "mem"}),
+        },
+    ),
+    # Current Istio: the versions Istio's add-on generator pins (kiali-server 2.11, prometheus 27.20, grafana 9.2)
+    # and the Jaeger its samples run.
+    "1.30": AddonVersions(
+        prometheus=Chart(PROMETHEUS_REPO, "prometheus", "27.20.0"),
+        grafana=Chart(GRAFANA_REPO, "grafana", "9.2.2"),
+        kiali=Chart(KIALI_REPO, "kiali-server", "2.11.0"),
+        kiali_image="v2.11",
+        kiali_v2=True,
+        tracing={
+            "jaeger": TracingBackend("docker.io/jaegertracing/jaeger:2.17.0", 16686, "/status", 13133, ui_path="/jaeger",
+                                     args=("--config", f"{CONFIG_DIR}/config.yaml"), config=_JAEGER_V2_CONFIG),
+            "zipkin": TracingBackend("docker.io/openzipkin/zipkin-slim:2.23.14", 9411, "/health", 9411,
+                                     env={"STORAGE_TYPE": "mem"}),
+        },
+        # Istio publishes each release's dashboards on grafana.com; Grafana fetches them at start.
+        grafana_dashboards={"istio-mesh": 7639, "istio-service": 7636, "istio-workload": 7630,
+                            "istio-performance": 11829, "istio-control-plane": 7645},
+    ),
+}
+
+# Istio 1.6 ships its dashboards in the release archive beside the charts; Mixer's is left out (telemetry v2 has no Mixer).
+ISTIO_DASHBOARD_FILES = {
+    "istio": ("pilot-dashboard.json", "istio-performance-dashboard.json"),
+    "istio-services": ("istio-mesh-dashboard.json", "istio-service-dashboard.json", "istio-workload-dashboard.json"),
+}
+PROMETHEUS_PORT, GRAFANA_PORT, KIALI_PORT, ZIPKIN_PORT = 9090, 3000, 20001, 9411
+TRACING_UID = 10001  # an unprivileged uid the tracing images run under; they write nothing outside /tmp
+GRAFANA_ADMIN_SECRET = "grafana-admin"
+NO_SIDECAR = {"sidecar.istio.io/inject": "false"}  # the add-ons read the mesh from outside it, as Istio's own do
+ADDON_RESOURCES = resources("100m", "256Mi", "1000m", "1Gi")
+
+
+class DashboardsMissingError(pulumi.RunError):
+    """Istio 1.6's dashboards are not beside its charts; raised before any resource is registered."""
+
+
+def istio_dashboards(charts: ChartSource) -> dict[str, dict[str, str]]:
+    """Istio's own dashboards per Grafana folder, compact JSON by file name; empty where Grafana fetches them by id."""
+    if charts.dashboards is None:
+        return {}
+    folder = Path(charts.dashboards)
+    folder = folder if folder.is_absolute() else PROJECT_ROOT / folder
+    missing = [name for names in ISTIO_DASHBOARD_FILES.values() for name in names if not (folder / name).is_file()]
+    if missing:
+        raise DashboardsMissingError(f"Istio's Grafana dashboards {', '.join(missing)} are not in {folder}; they come with "
+                                     "the release archive: run `make istio-charts`, or set observability.grafana to false")
+    # Compact JSON: the dashboards share ConfigMaps, which hold at most 1 MiB.
+    return {provider: {name: json.dumps(json.loads((folder / name).read_text()), separators=(",", ":")) for name in names}
+            for provider, names in ISTIO_DASHBOARD_FILES.items()}
+
+
+def addon_versions(istio_minor: str) -> AddonVersions:
+    return ADDONS[istio_minor]
+
+
+@dataclass(frozen=True)
+class ObservabilityArgs:
+    settings: ObservabilitySettings
+    addons: AddonVersions
+    services: list[MonitoredService]
+    istio_dashboards: dict[str, dict[str, str]]
+    app_namespace: str
+    namespace: str  # the Istio namespace, where Istio's add-ons live and its mesh config points
+    gateway_labels: dict[str, str]
+    production: bool
+    after: list[pulumi.Resource]
+
+
+def _host(service: str, namespace: str, port: int, path: str = "") -> str:
+    return f"http://{service}.{namespace}:{port}{path}"
+
+
+# ---- Prometheus --------------------------------------------------------------------------------
+
+def _keep(labels: list[str], regex: str) -> dict[str, Any]:
+    return {"source_labels": labels, "action": "keep", "regex": regex}
+
+
+_POD_LABELS = [
+    {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+    {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+]
+
+
+def scrape_configs(namespace: str, gateway_labels: dict[str, str]) -> list[dict[str, Any]]:
+    """istiod and the ingress gateway by name, every other annotated pod (the sidecars' merged metrics) once.
+
+    Each target is scraped by exactly one job: a pod scraped twice would count every request twice.
+    """
+    gateway_label, gateway_value = next(iter(gateway_labels.items()))
+    gateway_meta = f"__meta_kubernetes_pod_label_{gateway_label}"
+    return [
+        {"job_name": "prometheus", "static_configs": [{"targets": [f"localhost:{PROMETHEUS_PORT}"]}]},
+        {"job_name": "istiod",
+         "kubernetes_sd_configs": [{"role": "endpoints", "namespaces": {"names": [namespace]}}],
+         "relabel_configs": [_keep(["__meta_kubernetes_service_name", "__meta_kubernetes_endpoint_port_name"],
+                                   "istiod(-.+)?;http-monitoring")]},
+        {"job_name": "ingress-gateway", "metrics_path": "/stats/prometheus",
+         "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [namespace]}}],
+         "relabel_configs": [_keep([gateway_meta], gateway_value),
+                             _keep(["__meta_kubernetes_pod_container_port_name"], ".*-envoy-prom"), *_POD_LABELS]},
+        {"job_name": "kubernetes-pods",
+         "kubernetes_sd_configs": [{"role": "pod"}],
+         "relabel_configs": [
+             _keep(["__meta_kubernetes_pod_annotation_prometheus_io_scrape"], "true"),
+             {"source_labels": [gateway_meta], "action": "drop", "regex": gateway_value},
+             {"source_labels": ["__meta_kubernetes_pod_label_app"], "action": "drop", "regex": "istiod"},
+             {"source_labels": ["__meta_kubernetes_pod_phase"], "action": "drop", "regex": "Pending|Succeeded|Failed"},
+             {"source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_path"], "action": "replace",
+              "target_label": "__metrics_path__", "regex": "(.+)"},
+             {"source_labels": ["__address__", "__meta_kubernetes_pod_annotation_prometheus_io_port"], "action": "replace",
+              "regex": r"([^:]+)(?::\d+)?;(\d+)", "replacement": "$1:$2", "target_label": "__address__"},
+             {"action": "labelmap", "regex": "__meta_kubernetes_pod_label_(.+)"},
+             *_POD_LABELS,
+         ]},
+    ]
+
+
+RULE_FILES = {"recording_rules.yml": "/etc/config/recording_rules.yml", "alerting_rules.yml": "/etc/config/alerting_rules.yml"}
+
+
+def prometheus_files(args: ObservabilityArgs) -> dict[str, Any]:
+    """The chart's serverFiles: prometheus.yml's scrape jobs and rule files, and the rules themselves."""
+    return {
+        "prometheus.yml": {"rule_files": list(RULE_FILES.values()), "scrape_configs": scrape_configs(args.namespace, args.gateway_labels)},
+        "recording_rules.yml": recording_rules(args.app_namespace, args.services),
+        "alerting_rules.yml": alerting_rules(args.services, args.production),
+    }
+
+
+def _resources(amounts: Resources) -> dict[str, Any]:
+    return amounts.model_dump(mode="json")
+
+
+def prometheus_values(args: ObservabilityArgs) -> dict[str, Any]:
+    settings = args.settings
+    return {
+        # Only the server: alert routing, node and cluster-state exporters are outside this stack's concern.
+        "alertmanager": {"enabled": False},
+        "prometheus-pushgateway": {"enabled": False},
+        "kube-state-metrics": {"enabled": False},
+        "prometheus-node-exporter": {"enabled": False},
+        "server": {
+            "fullnameOverride": "prometheus",
+            "podLabels": NO_SIDECAR,
+            "service": {"type": "ClusterIP", "servicePort": PROMETHEUS_PORT},
+            "retention": settings.retention,
+            "persistentVolume": {"enabled": True, "size": settings.storage_size} if settings.storage_size else {"enabled": False},
+            "resources": _resources(ADDON_RESOURCES),
+            "global": {"scrape_interval": "15s", "evaluation_interval": "15s"},
+        },
+        "serverFiles": prometheus_files(args),
+    }
+
+
+# ---- Grafana -----------------------------------------------------------------------------------
+
+def _provider(name: str) -> dict[str, Any]:
+    return {"name": name, "orgId": 1, "folder": name, "type": "file", "disableDeletion": True,
+            "options": {"path": f"/var/lib/grafana/dashboards/{name}"}}
+
+
+def grafana_values(args: ObservabilityArgs, dashboard_maps: dict[str, str]) -> dict[str, Any]:
+    fetched = {} if args.istio_dashboards else args.addons.grafana_dashboards
+    providers = [*dashboard_maps, *(["istio"] if fetched else [])]
+    values: dict[str, Any] = {
+        "rbac": {"pspEnabled": False},
+        "testFramework": {"enabled": False},
+        "podLabels": {"app": "grafana", **NO_SIDECAR},
+        # The admin password is generated and read from a Secret; anonymous access and sign-up stay off.
+        "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
+        "grafana.ini": {"auth.anonymous": {"enabled": False}, "users": {"allow_sign_up": False},
+                        "analytics": {"reporting_enabled": False, "check_for_updates": False}},
+        "service": {"type": "ClusterIP", "port": GRAFANA_PORT},
+        "persistence": {"enabled": False},
+        "resources": _resources(ADDON_RESOURCES),
+        "datasources": {"datasources.yaml": {"apiVersion": 1, "datasources": [{
+            "name": "Prometheus", "type": "prometheus", "access": "proxy", "isDefault": True,
+            "url": _host("prometheus", args.namespace, PROMETHEUS_PORT), "jsonData": {"timeInterval": "15s"}}]}},
+        "dashboardProviders": {"dashboardproviders.yaml": {"apiVersion": 1, "providers": [_provider(name) for name in providers]}},
+        "dashboardsConfigMaps": dashboard_maps,
+    }
+    if fetched:
+        values["dashboards"] = {"istio": {name: {"gnetId": gnet_id, "datasource": "Prometheus"} for name, gnet_id in fetched.items()}}
+    return values
+
+
+# ---- Kiali -------------------------------------------------------------------------------------
+
+def kiali_values(args: ObservabilityArgs) -> dict[str, Any]:
+    settings, addons, ns = args.settings, args.addons, args.namespace
+    internal = "internal_url" if addons.kiali_v2 else "in_cluster_url"
+    tracing = settings.tracing
+    # Kiali reads traces from Jaeger's query API only.
+    jaeger = tracing.enabled and tracing.backend == "jaeger"
+    deployment: dict[str, Any] = {"image_version": addons.kiali_image, "pod_labels": NO_SIDECAR, "service_type": "ClusterIP",
+                                  "view_only_mode": args.production, "resources": _resources(ADDON_RESOURCES)}
+    if addons.kiali_v2:
+        deployment["cluster_wide_access"] = True
+    else:
+        deployment["accessible_namespaces"] = ["**"]
+    return {
+        # The Service is `kiali` whatever the chart version's naming defaults.
+        "nameOverride": "kiali",
+        "fullnameOverride": "kiali",
+        "istio_namespace": ns,
+        # Sign in with a Kubernetes token: no anonymous admin.
+        "auth": {"strategy": "token"},
+        "deployment": deployment,
+        "external_services": {
+            "prometheus": {"url": _host("prometheus", ns, PROMETHEUS_PORT)},
+            "grafana": {"enabled": settings.grafana, internal: _host("grafana", ns, GRAFANA_PORT)},
+            "tracing": {"enabled": jaeger, internal: _host("tracing", ns, 80, "/jaeger")} if jaeger else {"enabled": False},
+        },
+    }
+
+
+# ---- the component -----------------------------------------------------------------------------
+
+def port_forwards(args: ObservabilityArgs) -> dict[str, str]:
+    """How to reach each UI from a workstation: nothing is exposed outside the cluster."""
+    settings, ns = args.settings, args.namespace
+    wanted = {
+        "prometheus": (settings.prometheus, f"svc/prometheus {PROMETHEUS_PORT}:{PROMETHEUS_PORT}", f"http://localhost:{PROMETHEUS_PORT}"),
+        "grafana": (settings.grafana, f"svc/grafana {GRAFANA_PORT}:{GRAFANA_PORT}", f"http://localhost:{GRAFANA_PORT}"),
+        "kiali": (settings.kiali, f"svc/kiali {KIALI_PORT}:{KIALI_PORT}", f"http://localhost:{KIALI_PORT}/kiali"),
+        "tracing": (settings.tracing.enabled, "svc/tracing 16686:80",
+                    f"http://localhost:16686{args.addons.tracing[settings.tracing.backend].ui_path}"),
+    }
+    return {name: f"kubectl -n {ns} port-forward {target}  # then open {url}" for name, (on, target, url) in wanted.items() if on}
+
+
+class Observability(pulumi.ComponentResource):
+    """Owns Prometheus and its service-level rules, Grafana and its dashboards, the tracing backend and Kiali."""
+
+    def __init__(self, name: str, args: ObservabilityArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("beetravels:mesh:Observability", name, None, opts)
+        self._args, self._name = args, name
+        settings, addons = args.settings, args.addons
+        prometheus = self._chart("prometheus", addons.prometheus, prometheus_values(args)) if settings.prometheus else None
+        tracing = self._tracing(addons.tracing[settings.tracing.backend]) if settings.tracing.enabled else []
+        self.grafana_admin_password: pulumi.Output[str] | None = None
+        grafana = self._grafana() if settings.grafana else None
+        if settings.kiali:
+            self._chart("kiali", addons.kiali, kiali_values(args), after=[r for r in (prometheus, grafana) if r] + tracing)
+        self.port_forwards = port_forwards(args)
+        self.register_outputs({"portForwards": self.port_forwards})
+
+    def _opts(self, after: list[pulumi.Resource] | None = None) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, depends_on=[*self._args.after, *(after or [])])
+
+    def _chart(self, release: str, chart: Chart, values: dict[str, Any], after: list[pulumi.Resource] | None = None) -> k8s.helm.v3.Release:
+        return helm_release(f"{self._name}-{release}", release, chart.name, self._args.namespace, values, opts=self._opts(after),
+                            version=chart.version, repository=chart.repository)
+
+    def _config_map(self, name: str, data: dict[str, str]) -> k8s.core.v1.ConfigMap:
+        return k8s.core.v1.ConfigMap(f"{self._name}-{name}", metadata=metadata(name, self._args.namespace), data=data, opts=self._opts())
+
+    def _grafana(self) -> k8s.helm.v3.Release:
+        args = self._args
+        password = random.RandomPassword(f"{self._name}-grafana-admin-password", length=32, special=False,
+                                         opts=pulumi.ResourceOptions(parent=self))
+        secret = k8s.core.v1.Secret(
+            f"{self._name}-grafana-admin", metadata=metadata(GRAFANA_ADMIN_SECRET, args.namespace),
+            string_data=pulumi.Output.secret({"admin-user": "admin", "admin-password": password.result}), opts=self._opts(),
+        )
+        self.grafana_admin_password = pulumi.Output.secret(password.result)
+        maps = {"bee-travels": "bee-travels-grafana-dashboards"}
+        dashboards = [self._config_map("bee-travels-grafana-dashboards", {"canary.json": dashboard_json(args.services)})]
+        for provider, files in args.istio_dashboards.items():
+            maps[provider] = f"{provider}-grafana-dashboards"
+            dashboards.append(self._config_map(maps[provider], files))
+        return self._chart("grafana", args.addons.grafana, grafana_values(args, maps), after=[secret, *dashboards])
+
+    def _tracing(self, backend: TracingBackend) -> list[pulumi.Resource]:
+        ns = self._args.namespace
+        labels = {"app": "tracing"}
+        config = self._config_map("tracing-config", {"config.yaml": yaml.safe_dump(backend.config, sort_keys=False)}) if backend.config else None
+        mounts = [k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")]
+        volumes = [k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())]
+        if config:
+            mounts.append(k8s.core.v1.VolumeMountArgs(name="config", mount_path=CONFIG_DIR, read_only=True))
+            volumes.append(k8s.core.v1.VolumeArgs(name="config", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name="tracing-config")))
+        probe = k8s.core.v1.ProbeArgs(http_get=k8s.core.v1.HTTPGetActionArgs(path=backend.health_path, port=backend.health_port),
+                                      initial_delay_seconds=5, period_seconds=10)
+        deployment = k8s.apps.v1.Deployment(
+            f"{self._name}-tracing",
+            metadata=metadata("tracing", ns, labels),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=1,  # traces live in its memory: one copy, lost on restart, as Istio's own add-on
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels={**labels, **NO_SIDECAR}, annotations=NO_SIDECAR),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        containers=[k8s.core.v1.ContainerArgs(
+                            name="tracing", image=backend.image, args=list(backend.args) or None,
+                            env=[k8s.core.v1.EnvVarArgs(name=key, value=value) for key, value in backend.env.items()] or None,
+                            ports=[k8s.core.v1.ContainerPortArgs(name=port_name, container_port=port)
+                                   for port, port_name in {backend.query_port: "http-query", ZIPKIN_PORT: "http-zipkin"}.items()],
+                            liveness_probe=probe, readiness_probe=probe,
+                            resources=_resources(ADDON_RESOURCES), volume_mounts=mounts,
+                            security_context=k8s.core.v1.SecurityContextArgs(
+                                run_as_non_root=True, run_as_user=TRACING_UID, allow_privilege_escalation=False,
+                                read_only_root_filesystem=True, capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"])),
+                        )],
+                        volumes=volumes,
+                    ),
+                ),
+            ),
+            opts=self._opts([config] if config else None),
+        )
+        # Istio's mesh config sends spans to zipkin.<istio namespace>:9411, whichever backend receives them.
+        services = [self._service("zipkin", [("http-zipkin", ZIPKIN_PORT, ZIPKIN_PORT)], labels),
+                    self._service("tracing", [("http-query", 80, backend.query_port)], labels)]
+        return [deployment, *services]
+
+    def _service(self, name: str, ports: list[tuple[str, int, int]], selector: dict[str, str]) -> k8s.core.v1.Service:
+        return k8s.core.v1.Service(
+            f"{self._name}-{name}-service",
+            metadata=metadata(name, self._args.namespace, selector),
+            spec=k8s.core.v1.ServiceSpecArgs(type="ClusterIP", selector=selector, ports=[
+                k8s.core.v1.ServicePortArgs(name=port_name, port=port, target_port=target, protocol="TCP")
+                for port_name, port, target in ports]),
+            opts=self._opts(),
+        )
