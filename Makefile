@@ -9,7 +9,7 @@ PULUMI_VERSION := 3.272.0
 KIND_VERSION := v0.14.0
 LEGACY_SCHEMAS := .cache/kubernetes-validate-legacy
 
-.PHONY: help venv schemas test lint config-schema istio-charts policy-pack render bench up preview destroy delete-cluster deploy-deps e2e-checks
+.PHONY: help venv schemas promtool test lint config-schema istio-charts policy-pack render bench up preview destroy delete-cluster deploy-deps e2e-checks
 
 help:
 	@echo "make up        set up and run 'pulumi up' on the $(STACK) stack (local state, kind cluster if no context)"
@@ -41,13 +41,21 @@ $(LEGACY_SCHEMAS)/.installed: | $(BIN)/python
 	$(BIN)/pip install --quiet --no-deps --target $(LEGACY_SCHEMAS) kubernetes-validate==1.24.1
 	touch $@
 
+# Prometheus' promtool evaluates the service-level rules in the tests; Debian's prometheus package ships it.
+# Without root or apt-get those tests skip and say so.
+promtool:
+	@command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  else echo "promtool not found: the Prometheus rule tests will skip (apt-get install prometheus, or put promtool on PATH)"; fi; }
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/shellcheck scripts/*.sh .ci/run
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(BIN)/python -m tools.config_schema --check
 
-test: venv schemas lint
+test: venv schemas promtool lint
 	$(BIN)/python -m pytest -q
 
 render: $(VENV)/.installed-runtime

@@ -49,7 +49,7 @@ def _breaches(level: ServiceLevel) -> list[tuple[Any, Breach]]:
                          f"{level.min_success_rate_percent:g}%.")),
         (LATENCY, Breach("BeeTravelsLatencyAboveServiceLevel", f"> {level.max_p95_latency_ms}",
                          "{{ $labels.destination_service_name }} {{ $labels.destination_version }} is slow",
-                         f"p95 latency {{{{ $value | humanize }}}}ms over {level.window}, above the service level of "
+                         f"p95 latency {{{{ printf \"%.0f\" $value }}}}ms over {level.window}, above the service level of "
                          f"{level.max_p95_latency_ms}ms.")),
     ]
 

@@ -237,6 +237,8 @@ def _observability(settings, _secrets):
         yield Problem("observability.kiali", "Kiali reads its graph from Prometheus; set observability.prometheus to true as well")
     if observability.grafana and not observability.prometheus:
         yield Problem("observability.grafana", "the Istio dashboards read from Prometheus; set observability.prometheus to true as well")
+    if observability.storage_size and not observability.prometheus:
+        yield Problem("observability.storageSize", "sizes Prometheus' volume, but Prometheus is off; remove it or set observability.prometheus to true")
 
 
 RULES: tuple[Rule, ...] = (

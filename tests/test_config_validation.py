@@ -58,6 +58,15 @@ BAD_CONFIGS = [
     ("dev", {"services.hotel.versions.V2_new": {"tier": "json"}, "services.hotel.weights.V2_new": 0}, {}, "services.hotel.versions.V2_new", "version names become Kubernetes labels"),
     ("dev", {"istio.ingressGateway.httpNodePort": 8080}, {}, "istio.ingressGateway.httpNodePort", "outside the NodePort range"),
     ("dev", {"observability.prometheus": False}, {}, "observability.kiali", "set observability.prometheus to true"),
+    ("dev", {"observability.prometheus": False, "observability.grafana": False, "observability.kiali": False,
+             "observability.storageSize": "10Gi"}, {}, "observability.storageSize", "set observability.prometheus to true"),
+    ("dev", {"observability.retention": "15 days"}, {}, "observability.retention", "not a duration"),
+    ("dev", {"serviceLevel.minSuccessRatePercent": 101}, {}, "serviceLevel.minSuccessRatePercent", "less than or equal to 100"),
+    ("prod", {"services.hotel.serviceLevel.maxP95LatencyMs": 0}, {}, "services.hotel.serviceLevel.maxP95LatencyMs", "greater than or equal to 1"),
+    ("dev", {"services.hotel.serviceLevel.maxP95Latency": 300}, {}, "services.hotel.serviceLevel.maxP95Latency", "did you mean 'maxP95LatencyMs'"),
+    ("dev", {"canary.steps": [10, 5, 100]}, {}, "canary", "must rise strictly"),
+    ("prod", {"canary.steps": [10, 50]}, {}, "canary", "must end at 100"),
+    ("dev", {"canary.minRequests": 0}, {}, "canary.minRequests", "greater than or equal to 1"),
 ]
 
 

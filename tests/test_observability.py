@@ -1,0 +1,263 @@
+"""Observability: toggles, service-level rules evaluated by Prometheus' own promtool, secrets, and nothing exposed."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from components.observability import DashboardsMissingError, istio_dashboards
+from components.signals import SIGNALS
+from tools.stack_run import run_stack, secret_paths, stand_in_chart_cache, unwrap
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+ALL_OFF = {"observability.prometheus": False, "observability.grafana": False, "observability.kiali": False,
+           "observability.tracing.enabled": False}
+NAMESPACE = "bee-travels"
+
+
+def parts(run) -> set[str]:
+    """Which add-ons a run installs, read from what it registers."""
+    found = {r.inputs["name"] for r in run.of_type(RELEASE) if r.inputs["name"] in ("prometheus", "grafana", "kiali")}
+    if any(r.k8s_name == "tracing" for r in run.of_type("Deployment")):
+        found.add("tracing")
+    return found
+
+
+def release(run, name: str) -> dict:
+    (found,) = [r for r in run.of_type(RELEASE) if r.inputs["name"] == name]
+    return unwrap(found.inputs)
+
+
+@pytest.mark.parametrize("enabled", [set(), {"prometheus"}, {"prometheus", "grafana"}, {"prometheus", "kiali"}, {"tracing"},
+                                     {"prometheus", "grafana", "kiali", "tracing"}], ids=lambda e: "+".join(sorted(e)) or "none")
+def test_toggles_install_exactly_the_chosen_add_ons(enabled):
+    overrides = {**ALL_OFF, **{f"observability.{part}": True for part in enabled - {"tracing"}}}
+    if "tracing" in enabled:
+        overrides["observability.tracing.enabled"] = True
+    run = run_stack("dev", overrides)
+    assert run.error is None, run.error
+    assert parts(run) == enabled
+    assert set(run.outputs["observability"]) == enabled
+    assert ("grafanaAdminPassword" in run.outputs) == ("grafana" in enabled)
+    if not enabled:
+        assert run.within("Observability").resources == []
+
+
+def test_zipkin_backend_replaces_jaeger_behind_the_same_service():
+    run = run_stack("dev", {"observability.tracing.backend": "zipkin"})
+    (deployment,) = [d for d in run.of_type("Deployment") if d.k8s_name == "tracing"]
+    assert "zipkin" in deployment.inputs["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert "kiali" in parts(run) and release(run, "kiali")["values"]["external_services"]["tracing"] == {"enabled": False}
+
+
+# ---- the service-level rules, evaluated by promtool ------------------------------------------------
+
+PROMTOOL = shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not found: install Prometheus' promtool "
+                                    "(Debian: apt-get install prometheus; `make test` does this where it can) to evaluate the rules")
+
+
+def deployed_versions(run) -> list[tuple[str, str]]:
+    """(service, version) of every app Deployment: what the rules must cover, taken from the workloads, not the rules."""
+    labels = [d.inputs["spec"]["template"]["metadata"]["labels"] for d in run.within("BeeTravels").of_type("Deployment")]
+    return sorted((label["app"], label["version"]) for label in labels)
+
+
+def _series(service: str, version: str, failing: bool, slow: bool) -> list[dict]:
+    common = (f'reporter="destination",destination_workload_namespace="{NAMESPACE}",'
+              f'destination_service_name="{service}",destination_version="{version}"')
+    served = [{"series": f'istio_requests_total{{{common},response_code="200"}}', "values": "0+600x40"}]
+    if failing:  # one request in ten answered with a 503
+        served.append({"series": f'istio_requests_total{{{common},response_code="503"}}', "values": "0+60x40"})
+    # Every request under 100 ms when healthy; every request between 5 and 10 s when slow.
+    buckets = {"100": 0 if slow else 600, "5000": 0 if slow else 600, "10000": 600, "+Inf": 600}
+    served += [{"series": f'istio_request_duration_milliseconds_bucket{{{common},le="{le}"}}', "values": f"0+{per_minute}x40"}
+               for le, per_minute in buckets.items()]
+    return served
+
+
+def _case(versions, victim, breach: str, severity: str = "warning") -> dict:
+    series = [s for service, version in versions
+              for s in _series(service, version, failing=(breach == "errors" and (service, version) == victim),
+                               slow=(breach == "latency" and (service, version) == victim))]
+    expected = {"errors": "BeeTravelsSuccessRateBelowServiceLevel", "latency": "BeeTravelsLatencyAboveServiceLevel"}
+    service, version = victim
+    return {"interval": "1m", "input_series": series, "alert_rule_test": [
+        {"eval_time": "30m", "alertname": alert,
+         "exp_alerts": [{"exp_labels": {"service": service, "version": version, "destination_service_name": service,
+                                        "destination_version": version, "severity": severity}}] if kind == breach else []}
+        for kind, alert in expected.items()]}
+
+
+def _without_discovery(job: dict) -> dict:
+    # Debian's promtool is built without Kubernetes discovery; a static target keeps the rest of the job checked.
+    job = {key: value for key, value in job.items() if key != "kubernetes_sd_configs"}
+    return {**job, "static_configs": job.get("static_configs", [{"targets": ["localhost:9090"]}])}
+
+
+def _without_annotations(rules: dict) -> dict:
+    # promtool compares annotations too; these cases check which alert fires for whom, the templates are checked apart.
+    return {"groups": [{**group, "rules": [{k: v for k, v in rule.items() if k != "annotations"} for rule in group["rules"]]}
+                       for group in rules["groups"]]}
+
+
+def _promtool_files(run, tmp_path):
+    files = release(run, "prometheus")["values"]["serverFiles"]
+    (tmp_path / "recording_rules.yml").write_text(yaml.safe_dump(files["recording_rules.yml"]))
+    (tmp_path / "alerting_rules.yml").write_text(yaml.safe_dump(files["alerting_rules.yml"]))
+    (tmp_path / "alerts_to_test.yml").write_text(yaml.safe_dump(_without_annotations(files["alerting_rules.yml"])))
+    config = {**files["prometheus.yml"], "rule_files": ["recording_rules.yml", "alerting_rules.yml"],
+              "scrape_configs": [_without_discovery(job) for job in files["prometheus.yml"]["scrape_configs"]]}
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    return files
+
+
+def _promtool(*args, cwd):
+    result = subprocess.run([PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_promtool
+def test_prometheus_configuration_and_rules_are_valid(any_stack, tmp_path):
+    _promtool_files(any_stack, tmp_path)
+    _promtool("check", "config", "prometheus.yml", cwd=tmp_path)
+
+
+def _run_rule_cases(run, tmp_path, victims):
+    _promtool_files(run, tmp_path)
+    severity = "critical" if run.stack == "prod" else "warning"
+    versions = deployed_versions(run)
+    cases = [_case(versions, victim, breach, severity) for victim in victims for breach in ("errors", "latency")]
+    (tmp_path / "cases.yml").write_text(yaml.safe_dump({"rule_files": ["recording_rules.yml", "alerts_to_test.yml"],
+                                                        "evaluation_interval": "1m", "tests": cases}))
+    _promtool("test", "rules", "cases.yml", cwd=tmp_path)
+
+
+@needs_promtool
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_deployed_version_alone_alerts_on_errors_and_latency(stack, request, tmp_path):
+    run = request.getfixturevalue(stack)
+    versions = deployed_versions(run)
+    assert len(versions) >= 8
+    # Each case breaks one version; promtool checks its alert fires with its labels and no other version's does.
+    _run_rule_cases(run, tmp_path, versions)
+
+
+@needs_promtool
+def test_a_version_added_in_the_stack_file_is_covered(tmp_path):
+    run = run_stack("dev", {"services.carrental.versions.v3": {"tier": "mongodb"},
+                            "services.carrental.weights": {"v1": 50, "v2": 40, "v3": 10}})
+    assert ("carrental", "v3") in deployed_versions(run)
+    _run_rule_cases(run, tmp_path, [("carrental", "v3")])
+
+
+@needs_promtool
+def test_a_service_level_override_moves_only_that_services_bar(tmp_path):
+    # Hotel tolerates 15% errors: its version failing one request in eleven no longer alerts; destination's still does.
+    run = run_stack("dev", {"services.hotel.serviceLevel": {"minSuccessRatePercent": 85}})
+    files = _promtool_files(run, tmp_path)
+    case = _case(deployed_versions(run), ("hotel", "v2"), "errors")
+    case["alert_rule_test"] = [{"eval_time": "30m", "alertname": "BeeTravelsSuccessRateBelowServiceLevel", "exp_alerts": []}]
+    (tmp_path / "cases.yml").write_text(yaml.safe_dump({"rule_files": ["recording_rules.yml", "alerts_to_test.yml"],
+                                                        "evaluation_interval": "1m", "tests": [case]}))
+    _promtool("test", "rules", "cases.yml", cwd=tmp_path)
+    assert any("< 0.99" in rule["expr"] for group in files["alerting_rules.yml"]["groups"] for rule in group["rules"]
+               if 'destination_service_name="destination"' in rule["expr"])
+
+
+def test_alerts_cover_exactly_the_deployed_versions(any_stack):
+    rules = release(any_stack, "prometheus")["values"]["serverFiles"]["alerting_rules.yml"]
+    alerted = sorted({(rule["labels"]["service"], rule["labels"]["version"]) for group in rules["groups"] for rule in group["rules"]})
+    assert alerted == sorted(set(deployed_versions(any_stack)))
+
+
+# ---- Grafana, Kiali and the wiring between them ------------------------------------------------------
+
+def test_canary_dashboard_shows_every_signal_per_service_from_recorded_series(dev):
+    recorded = {rule["record"] for group in release(dev, "prometheus")["values"]["serverFiles"]["recording_rules.yml"]["groups"]
+                for rule in group["rules"]}
+    (config_map,) = [c for c in dev.of_type("ConfigMap") if c.k8s_name == "bee-travels-grafana-dashboards"]
+    dashboard = json.loads(config_map.inputs["data"]["canary.json"])
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    assert all(expr.split("{")[0] in recorded for expr in expressions)
+    for service, _ in deployed_versions(dev):
+        assert {expr.split("{")[0] for expr in expressions if f'destination_service_name="{service}"' in expr} == \
+            {signal.record for signal in SIGNALS}
+    assert "bee-travels" in release(dev, "grafana")["values"]["dashboardsConfigMaps"]
+
+
+def test_grafana_admin_password_is_generated_and_secret(any_stack):
+    (secret,) = [s for s in any_stack.within("Observability").of_type("Secret")]
+    assert secret_paths(secret.inputs["stringData"]) == ["."]
+    admin = release(any_stack, "grafana")["values"]["admin"]
+    assert admin["existingSecret"] == secret.k8s_name
+    assert {admin["userKey"], admin["passwordKey"]} == set(unwrap(secret.inputs["stringData"]))
+    assert secret_paths(any_stack.outputs["grafanaAdminPassword"]) == ["."]
+    values = release(any_stack, "grafana")["values"]
+    assert values["grafana.ini"]["auth.anonymous"]["enabled"] is False
+
+
+def test_nothing_is_exposed_outside_the_cluster_and_no_ui_is_anonymous(any_stack):
+    for service in any_stack.within("Observability").of_type("Service"):
+        assert service.inputs["spec"]["type"] == "ClusterIP"
+    for name in ("prometheus", "grafana", "kiali"):
+        text = json.dumps(release(any_stack, name)["values"])
+        assert "LoadBalancer" not in text and "NodePort" not in text
+    assert release(any_stack, "kiali")["values"]["auth"]["strategy"] != "anonymous"
+
+
+def test_uis_reach_each_other_at_the_services_the_charts_create(any_stack):
+    prometheus = release(any_stack, "prometheus")["values"]["server"]
+    namespace = release(any_stack, "prometheus")["namespace"]
+    prometheus_url = f"http://{prometheus['fullnameOverride']}.{namespace}:{prometheus['service']['servicePort']}"
+    (source,) = release(any_stack, "grafana")["values"]["datasources"]["datasources.yaml"]["datasources"]
+    assert source["url"] == prometheus_url
+    assert release(any_stack, "kiali")["values"]["external_services"]["prometheus"]["url"] == prometheus_url
+
+
+def test_istio_sends_spans_to_the_tracing_backends_zipkin_service(any_stack):
+    istiod = next(r for r in any_stack.of_type(RELEASE) if r.inputs["name"] == "istiod")
+    address = unwrap(istiod.inputs)["values"]["meshConfig"]["defaultConfig"]["tracing"]["zipkin"]["address"]
+    host, port = address.rsplit(":", 1)
+    name, namespace = host.split(".", 1)
+    (service,) = [s for s in any_stack.of_type("Service") if s.k8s_name == name and s.metadata["namespace"] == namespace]
+    assert int(port) in {p["port"] for p in service.inputs["spec"]["ports"]}
+    selector = service.inputs["spec"]["selector"]
+    (deployment,) = [d for d in any_stack.of_type("Deployment") if d.k8s_name == "tracing"]
+    assert selector.items() <= deployment.inputs["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_istio_1_6_dashboards_come_from_the_release_archive(dev, istio_chart_cache):
+    maps = {c.k8s_name: c for c in dev.within("Observability").of_type("ConfigMap")}
+    mesh = json.loads(maps["istio-services-grafana-dashboards"].inputs["data"]["istio-mesh-dashboard.json"])
+    assert mesh["title"].startswith("stand-in for istio-mesh-dashboard.json")
+    assert "dashboards" not in release(dev, "grafana")["values"]  # nothing fetched from the internet
+
+
+def test_current_istio_fetches_its_dashboards_by_grafana_id(current):
+    dashboards = release(current, "grafana")["values"]["dashboards"]["istio"]
+    assert all(isinstance(d["gnetId"], int) for d in dashboards.values())
+
+
+def test_missing_istio_dashboards_stop_the_program_before_anything_is_registered(tmp_path, monkeypatch):
+    from tools import istio_charts
+
+    cache = stand_in_chart_cache(tmp_path)
+    (istio_charts.charts_dir("1.6.14", cache) / "istio-telemetry/grafana/dashboards/pilot-dashboard.json").unlink()
+    monkeypatch.setenv(istio_charts.CACHE_ENV, str(cache))
+    run = run_stack("dev")
+    assert isinstance(run.error, DashboardsMissingError)
+    assert "pilot-dashboard.json" in str(run.error) and "make istio-charts" in str(run.error)
+    assert run.resources == []
+    assert run_stack("dev", {"observability.grafana": False}).error is None
+
+
+def test_dashboards_are_compact_json(istio_chart_cache):
+    from components.istio import chart_source
+    from components.settings import IstioSettings
+
+    compact = istio_dashboards(chart_source(IstioSettings()))
+    texts = [text for files in compact.values() for text in files.values()]
+    assert texts and all("\n" not in text and json.loads(text) for text in texts)
