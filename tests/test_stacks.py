@@ -42,7 +42,7 @@ def test_main_wires_components_in_the_data_flow_order():
     calls = [node.func.id for node in sorted(
         (node for node in ast.walk(program) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)),
         key=lambda node: (node.lineno, node.col_offset))]
-    order = ["load_settings", "IstioMesh", "MongoDB", "BeeTravels", "TrafficRules"]
+    order = ["load_settings", "IstioMesh", "MongoDB", "BeeTravels", "TrafficRules", "MeshSecurity", "Observability"]
     assert [name for name in calls if name in order] == order
 
 
