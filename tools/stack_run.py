@@ -67,6 +67,7 @@ class Registered:
     delete_before_replace: bool
     ignore_changes: list[str]
     custom: bool
+    custom_timeouts: dict[str, str] = field(default_factory=dict)  # create/update/delete as the program set them
 
     @property
     def kind(self) -> str:
@@ -271,6 +272,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 protect=bool(request.protect), retain_on_delete=bool(request.retainOnDelete),
                 delete_before_replace=bool(request.deleteBeforeReplace),
                 ignore_changes=list(request.ignoreChanges), custom=bool(request.custom),
+                custom_timeouts=json_format.MessageToDict(request.customTimeouts),
             ))
         return response
 
