@@ -67,9 +67,9 @@ traffic = TrafficRules("traffic", TrafficRulesArgs(
 
 # 6. Security: mTLS, deny-by-default authorization for exactly the call graph, egress limits.
 security = MeshSecurity("security", MeshSecurityArgs(
-    security=settings.security, services=settings.services, namespace=namespace,
+    security=settings.security, service_accounts=app.service_accounts, namespace=namespace,
     istio_namespace=mesh.gateway_namespace, gateway_service_account=mesh.gateway_service_account,
-    mongo_clients=(*seeded, SEED_ACCOUNT, *mongodb.peer_accounts) if mongodb else (),
+    mongo_clients=(*app.accounts_on_tier("mongodb"), SEED_ACCOUNT, *mongodb.peer_accounts) if mongodb else (),
     mongo_hosts=mongodb.service_hosts if mongodb else (),
     external_hosts=egress,
     production=settings.production, after=[mesh],

@@ -26,6 +26,12 @@ HEADLESS_SERVICE = "mongodb-headless"
 MEMBER_ACCOUNT = "mongodb"
 REPLICA_SET = "rs0"
 KEYFILE_PATH = "/etc/mongodb-keyfile/keyfile"
+# How long the replica-set Job waits for a primary; a Job's deadline (all its retries) leaves room for a full wait.
+PRIMARY_WAIT_SECONDS = 600
+JOB_DEADLINE_SECONDS = 2 * PRIMARY_WAIT_SECONDS
+# Pulumi awaits a Job's completion for 10 minutes by default, less than the deadline. It waits a minute past the
+# deadline instead, so `pulumi up` reports the Job's own outcome (done, or failed at its deadline), not a timeout.
+JOB_AWAIT = f"{JOB_DEADLINE_SECONDS + 60}s"
 JOB_RESOURCES = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}
 
 
@@ -102,7 +108,7 @@ def replica_set_script(replicas: int) -> str:
         f'if(s.ok!==1&&s.code===94){{var r=rs.initiate({{_id:"{REPLICA_SET}",members:[{members}]}});'
         "if(r.ok!==1){throw new Error('rs.initiate: '+tojson(r))}print('replica set initiated')}"
         "else if(s.ok!==1){throw new Error('rs.status: '+tojson(s))}else{print('replica set already initiated')}"
-        "var until=Date.now()+600000;"
+        f"var until=Date.now()+{PRIMARY_WAIT_SECONDS * 1000};"
         "while(!db.isMaster().ismaster&&!db.isMaster().primary){if(Date.now()>until){throw new Error('no primary elected')}sleep(2000)}"
         "print('primary: '+db.isMaster().primary)"
     )
@@ -231,26 +237,30 @@ class MongoDB(pulumi.ComponentResource):
             spec=k8s.batch.v1.JobSpecArgs(
                 # A retry must be a new pod: the sidecar has already been told to quit in the old one.
                 backoff_limit=4,
-                active_deadline_seconds=1200,
+                active_deadline_seconds=JOB_DEADLINE_SECONDS,
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
                     spec=k8s.core.v1.PodSpecArgs(restart_policy="Never", service_account_name=SEED_ACCOUNT,
                                                  containers=[container], volumes=volumes),
                 ),
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on,
+                                        custom_timeouts=pulumi.CustomTimeouts(create=JOB_AWAIT, update=JOB_AWAIT)),
         )
 
     def _service(self, name: str, part: str, service_name: str, args: MongoDBArgs, headless: bool) -> k8s.core.v1.Service:
         # Named tcp-: Envoy's Mongo filter only adds stats and does not decode the OP_MSG protocol newer
-        # drivers speak, so plain TCP is the robust choice.
+        # drivers speak, so plain TCP is the robust choice. appProtocol says the same where the API has the field:
+        # 1.18 knows it (alpha: dropped unless the ServiceAppProtocol gate is on), 1.19 serves it, 1.17 rejects it.
+        app_protocol = "tcp" if args.kubernetes.minor >= 18 else None
         return k8s.core.v1.Service(
             f"{name}-{part}-service",
             metadata=metadata(service_name, args.namespace, LABELS),
             spec=k8s.core.v1.ServiceSpecArgs(
                 cluster_ip="None" if headless else None,
                 selector=LABELS,
-                ports=[k8s.core.v1.ServicePortArgs(name="tcp-mongo", port=PORT, target_port=PORT, protocol="TCP")],
+                ports=[k8s.core.v1.ServicePortArgs(name="tcp-mongo", port=PORT, target_port=PORT, protocol="TCP",
+                                                   app_protocol=app_protocol)],
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.after),
         )

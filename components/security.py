@@ -10,7 +10,8 @@ import pulumi
 from components.catalogue import CATALOGUE, FRONTEND, ExternalHost
 from components.kube import istio_resource
 from components.mongodb import MEMBER_ACCOUNT, SEED_POD_LABELS
-from components.settings import SecuritySettings, ServiceSettings
+from components.settings import SecuritySettings
+from components.workloads import identity_labels
 
 TRUST_DOMAIN = "cluster.local"
 
@@ -28,12 +29,13 @@ class Caller:
 @dataclass(frozen=True)
 class MeshSecurityArgs:
     security: SecuritySettings
-    services: dict[str, ServiceSettings]
+    # The workloads' identities: service -> data tier -> the ServiceAccount its versions on that tier run as.
+    service_accounts: dict[str, dict[str, str]]
     namespace: str
     istio_namespace: str
     gateway_service_account: str
-    # Service accounts allowed to reach MongoDB (the mongodb-tier backends, the seeding Jobs and, in a replica set,
-    # the members themselves), and the Services they reach it through; both empty without MongoDB.
+    # Service accounts allowed to reach MongoDB (those of the mongodb-tier versions, the seeding Jobs and, in a replica
+    # set, the members themselves), and the Services they reach it through; both empty without MongoDB.
     mongo_clients: tuple[str, ...]
     mongo_hosts: tuple[str, ...]
     external_hosts: dict[str, tuple[ExternalHost, ...]]  # per service
@@ -50,11 +52,12 @@ def call_graph(args: MeshSecurityArgs) -> dict[str, list[Caller]]:
     graph: dict[str, list[Caller]] = {
         FRONTEND: [Caller(principal(args.istio_namespace, args.gateway_service_account), methods=("GET", "HEAD"))],
     }
-    for caller in args.services:
+    for caller, accounts in args.service_accounts.items():
         for callee in CATALOGUE[caller].calls:
-            if callee in args.services:
-                graph.setdefault(callee, []).append(Caller(principal(args.namespace, caller), methods=("GET",),
-                                                           paths=tuple(_prefix(p) for p in CATALOGUE[callee].api_paths)))
+            if callee in args.service_accounts:
+                paths = tuple(_prefix(p) for p in CATALOGUE[callee].api_paths)
+                graph.setdefault(callee, []).extend(Caller(principal(args.namespace, account), methods=("GET",), paths=paths)
+                                                    for account in accounts.values())
     if args.mongo_clients:
         graph["mongodb"] = [Caller(principal(args.namespace, account), ports=("27017",)) for account in args.mongo_clients]
     return graph
@@ -78,10 +81,10 @@ def mongo_egress(args: MeshSecurityArgs) -> list[str]:
     return [f"./{host}.{args.namespace}.svc.cluster.local" for host in args.mongo_hosts]
 
 
-def sidecar_egress(service: str, settings: ServiceSettings, args: MeshSecurityArgs) -> list[str]:
-    """The hosts one service's pods may reach: its callees, its database, its external hosts, and Istio itself."""
-    hosts = [f"./{callee}.{args.namespace}.svc.cluster.local" for callee in CATALOGUE[service].calls if callee in args.services]
-    if settings.uses_tier("mongodb"):
+def sidecar_egress(service: str, tier: str, args: MeshSecurityArgs) -> list[str]:
+    """The hosts a service's pods on one tier may reach: its callees, that tier's database, external hosts, Istio itself."""
+    hosts = [f"./{callee}.{args.namespace}.svc.cluster.local" for callee in CATALOGUE[service].calls if callee in args.service_accounts]
+    if tier == "mongodb":
         hosts += mongo_egress(args)
     hosts += [f"./{external.host}" for external in args.external_hosts.get(service, ())]
     hosts.append(f"{args.istio_namespace}/*")
@@ -125,11 +128,14 @@ class MeshSecurity(pulumi.ComponentResource):
                     "egress": [{"hosts": [*mongo_egress(args), f"{args.istio_namespace}/*"]}],
                     **outbound,
                 }, child)
-            for service, settings in args.services.items():
-                istio_resource(f"{name}-{service}-sidecar", "Sidecar", service, args.namespace, {
-                    "workloadSelector": {"labels": {"app": service}},
-                    "egress": [{"hosts": sidecar_egress(service, settings, args)}],
-                    **outbound,
-                }, child)
+            # One Sidecar per identity, named after it. Istio applies one selecting Sidecar per pod, and every pod
+            # carries exactly one data tier, so selecting on app and tier never overlaps and keeps mongo off json pods.
+            for service, accounts in args.service_accounts.items():
+                for tier, account in accounts.items():
+                    istio_resource(f"{name}-{account}-sidecar", "Sidecar", account, args.namespace, {
+                        "workloadSelector": {"labels": identity_labels(service, tier)},
+                        "egress": [{"hosts": sidecar_egress(service, tier, args)}],
+                        **outbound,
+                    }, child)
         self.register_outputs({"mtlsMode": args.security.mtls_mode,
                                "allowedCallers": {app: [c.principal for c in callers] for app, callers in self.call_graph.items()}})

@@ -1,4 +1,4 @@
-"""The Bee Travels services: per service a Service and ServiceAccount, per deployed version a Deployment."""
+"""The Bee Travels services: per service a Service, per data tier in use a ServiceAccount, per version a Deployment."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ CLOUD_SECRET = "cloud-database"
 SCRATCH = "/tmp"
 NODE_UID = 1000  # the `node` user of the node:alpine base image
 SERVICE_PORT = 80
+TIER_LABEL = "data-tier"
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,18 @@ class BeeTravelsArgs:
     production: bool
     data: DataConnections
     after: list[pulumi.Resource]
+
+
+def account_name(service: str, tier: str) -> str:
+    """The ServiceAccount that a service's versions on a tier run under."""
+    # A database is opened by identity, so versions on a database tier get their own (hotel-mongodb, hotel-cloud)
+    # and the json versions, which read bundled files, keep the plain service name (hotel).
+    return service if tier == "json" else f"{service}-{tier}"
+
+
+def identity_labels(service: str, tier: str) -> dict[str, str]:
+    """The pod labels that select exactly the pods running as account_name(service, tier)."""
+    return {"app": service, TIER_LABEL: tier}
 
 
 def image(images: ImageSettings, spec: ServiceSpec, tier: str) -> str:
@@ -134,10 +147,14 @@ def spread(labels: dict[str, str], kubernetes: KubernetesApis) -> dict:
                 topology_key="kubernetes.io/hostname", label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels)))]))}
 
 
+def _tiers(settings: ServiceSettings) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(version.tier for version in settings.versions.values()))
+
+
 class BeeTravels(pulumi.ComponentResource):
     """Owns the Bee Travels Services, ServiceAccounts, Deployments, disruption budgets and autoscalers."""
 
-    service_accounts: dict[str, str]
+    service_accounts: dict[str, dict[str, str]]  # service -> tier -> ServiceAccount, for the tiers its versions use
     deployments: dict[tuple[str, str], k8s.apps.v1.Deployment]
 
     def __init__(self, name: str, args: BeeTravelsArgs, opts: pulumi.ResourceOptions | None = None):
@@ -148,7 +165,7 @@ class BeeTravels(pulumi.ComponentResource):
         cloud_secret = self._cloud_secret(name) if args.data.cloud_url is not None else None
         for service, settings in args.services.items():
             spec = CATALOGUE[service]
-            self.service_accounts[service] = self._service_account(service)
+            self.service_accounts[service] = {tier: self._service_account(service, tier) for tier in _tiers(settings)}
             self._service(spec)
             for version, version_settings in settings.versions.items():
                 after = {"cloud": [cloud_secret] if cloud_secret else [], "mongodb": list(args.data.mongo_ready)}.get(
@@ -159,6 +176,10 @@ class BeeTravels(pulumi.ComponentResource):
             "deployments": {f"{service}-{version}": deployment.metadata.apply(lambda meta: meta["name"])
                             for (service, version), deployment in self.deployments.items()},
         })
+
+    def accounts_on_tier(self, tier: str) -> tuple[str, ...]:
+        """The ServiceAccounts of every version on `tier`, across services."""
+        return tuple(accounts[tier] for accounts in self.service_accounts.values() if tier in accounts)
 
     def _opts(self, *after: pulumi.Resource) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self, depends_on=[*self._args.after, *after])
@@ -172,10 +193,12 @@ class BeeTravels(pulumi.ComponentResource):
             string_data=pulumi.Output.secret(data), opts=self._opts(),
         )
 
-    def _service_account(self, service: str) -> str:
-        k8s.core.v1.ServiceAccount(f"{service}-service-account", metadata=metadata(service, self._args.namespace, {"app": service}),
+    def _service_account(self, service: str, tier: str) -> str:
+        account = account_name(service, tier)
+        k8s.core.v1.ServiceAccount(f"{account}-service-account",
+                                   metadata=metadata(account, self._args.namespace, identity_labels(service, tier)),
                                    opts=self._opts())
-        return service
+        return account
 
     def _service(self, spec: ServiceSpec) -> None:
         k8s.core.v1.Service(
@@ -192,12 +215,13 @@ class BeeTravels(pulumi.ComponentResource):
                  after: list[pulumi.Resource]) -> k8s.apps.v1.Deployment:
         args = self._args
         labels = {"app": spec.name, "version": version}
+        pod_labels = {**labels, **identity_labels(spec.name, tier)}
         name = f"{spec.name}-{version}"
         replicas = settings.replicas_of(version)
         autoscaled = settings.autoscaling.enabled
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
-            metadata=metadata(name, args.namespace, {**labels, "data-tier": tier}),
+            metadata=metadata(name, args.namespace, pod_labels),
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 # Left to the autoscaler when there is one: two owners of .spec.replicas fight on every update.
                 replicas=None if autoscaled else replicas,
@@ -205,9 +229,9 @@ class BeeTravels(pulumi.ComponentResource):
                 strategy=k8s.apps.v1.DeploymentStrategyArgs(type="RollingUpdate", rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(
                     max_surge="25%", max_unavailable=0 if args.production else "25%")),
                 template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels={**labels, "data-tier": tier}),
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=pod_labels),
                     spec=k8s.core.v1.PodSpecArgs(
-                        service_account_name=spec.name,
+                        service_account_name=self.service_accounts[spec.name][tier],
                         containers=[container(spec, version, tier, settings, args)],
                         init_containers=[writable_app_copy(spec, args.images)] if tier == "cloud" else None,
                         volumes=[k8s.core.v1.VolumeArgs(name=name, empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 
 import pytest
+import schema_validation as sv
 
 from tools.stack_run import Secret, run_stack, secret_paths
 
@@ -41,29 +42,41 @@ def test_storage_class_comes_from_settings():
     assert statefulset(run).inputs["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "fast-ssd"
 
 
-def test_credentials_are_generated_and_only_ever_secret(dev):
-    (password,) = dev.within("MongoDB").of_type("RandomPassword")
+def test_credentials_are_generated_and_only_ever_secret(any_stack):
+    password = any_stack.named("RandomPassword", "mongodb-root-password")
     assert password.inputs["length"] >= 24
-    root = dev.named("Secret", "mongodb-root")
+    root = any_stack.named("Secret", "mongodb-root")
     assert secret_paths(root.inputs["stringData"]) == ["."]
-    assert root.inputs["stringData"].value["password"] == "mock-password-mongodb-root-password"
-    connection = dev.named("Secret", "mongodb-connection")
+    assert root.inputs["stringData"].value == {"username": "mockuser", "password": "mock-password-mongodb-root-password"}
+    connection = any_stack.named("Secret", "mongodb-connection")
     assert secret_paths(connection.inputs["stringData"]) == ["."]
     url = connection.inputs["stringData"].value["MONGO_CONNECTION_URL"]
-    assert url == "mongodb://mockuser:mock-password-mongodb-root-password@mongo:27017/beetravels?authSource=admin"
-    assert root.inputs["stringData"].value["username"] == "mockuser"
-    assert isinstance(dev.outputs["mongoConnectionUrl"], Secret)
-    env = {e["name"]: e for e in container(dev)["env"]}
+    assert url.startswith("mongodb://mockuser:mock-password-mongodb-root-password@")
+    assert isinstance(any_stack.outputs["mongoConnectionUrl"], Secret)
+    env = {e["name"]: e for e in container(any_stack)["env"]}
     assert env["MONGO_INITDB_ROOT_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "mongodb-root", "key": "password"}
     assert "value" not in env["MONGO_INITDB_ROOT_PASSWORD"]
+
+
+def test_a_single_server_is_reached_through_the_mongo_service(dev):
+    url = dev.named("Secret", "mongodb-connection").inputs["stringData"].value["MONGO_CONNECTION_URL"]
+    assert url == "mongodb://mockuser:mock-password-mongodb-root-password@mongo:27017/beetravels?authSource=admin"
 
 
 def test_client_service_is_tcp_on_27017_for_istio(dev):
     client = dev.named("Service", "mongo")
     (port,) = client.inputs["spec"]["ports"]
-    assert (port["name"], port["port"]) == ("tcp-mongo", 27017)
+    assert (port["name"], port["port"], port["appProtocol"]) == ("tcp-mongo", 27017, "tcp")
     assert client.inputs["spec"]["selector"] == {"app": "mongodb"}
     assert dev.named("Service", "mongodb-headless").inputs["spec"]["clusterIP"] == "None"
+
+
+def test_clusters_without_app_protocol_get_the_port_name_only():
+    run = run_stack("prod", {"kubernetesVersion": "1.17"})
+    client = run.named("Service", "mongo")
+    assert "appProtocol" not in client.inputs["spec"]["ports"][0]
+    sv.require_kubernetes_schemas("1.17")
+    assert sv.validate_kubernetes_object(client.manifest(), "1.17") == []
 
 
 def test_pod_runs_as_non_root_with_a_real_ping_probe(dev):
@@ -96,6 +109,28 @@ def test_seeding_jobs_run_after_mongodb_for_each_mongodb_backend(dev):
         spec = job.inputs["spec"]
         assert spec["template"]["spec"]["restartPolicy"] == "Never"
         assert spec["backoffLimit"] >= 1 and spec["activeDeadlineSeconds"] > 0
+
+
+def seconds(duration):
+    """A Pulumi timeout such as "21m" or "1260s" in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1}
+    parts = re.findall(r"(\d+)([hms])", duration)
+    assert "".join(n + u for n, u in parts) == duration, duration
+    return sum(int(n) * units[u] for n, u in parts)
+
+
+def test_pulumi_waits_for_every_job_longer_than_the_job_may_run(dev, prod):
+    jobs = dev.of_type("Job") + prod.of_type("Job")
+    assert {job.k8s_name for job in prod.of_type("Job")} >= {"mongodb-replica-set-init", "seed-hotel"}
+    for job in jobs:
+        deadline = job.inputs["spec"]["activeDeadlineSeconds"]
+        # Pulumi's default 10 minutes would fail `pulumi up` while the Job may still succeed.
+        assert set(job.custom_timeouts) == {"create", "update"}, job.k8s_name
+        assert all(seconds(timeout) > deadline for timeout in job.custom_timeouts.values()), job.k8s_name
+    init = prod.named("Job", "mongodb-replica-set-init")
+    script = {e["name"]: e.get("value") for e in init.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}["REPLICA_SET_SCRIPT"]
+    (wait_ms,) = re.findall(r"Date\.now\(\)\+(\d+)", script)
+    assert int(wait_ms) // 1000 < init.inputs["spec"]["activeDeadlineSeconds"]
 
 
 def test_seeding_waits_on_the_current_istio_readiness_port(current):

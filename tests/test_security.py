@@ -1,5 +1,7 @@
 """Mesh security: mTLS per stack, authorization exactly for the app's call graph, egress limited per workload."""
 
+import pytest
+
 from tools.stack_run import run_stack
 
 NS = "bee-travels"
@@ -36,12 +38,33 @@ def expected_edges(mongo_clients):
     return edges
 
 
+def pod_spec(resource):
+    return resource.inputs["spec"]["template"]["spec"]
+
+
+def pod_labels(resource):
+    return resource.inputs["spec"]["template"]["metadata"]["labels"]
+
+
+def mongo_principals(run):
+    return {caller for caller, callee in allowed_edges(run) if callee == "mongodb"}
+
+
+def assert_principals_are_created(run, gateway):
+    created = {principal(sa.metadata["namespace"], sa.k8s_name) for sa in run.of_type("ServiceAccount")}
+    # The gateway's account comes with Istio's gateway chart, not from a ServiceAccount of the program.
+    known = created | {principal("istio-system", gateway)}
+    used = {caller for caller, _ in allowed_edges(run)}
+    assert used and used <= known, used - known
+
+
 def test_authorization_allows_exactly_the_call_graph(dev, prod):
     for run in (dev, prod):
         assert policies(run)["deny-by-default"] == {}
-    assert allowed_edges(dev) == expected_edges(("destination", "hotel", "carrental", "mongodb-seed"))
+    mongodb_versions = ("destination-mongodb", "hotel-mongodb", "carrental-mongodb")
+    assert allowed_edges(dev) == expected_edges((*mongodb_versions, "mongodb-seed"))
     # prod's MongoDB is a replica set: its members replicate to each other under their own identity.
-    assert allowed_edges(prod) == expected_edges(("destination", "hotel", "carrental", "mongodb-seed", "mongodb"))
+    assert allowed_edges(prod) == expected_edges((*mongodb_versions, "mongodb-seed", "mongodb"))
 
 
 def test_the_ui_may_only_read_the_paths_it_proxies(prod):
@@ -53,11 +76,41 @@ def test_the_ui_may_only_read_the_paths_it_proxies(prod):
         assert all(p in (path, "/info", "/live") for p in operation["paths"])
 
 
-def test_only_mongodb_tier_versions_reach_mongo():
+def test_only_mongodb_tier_versions_reach_mongo(dev, prod):
+    for run in (dev, prod):
+        accounts = {d.k8s_name: principal(NS, pod_spec(d)["serviceAccountName"]) for d in run.within("BeeTravels").of_type("Deployment")}
+        tiers = {d.k8s_name: pod_labels(d)["data-tier"] for d in run.within("BeeTravels").of_type("Deployment")}
+        on_mongodb = {accounts[name] for name, tier in tiers.items() if tier == "mongodb"}
+        jobs = {principal(NS, pod_spec(job)["serviceAccountName"]) for job in run.of_type("Job")}
+        # A replica set's members also reach each other; a single server is no client of itself.
+        statefulset = run.named("StatefulSet", "mongodb")
+        replica_set = statefulset.inputs["spec"]["replicas"] > 1
+        members = {principal(NS, pod_spec(statefulset)["serviceAccountName"])} if replica_set else set()
+        assert on_mongodb and mongo_principals(run) == on_mongodb | jobs | members
+        # hotel-v1 reads bundled JSON: the same service, but not a database client.
+        assert tiers["hotel-v1"] == "json" and accounts["hotel-v1"] not in mongo_principals(run)
+        mongo = policies(run)["allow-mongodb"]["rules"]
+        assert {port for rule in mongo for port in rule["to"][0]["operation"]["ports"]} == {"27017"}
+
+
+def test_a_service_without_a_mongodb_version_has_no_database_identity():
     run = run_stack("dev", {"services.destination": {"versions": {"v1": {"tier": "json"}}}})
-    assert allowed_edges(run) == expected_edges(("hotel", "carrental", "mongodb-seed"))
-    mongo = policies(run)["allow-mongodb"]["rules"]
-    assert {rule["to"][0]["operation"]["ports"][0] for rule in mongo} == {"27017"}
+    assert allowed_edges(run) == expected_edges(("hotel-mongodb", "carrental-mongodb", "mongodb-seed"))
+    assert "destination-mongodb" not in {sa.k8s_name for sa in run.of_type("ServiceAccount")}
+
+
+@pytest.mark.parametrize("stack, gateway", [("dev", "istio-ingressgateway-service-account"),
+                                            ("prod", "istio-ingressgateway-service-account"),
+                                            ("current", "istio-ingressgateway")])
+def test_every_principal_is_an_identity_the_stack_creates(stack, gateway, request):
+    assert_principals_are_created(request.getfixturevalue(stack), gateway)
+
+
+def test_a_backend_running_only_its_mongodb_version_has_only_that_identity():
+    run = run_stack("dev", {"services.hotel": {"versions": {"v2": {"tier": "mongodb"}}}})
+    assert run.error is None, run.error
+    assert "hotel" not in {sa.k8s_name for sa in run.of_type("ServiceAccount")}
+    assert_principals_are_created(run, "istio-ingressgateway-service-account")
 
 
 def test_no_rule_admits_a_caller_without_a_mesh_identity(dev, prod):
@@ -86,13 +139,24 @@ def test_each_workload_may_reach_only_what_it_calls(dev, prod):
     assert hosts["default"] == ["istio-system/*"]
     assert hosts["bee-ui"] == [f"./{callee}.{NS}.svc.cluster.local" for callee in UI_CALLS] + ["istio-system/*"]
     replica_set = [f"./mongo.{NS}.svc.cluster.local", f"./mongodb-headless.{NS}.svc.cluster.local", "istio-system/*"]
-    assert hosts["hotel"] == hosts["seed-jobs"] == hosts["mongodb"] == replica_set
+    assert hosts["hotel-mongodb"] == hosts["seed-jobs"] == hosts["mongodb"] == replica_set
+    assert hosts["hotel"] == ["istio-system/*"]
     assert hosts["currencyexchange"] == ["./api.exchangeratesapi.io", "istio-system/*"]
     dev_hosts = {r.k8s_name: r.inputs["spec"]["egress"][0]["hosts"] for r in dev.of_type("Sidecar")}
-    assert dev_hosts["hotel"] == dev_hosts["seed-jobs"] == [f"./mongo.{NS}.svc.cluster.local", "istio-system/*"]
+    assert dev_hosts["hotel-mongodb"] == dev_hosts["seed-jobs"] == [f"./mongo.{NS}.svc.cluster.local", "istio-system/*"]
     assert "mongodb" not in dev_hosts  # a single server talks to no peer
     assert all(spec["outboundTrafficPolicy"] == {"mode": "REGISTRY_ONLY"} for spec in sidecars.values())
     assert all("outboundTrafficPolicy" not in r.inputs["spec"] for r in dev.of_type("Sidecar"))
+
+
+def test_each_pod_gets_one_sidecar_and_only_mongodb_tier_pods_reach_mongo(any_stack):
+    sidecars = [r.inputs["spec"] for r in any_stack.of_type("Sidecar") if "workloadSelector" in r.inputs["spec"]]
+    for deployment in any_stack.within("BeeTravels").of_type("Deployment"):
+        labels = pod_labels(deployment)
+        # Istio applies one Sidecar with a matching selector per pod; two would leave the choice undefined.
+        (sidecar,) = [s for s in sidecars if s["workloadSelector"]["labels"].items() <= labels.items()]
+        reaches_mongo = any("mongo" in host for host in sidecar["egress"][0]["hosts"])
+        assert reaches_mongo == (labels["data-tier"] == "mongodb"), deployment.k8s_name
 
 
 def test_security_resources_wait_for_istiod(prod):

@@ -71,8 +71,10 @@ def test_e2e_runs_nightly_and_on_demand_on_a_cgroup_v1_runner_and_always_cleans_
     assert "cgroup-v1" in job["runs-on"]
     steps = [s.get("run") for s in job["steps"]]
     assert steps.index("make up") < steps.index("make e2e-checks")
-    cleanup = job["steps"][-1]
-    assert cleanup["if"] == "always()" and "make destroy" in cleanup["run"]
+    # Each cleanup command is its own always() step: a failed destroy (or up) cannot skip deleting the cluster.
+    destroy, delete = job["steps"][-2:]
+    assert (destroy["run"], destroy["if"]) == ("make destroy", "always()")
+    assert (delete["run"], delete["if"]) == ("make delete-cluster", "always()")
 
 
 @pytest.mark.parametrize("name, writes", [("preview.yml", {"pull-requests"}), ("deploy.yml", set()), ("e2e.yml", set())])

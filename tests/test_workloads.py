@@ -111,8 +111,20 @@ def test_services_expose_port_80_named_http_and_each_has_an_identity(dev):
         for deployment in deployments(dev).values():
             if deployment.k8s_name.startswith(f"{name}-"):
                 spec = pod(deployment)["spec"]
-                assert spec["serviceAccountName"] == name
                 assert spec["containers"][0]["ports"] == [{"name": "http", "containerPort": port}]
+
+
+def test_versions_on_a_database_tier_run_under_their_own_identity():
+    run = run_stack("dev", CLOUD, secrets=CLOUD_SECRETS)
+    assert run.error is None, run.error
+    accounts = {name: pod(d)["spec"]["serviceAccountName"] for name, d in deployments(run).items()}
+    assert {name: accounts[name] for name in ("destination-v1", "destination-v2", "destination-v3", "bee-ui-v1")} == {
+        "destination-v1": "destination", "destination-v2": "destination-mongodb", "destination-v3": "destination-cloud",
+        "bee-ui-v1": "bee-ui"}
+    created = {sa.k8s_name: sa.metadata["labels"] for sa in run.of_type("ServiceAccount")}
+    # Exactly the identities some version runs as, plus MongoDB's own (its members and the seeding Jobs).
+    assert set(created) == set(accounts.values()) | {"mongodb", "mongodb-seed"}
+    assert created["destination-cloud"].items() >= {"app": "destination", "data-tier": "cloud"}.items()
 
 
 def test_probes_use_paths_that_answer_without_external_dependencies(dev):

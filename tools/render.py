@@ -207,12 +207,15 @@ def routing_diagram(run: StackRun) -> str:
         for host in _spec(entry).get("hosts", []):
             node = f"external_{_node(host)}"
             lines.append(f'  {node}[/"{host} (ServiceEntry)"/]')
-            for sidecar in sorted(run.of_type("Sidecar"), key=lambda r: r.name):
+            # A service has a Sidecar per data tier it uses; the diagram draws one edge per service.
+            callers = set()
+            for sidecar in run.of_type("Sidecar"):
                 spec = _spec(sidecar)
                 app = ((spec.get("workloadSelector") or {}).get("labels") or {}).get("app")
                 allowed = [h for egress in spec.get("egress", []) for h in egress.get("hosts", [])]
                 if app in services and any(h.split("/", 1)[-1] == host for h in allowed):
-                    lines.append(f"  {_node(app)}_versions -.-> {node}")
+                    callers.add(app)
+            lines += [f"  {_node(app)}_versions -.-> {node}" for app in sorted(callers)]
     lines.append("```")
     return "\n".join(lines) + "\n"
 

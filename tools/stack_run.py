@@ -67,6 +67,7 @@ class Registered:
     delete_before_replace: bool
     ignore_changes: list[str]
     custom: bool
+    custom_timeouts: dict[str, str] = field(default_factory=dict)  # create/update/delete as the program set them
 
     @property
     def kind(self) -> str:
@@ -165,9 +166,8 @@ def secret_paths(value: Any, path: str = "") -> list[str]:
 
 def stand_in_chart_cache(root: Path, version: str = "1.6.14") -> Path:
     """A chart cache whose charts are placeholders: enough for the program, which only passes their paths to Helm."""
-    from tools import istio_charts
-
     from components.observability import ISTIO_DASHBOARD_FILES
+    from tools import istio_charts
 
     charts = istio_charts.charts_dir(version, root)
     for required in istio_charts.REQUIRED_FILES:
@@ -282,6 +282,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 protect=bool(request.protect), retain_on_delete=bool(request.retainOnDelete),
                 delete_before_replace=bool(request.deleteBeforeReplace),
                 ignore_changes=list(request.ignoreChanges), custom=bool(request.custom),
+                custom_timeouts=json_format.MessageToDict(request.customTimeouts),
             ))
         return response
 
