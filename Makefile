@@ -9,7 +9,7 @@ PULUMI_VERSION := 3.272.0
 KIND_VERSION := v0.14.0
 LEGACY_SCHEMAS := .cache/kubernetes-validate-legacy
 
-.PHONY: help venv schemas promtool test lint config-schema istio-charts policy-pack render bench up preview destroy delete-cluster deploy-deps e2e-checks
+.PHONY: help venv schemas promtool test lint config-schema istio-charts policy-pack render bench up preview destroy delete-cluster deploy-deps e2e-checks promote
 
 help:
 	@echo "make up        set up and run 'pulumi up' on the $(STACK) stack (local state, kind cluster if no context)"
@@ -18,6 +18,7 @@ help:
 	@echo "make istio-charts  fetch and verify the Istio $(ISTIO_VERSION) Helm charts into .cache/istio"
 	@echo "make policy-pack   set up the policy pack's virtualenv (policy/venv) for 'pulumi preview --policy-pack policy'"
 	@echo "make render    render dev and prod offline into rendered/ (YAML per object, Helm releases, routing diagram)"
+	@echo "make promote STACK=prod SERVICE=hotel [APPLY=1]  judge a canary on Prometheus and move its weight in the stack file"
 	@echo "make bench     measure program evaluation (dev, prod, 20-200 services) and write docs/performance.md"
 	@echo "make config-schema regenerate Pulumi.yaml's config block from components/settings.py"
 
@@ -97,3 +98,8 @@ deploy-deps: $(VENV)/.installed-runtime policy-pack istio-charts
 # After `make up` on kind: canary split, header route and plain text refused under STRICT mTLS (e2e.yml).
 e2e-checks: $(VENV)/.installed-runtime
 	$(RUN_STACK_SCRIPT) e2e
+
+# Judge a canary on its metrics and move its weight in Pulumi.$(STACK).yaml; APPLY=1 also runs `pulumi up` (policy pack applied).
+promote: $(VENV)/.installed-runtime $(if $(APPLY),policy-pack)
+	@test -n "$(SERVICE)" || { echo "usage: make promote STACK=prod SERVICE=hotel [APPLY=1]"; exit 2; }
+	PATH="$$HOME/.pulumi/bin:$$PATH" $(BIN)/python -m tools.promote --stack $(STACK) --service $(SERVICE) $(if $(APPLY),--apply)
