@@ -10,7 +10,7 @@ from components.monitoring_rules import monitored_services
 from components.observability import Observability, ObservabilityArgs, addon_versions, istio_dashboards
 from components.security import MeshSecurity, MeshSecurityArgs
 from components.stack_config import RawStackConfig, load_settings, read_secrets, stack_file_name
-from components.traffic import TrafficRules, TrafficRulesArgs, external_hosts, external_hosts_by_service
+from components.traffic import TrafficRules, TrafficRulesArgs, external_hosts, external_hosts_by_identity
 from components.workloads import BeeTravels, BeeTravelsArgs, DataConnections
 
 # 1. Settings: read and checked once. A bad stack file or missing charts stop here, before anything is registered.
@@ -49,7 +49,7 @@ app = BeeTravels("bee-travels", BeeTravelsArgs(
 
 # 5. Traffic: the gateway, canary weights from the stack file, resilience and faults, and egress.
 # Istio resources wait for the whole mesh component: its CRDs, istiod's webhook and the app namespace.
-egress = external_hosts_by_service(settings.services, settings.cloud_database)
+egress = external_hosts_by_identity(settings.services, settings.cloud_database)
 tls_mode = settings.gateway.tls.mode
 certificate = SelfSignedCertificate("gateway-tls", SelfSignedCertificateArgs(
     hosts=settings.gateway.hosts, gateway_namespace=mesh.gateway_namespace, after=mesh.control_plane,

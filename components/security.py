@@ -38,7 +38,7 @@ class MeshSecurityArgs:
     # set, the members themselves), and the Services they reach it through; both empty without MongoDB.
     mongo_clients: tuple[str, ...]
     mongo_hosts: tuple[str, ...]
-    external_hosts: dict[str, tuple[ExternalHost, ...]]  # per service
+    external_hosts: dict[tuple[str, str], tuple[ExternalHost, ...]]  # per (service, data tier)
     production: bool
     after: list[pulumi.Resource]
 
@@ -86,7 +86,7 @@ def sidecar_egress(service: str, tier: str, args: MeshSecurityArgs) -> list[str]
     hosts = [f"./{callee}.{args.namespace}.svc.cluster.local" for callee in CATALOGUE[service].calls if callee in args.service_accounts]
     if tier == "mongodb":
         hosts += mongo_egress(args)
-    hosts += [f"./{external.host}" for external in args.external_hosts.get(service, ())]
+    hosts += [f"./{external.host}" for external in args.external_hosts.get((service, tier), ())]
     hosts.append(f"{args.istio_namespace}/*")
     return hosts
 

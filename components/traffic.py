@@ -137,20 +137,22 @@ def service_entry_spec(external: ExternalHost) -> dict[str, Any]:
     }
 
 
-def external_hosts_by_service(services: dict[str, ServiceSettings], cloud: CloudDatabaseSettings) -> dict[str, tuple[ExternalHost, ...]]:
-    """What each deployed service calls outside the mesh; with REGISTRY_ONLY egress these are the only ways out."""
-    found: dict[str, tuple[ExternalHost, ...]] = {}
+def external_hosts_by_identity(services: dict[str, ServiceSettings], cloud: CloudDatabaseSettings) -> dict[tuple[str, str], tuple[ExternalHost, ...]]:
+    """What each deployed service calls outside the mesh, per data tier of its versions: the cloud database only
+    from cloud-tier versions. With REGISTRY_ONLY egress these are the only ways out."""
+    found: dict[tuple[str, str], tuple[ExternalHost, ...]] = {}
     for name, service in services.items():
-        hosts = list(CATALOGUE[name].external_hosts)
-        if cloud.host and service.uses_tier("cloud"):
-            hosts.append(ExternalHost(cloud.host, cloud.port, "TLS"))
-        if hosts:
-            found[name] = tuple(hosts)
+        for tier in dict.fromkeys(version.tier for version in service.versions.values()):
+            hosts = list(CATALOGUE[name].external_hosts)
+            if cloud.host and tier == "cloud":
+                hosts.append(ExternalHost(cloud.host, cloud.port, "TLS"))
+            if hosts:
+                found[(name, tier)] = tuple(hosts)
     return found
 
 
-def external_hosts(by_service: dict[str, tuple[ExternalHost, ...]]) -> tuple[ExternalHost, ...]:
-    return tuple(dict.fromkeys(host for hosts in by_service.values() for host in hosts))
+def external_hosts(by_identity: dict[tuple[str, str], tuple[ExternalHost, ...]]) -> tuple[ExternalHost, ...]:
+    return tuple(dict.fromkeys(host for hosts in by_identity.values() for host in hosts))
 
 
 class TrafficRules(pulumi.ComponentResource):

@@ -170,3 +170,17 @@ def test_authorization_can_be_turned_off_outside_production():
     assert run.of_type("AuthorizationPolicy", "Sidecar") == []
     assert len(run.of_type("PeerAuthentication")) == 2
     assert "security.authorization: is false" in str(run_stack("prod", {"security.authorization": False}).error)
+
+
+def test_only_cloud_tier_pods_may_leave_for_the_cloud_database():
+    run = run_stack("prod", {"services.hotel.versions.v3": {"tier": "cloud"}, "services.hotel.weights": {"v1": 80, "v2": 10, "v3": 10},
+                             "cloudDatabase.host": "db.example.com"},
+                    secrets={"cloudDatabaseUrl": "mongodb://user:pw@db.example.com:27017/beetravels?tls=true"})
+    assert run.error is None, run.error
+    egress = {(s.inputs["spec"]["workloadSelector"]["labels"].get("app"), s.inputs["spec"]["workloadSelector"]["labels"].get("data-tier")):
+              s.inputs["spec"]["egress"][0]["hosts"] for s in run.of_type("Sidecar") if "workloadSelector" in s.inputs["spec"]}
+    tiers = {pod_labels(d)["data-tier"] for d in run.within("BeeTravels").of_type("Deployment") if pod_labels(d)["app"] == "hotel"}
+    assert tiers == {"json", "mongodb", "cloud"}
+    for tier in tiers:
+        assert ("./db.example.com" in egress[("hotel", tier)]) == (tier == "cloud"), tier
+    assert "db-example-com" in {e.k8s_name for e in run.of_type("ServiceEntry")}
