@@ -292,10 +292,11 @@ def kiali_values(args: ObservabilityArgs) -> dict[str, Any]:
     jaeger = tracing.enabled and tracing.backend == "jaeger"
     deployment: dict[str, Any] = {"image_version": addons.kiali_image, "pod_labels": NO_SIDECAR, "service_type": "ClusterIP",
                                   "view_only_mode": args.production, "resources": _resources(ADDON_RESOURCES)}
+    # The 1.x charts create an Ingress for /kiali by default; nothing here is exposed outside the cluster.
     if addons.kiali_v2:
-        deployment["cluster_wide_access"] = True
+        deployment.update(cluster_wide_access=True, ingress={"enabled": False})
     else:
-        deployment["accessible_namespaces"] = ["**"]
+        deployment.update(accessible_namespaces=["**"], ingress_enabled=False)
     return {
         # The Service is `kiali` whatever the chart version's naming defaults.
         "nameOverride": "kiali",
@@ -306,8 +307,11 @@ def kiali_values(args: ObservabilityArgs) -> dict[str, Any]:
         "deployment": deployment,
         "external_services": {
             "prometheus": {"url": _host("prometheus", ns, PROMETHEUS_PORT)},
-            "grafana": {"enabled": settings.grafana, internal: _host("grafana", ns, GRAFANA_PORT)},
-            "tracing": {"enabled": jaeger, internal: _host("tracing", ns, 80, "/jaeger")} if jaeger else {"enabled": False},
+            # Grafana admits no anonymous reader, and handing Kiali its admin password would spread it: Kiali's
+            # Grafana links stay off; the dashboards are one port-forward away.
+            "grafana": {"enabled": False},
+            # Jaeger's HTTP query API on the tracing Service (Kiali 2 would otherwise try gRPC on 16685).
+            "tracing": {"enabled": True, internal: _host("tracing", ns, 80, "/jaeger"), "use_grpc": False} if jaeger else {"enabled": False},
         },
     }
 

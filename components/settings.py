@@ -364,6 +364,7 @@ class CanarySettings(Section):
     min_requests: StrictInt = Field(100, ge=1, description="Requests the canary and the stable version must each have served in the window before any decision.")
     max_success_rate_drop_percent: Annotated[float, Field(ge=0, le=100)] = Field(1.0, description="Percentage points the canary's success rate may trail the stable version's.")
     max_latency_increase_percent: Annotated[float, Field(ge=0)] = Field(25.0, description="How much higher, in percent, the canary's p95 latency may be than the stable version's.")
+    latency_tolerance_ms: Annotated[float, Field(ge=0)] = Field(10.0, description="A p95 this many milliseconds above stable's is never a regression, whatever the percentage (fast services sit in coarse histogram buckets).")
     prometheus_url: str = Field("http://localhost:9090", description="Prometheus the promotion reads (the README port-forwards it here); --prometheus overrides.")
 
     @model_validator(mode="after")

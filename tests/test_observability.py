@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from components.observability import DashboardsMissingError, istio_dashboards
-from components.signals import SIGNALS
+from components.signals import SIGNALS, Scope, p95_latency_ms, request_rate, requests_served, success_ratio
 from tools.stack_run import run_stack, secret_paths, stand_in_chart_cache, unwrap
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -30,13 +30,14 @@ def release(run, name: str) -> dict:
     return unwrap(found.inputs)
 
 
+@pytest.mark.parametrize("stack", ["dev", "prod"])
 @pytest.mark.parametrize("enabled", [set(), {"prometheus"}, {"prometheus", "grafana"}, {"prometheus", "kiali"}, {"tracing"},
                                      {"prometheus", "grafana", "kiali", "tracing"}], ids=lambda e: "+".join(sorted(e)) or "none")
-def test_toggles_install_exactly_the_chosen_add_ons(enabled):
+def test_toggles_install_exactly_the_chosen_add_ons(stack, enabled):
     overrides = {**ALL_OFF, **{f"observability.{part}": True for part in enabled - {"tracing"}}}
     if "tracing" in enabled:
         overrides["observability.tracing.enabled"] = True
-    run = run_stack("dev", overrides)
+    run = run_stack(stack, overrides)
     assert run.error is None, run.error
     assert parts(run) == enabled
     assert set(run.outputs["observability"]) == enabled
@@ -205,7 +206,10 @@ def test_nothing_is_exposed_outside_the_cluster_and_no_ui_is_anonymous(any_stack
     for name in ("prometheus", "grafana", "kiali"):
         text = json.dumps(release(any_stack, name)["values"])
         assert "LoadBalancer" not in text and "NodePort" not in text
-    assert release(any_stack, "kiali")["values"]["auth"]["strategy"] != "anonymous"
+    kiali = release(any_stack, "kiali")["values"]
+    assert kiali["auth"]["strategy"] != "anonymous"
+    # Kiali's 1.x charts add an Ingress unless told not to; the 2.x charts take it under deployment.ingress.
+    assert kiali["deployment"].get("ingress_enabled") is False or kiali["deployment"].get("ingress") == {"enabled": False}
 
 
 def test_uis_reach_each_other_at_the_services_the_charts_create(any_stack):
@@ -261,3 +265,30 @@ def test_dashboards_are_compact_json(istio_chart_cache):
     compact = istio_dashboards(chart_source(IstioSettings()))
     texts = [text for files in compact.values() for text in files.values()]
     assert texts and all("\n" not in text and json.loads(text) for text in texts)
+
+
+@needs_promtool
+def test_the_signals_compute_what_they_say_under_prometheus(tmp_path):
+    # hotel v1: 600 requests a minute, all 200, half under 50 ms and all under 100 ms;
+    # hotel v2: 500 answered 200 and 100 answered 503 a minute, all between 100 ms and 1 s.
+    labels = 'reporter="destination",destination_workload_namespace="{ns}",destination_service_name="hotel",destination_version="{v}"'
+    series = [{"series": f'istio_requests_total{{{labels.format(ns=NAMESPACE, v=v)},response_code="{code}"}}', "values": f"0+{n}x30"}
+              for v, code, n in (("v1", "200", 600), ("v2", "200", 500), ("v2", "503", 100))]
+    series += [{"series": f'istio_request_duration_milliseconds_bucket{{{labels.format(ns=NAMESPACE, v=v)},le="{le}"}}', "values": f"0+{n}x30"}
+               for v, buckets in (("v1", {"50": 300, "100": 600, "+Inf": 600}), ("v2", {"100": 0, "1000": 600, "+Inf": 600}))
+               for le, n in buckets.items()]
+    # A namespace the scope does not cover must not count.
+    series.append({"series": f'istio_requests_total{{{labels.format(ns="elsewhere", v="v1")},response_code="503"}}', "values": "0+999x30"})
+    scope = Scope(NAMESPACE, "hotel")
+
+    def expect(expression, v1, v2):
+        return {"expr": expression, "eval_time": "20m", "exp_samples": [
+            {"labels": f'{{destination_service_name="hotel",destination_version="{v}"}}', "value": value} for v, value in (("v1", v1), ("v2", v2))]}
+
+    checks = [expect(requests_served(scope, "5m"), 3000, 3000), expect(request_rate(scope, "5m"), 10, 10),
+              # 1 - (5xx per second / requests per second), in the order Prometheus rounds it: 5/6
+              expect(success_ratio(scope, "5m"), 1, 1 - (100 / 60) / 10),
+              # p95 by linear interpolation within the bucket: v1 50 + 0.9 * 50, v2 100 + 0.95 * 900
+              expect(p95_latency_ms(scope, "5m"), 95, 955)]
+    (tmp_path / "signals.yml").write_text(yaml.safe_dump({"tests": [{"interval": "1m", "input_series": series, "promql_expr_test": checks}]}))
+    _promtool("test", "rules", "signals.yml", cwd=tmp_path)

@@ -203,7 +203,7 @@ RULES = {
     "success below the service level": "is below the service level's 99.00% (serviceLevel.minSuccessRatePercent)",
     "success trails stable": "(canary.maxSuccessRateDropPercent)",
     "p95 above the service level": "is above the service level's 1000 ms (serviceLevel.maxP95LatencyMs)",
-    "p95 above stable's": "(canary.maxLatencyIncreasePercent)",
+    "p95 above stable's": "(canary.maxLatencyIncreasePercent, canary.latencyToleranceMs)",
 }
 LOOSER_SERVICE_LEVEL = "  bee-travels-mesh:serviceLevel: {minSuccessRatePercent: 95}\n"
 
@@ -214,7 +214,7 @@ LOOSER_SERVICE_LEVEL = "  bee-travels-mesh:serviceLevel: {minSuccessRatePercent:
     ({"success": {"v2": "0.97", "v1": "0.999"}}, LOOSER_SERVICE_LEVEL, {"success trails stable"},
      "v2's success rate 97.00% trails v1's 99.90% by 2.90 points, more than the 1 point allowed"),
     ({"p95": {"v2": "1500", "v1": "1400"}}, "", {"p95 above the service level"}, "v2's p95 latency 1500 ms"),
-    ({"p95": {"v2": "400", "v1": "200"}}, "", {"p95 above stable's"}, "v2's p95 latency 400 ms is above v1's 200 ms + 25% = 250 ms"),
+    ({"p95": {"v2": "400", "v1": "200"}}, "", {"p95 above stable's"}, "v2's p95 latency 400 ms is above v1's 200 ms +25%, at least +10 ms = 250 ms"),
     ({"success": {"v2": "0.95", "v1": "0.999"}, "p95": {"v2": "1500", "v1": "200"}}, "", set(RULES), "by 4.90 points"),
 ])
 def test_rollback_sends_the_canary_share_back_to_stable(tmp_path, prometheus, run, answers, append, fired, figures):
@@ -336,7 +336,8 @@ def test_default_canary_is_the_last_version_and_stable_the_heaviest_other(weight
 def test_advance_clamps_when_stable_has_too_little_to_give(weights, action, after, note):
     candidates = promote.Candidates("prod", "hotel", canary="v2", stable="v1", weights=weights)
     healthy = {version: promote.Figures(version, 500, 99.9, 100) for version in ("v1", "v2")}
-    bars = promote.Bars(min_requests=100, min_success_percent=99, max_success_drop_points=1, max_p95_ms=1000, max_latency_increase_percent=25)
+    bars = promote.Bars(min_requests=100, min_success_percent=99, max_success_drop_points=1, max_p95_ms=1000, max_latency_increase_percent=25,
+                         latency_tolerance_ms=10)
     decision = promote.decide(candidates, healthy["v2"], healthy["v1"], bars, [10, 25, 50, 100])
     assert (decision.action, decision.weights) == (action, after)
     assert any(note in reason for reason in decision.reasons)
@@ -412,7 +413,7 @@ def test_prometheus_errors_exit_2_without_editing(tmp_path, prometheus, run, rep
     assert result.code == 2
     assert result.after == result.before
     assert message in result.err
-    assert reply != "unreachable" or "kubectl -n istio-system port-forward svc/prometheus-server 9090:80" in result.err
+    assert reply != "unreachable" or promote.PORT_FORWARD in result.err
 
 
 @pytest.mark.parametrize(("service", "args", "edits", "message"), [
@@ -428,3 +429,37 @@ def test_config_errors_exit_2_naming_the_stack_file_and_key(tmp_path, prometheus
     assert result.after == result.before
     assert message in result.err and "Pulumi.prod.yaml" in result.err
     assert prometheus.queries == []
+
+
+def test_the_port_forward_hint_is_the_one_the_stack_prints():
+    from tools.stack_run import run_stack
+
+    assert run_stack("prod").outputs["observability"]["prometheus"].startswith(promote.PORT_FORWARD + " ")
+
+
+@pytest.mark.parametrize(("stable_ms", "canary_ms", "action"), [
+    (5, 8, "ADVANCE"),      # +60%, but 3 ms: within the absolute tolerance, not a regression
+    (5, 16, "ROLLBACK"),    # 11 ms slower: past both the 25% and the 10 ms allowance
+    (200, 240, "ADVANCE"),  # +20%
+    (200, 260, "ROLLBACK"),  # +30%
+])
+def test_latency_is_judged_by_percentage_with_an_absolute_tolerance(stable_ms, canary_ms, action):
+    candidates = promote.Candidates("prod", "hotel", canary="v2", stable="v1", weights={"v1": 90, "v2": 10})
+    bars = promote.Bars(min_requests=100, min_success_percent=99, max_success_drop_points=1, max_p95_ms=1000,
+                        max_latency_increase_percent=25, latency_tolerance_ms=10)
+    decision = promote.decide(candidates, promote.Figures("v2", 500, 99.9, canary_ms), promote.Figures("v1", 5000, 99.9, stable_ms),
+                              bars, [10, 25, 50, 100])
+    assert decision.action == action
+
+
+def test_reaching_100_says_how_to_retire_the_old_version(tmp_path, prometheus, run):
+    result = run(stack_copy(tmp_path, "dev"))
+    assert "ADVANCE hotel v2 50% -> 100%" in result.out
+    assert "pulumi config rm --stack dev --path services.hotel.versions.v1" in result.out
+
+
+def test_a_quiet_canary_beside_a_busy_stable_version_is_called_out(tmp_path, prometheus, run):
+    prometheus.set(requests={"v2": "3", "v1": "4810"})
+    result = run(stack_copy(tmp_path))
+    assert result.code == 3 and result.after == result.before
+    assert "v2 served 3 requests" in result.out and "check that v2's pods are ready" in result.out

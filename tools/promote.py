@@ -46,13 +46,15 @@ from typing import Any
 import yaml
 from pulumi import automation
 
+from components.istio import ISTIO_NAMESPACE
+from components.observability import PROMETHEUS_PORT
 from components.settings import PROJECT, CanarySettings, ServiceLevel, Settings
 from components.signals import Scope, p95_latency_ms, requests_served, success_ratio
 from components.stack_config import RawStackConfig, StackConfigError, load_settings
 from tools.stack_run import ROOT, encode_config, load_stack_values
 
 EXIT_DONE, EXIT_UP_FAILED, EXIT_ERROR, EXIT_HOLD, EXIT_ROLLBACK = 0, 1, 2, 3, 4
-PORT_FORWARD = "kubectl -n istio-system port-forward svc/prometheus-server 9090:80"
+PORT_FORWARD = f"kubectl -n {ISTIO_NAMESPACE} port-forward svc/prometheus {PROMETHEUS_PORT}:{PROMETHEUS_PORT}"
 SERVICES_KEY = f"{PROJECT}:services"
 
 
@@ -218,17 +220,24 @@ class Bars:
     max_success_drop_points: float
     max_p95_ms: float
     max_latency_increase_percent: float
+    latency_tolerance_ms: float
 
     @classmethod
     def of(cls, canary: CanarySettings, level: ServiceLevel) -> Bars:
         return cls(canary.min_requests, level.min_success_rate_percent, canary.max_success_rate_drop_percent,
-                   level.max_p95_latency_ms, canary.max_latency_increase_percent)
+                   level.max_p95_latency_ms, canary.max_latency_increase_percent, canary.latency_tolerance_ms)
 
     def success_floor(self, stable: Figures) -> float | None:
         return None if stable.success_percent is None else stable.success_percent - self.max_success_drop_points
 
     def latency_ceiling(self, stable: Figures) -> float | None:
-        return None if stable.p95_ms is None else stable.p95_ms * (1 + self.max_latency_increase_percent / 100)
+        if stable.p95_ms is None:
+            return None
+        return max(stable.p95_ms * (1 + self.max_latency_increase_percent / 100), stable.p95_ms + self.latency_tolerance_ms)
+
+    @property
+    def latency_allowance(self) -> str:
+        return f"+{self.max_latency_increase_percent:g}%, at least +{_ms(self.latency_tolerance_ms)}"
 
 
 @dataclass(frozen=True)
@@ -278,8 +287,15 @@ def _missing_or_too_little(canary: Figures, stable: Figures, bars: Bars) -> list
         if figures.missing():
             reasons.append(f"Prometheus has no {', '.join(figures.missing())} for {figures.version} in the window")
         elif figures.requests < bars.min_requests:
-            reasons.append(f"{figures.version} served {figures.requests:.0f} requests in the window, fewer than the "
+            # increase() extrapolates; round down so 99.6 never reads as the 100 it falls short of.
+            reasons.append(f"{figures.version} served {math.floor(figures.requests)} requests in the window, fewer than the "
                            f"{bars.min_requests} a decision needs (canary.minRequests)")
+    starved = not canary.missing() and canary.requests < bars.min_requests
+    if starved and not stable.missing() and stable.requests >= bars.min_requests:
+        # Requests that never reach the canary (pods not ready, crashing or ejected) fail at the callers and are not
+        # counted where they are served: a quiet canary next to a busy stable version may be a broken one.
+        reasons.append(f"{stable.version} is busy while {canary.version} is quiet: check that {canary.version}'s pods are "
+                       "ready and not ejected before waiting for more traffic")
     return reasons
 
 
@@ -297,8 +313,8 @@ def _breaches(canary: Figures, stable: Figures, bars: Bars) -> list[str]:
         (p95 > bars.max_p95_ms,
          f"{name}'s p95 latency {_ms(p95)} is above the service level's {_ms(bars.max_p95_ms)} (serviceLevel.maxP95LatencyMs)"),
         (p95 > ceiling,
-         f"{name}'s p95 latency {_ms(p95)} is above {base}'s {_ms(stable.p95_ms)} + {bars.max_latency_increase_percent:g}% = "
-         f"{_ms(ceiling)} (canary.maxLatencyIncreasePercent)"),
+         f"{name}'s p95 latency {_ms(p95)} is above {base}'s {_ms(stable.p95_ms)} {bars.latency_allowance} = "
+         f"{_ms(ceiling)} (canary.maxLatencyIncreasePercent, canary.latencyToleranceMs)"),
     ]
     return [reason for fired, reason in checks if fired]
 
@@ -455,7 +471,7 @@ def figure_lines(canary: Figures, stable: Figures, bars: Bars) -> list[str]:
          f"{_or_no_data(floor, lambda value: f'{value:.2f}%')} ({stable.version} - {_points(bars.max_success_drop_points)})"),
         ("p95 latency", canary.p95_ms, stable.p95_ms, _ms,
          f"{canary.version} at most {_ms(bars.max_p95_ms)} (service level) and "
-         f"{_or_no_data(ceiling, _ms)} ({stable.version} + {bars.max_latency_increase_percent:g}%)"),
+         f"{_or_no_data(ceiling, _ms)} ({stable.version} {bars.latency_allowance})"),
     ]
     return [f"  {name:<13} {canary.version} {_or_no_data(ours, show):<11} {stable.version} {_or_no_data(theirs, show):<11} bar: {bar}"
             for name, ours, theirs, show, bar in rows]
@@ -566,7 +582,7 @@ def promote(args: argparse.Namespace, stack_file: Path) -> int:
         print("\n".join(figure_lines(canary, stable, bars)))
         decision = decide(candidates, canary, stable, bars, settings.canary.steps)
     print("\n".join(decision_lines(decision, candidates)))
-    if decision.action is Action.COMPLETE:
+    if decision.action is Action.COMPLETE or decision.weights.get(candidates.canary) == 100:
         print("\n".join(retirement_lines(settings, candidates)))
     if decision.action in (Action.ADVANCE, Action.ROLLBACK):
         changes = ordered_changes(decision, candidates)
