@@ -19,7 +19,7 @@ help:
 	@echo "make policy-pack   set up the policy pack's virtualenv (policy/venv) for 'pulumi preview --policy-pack policy'"
 	@echo "make render    render dev and prod offline into rendered/ (YAML per object, Helm releases, routing diagram)"
 	@echo "make promote STACK=prod SERVICE=hotel [APPLY=1]  judge a canary on Prometheus and move its weight in the stack file"
-	@echo "make bench     measure program evaluation (dev, prod, 20-200 services) and write docs/performance.md"
+	@echo "make bench     measure program evaluation (dev, prod, 20-400 services) and write docs/performance.md"
 	@echo "make config-schema regenerate Pulumi.yaml's config block from components/settings.py"
 
 $(BIN)/python:
@@ -62,9 +62,9 @@ test: venv schemas promtool lint
 render: $(VENV)/.installed-runtime
 	$(BIN)/python -m tools.render $(if $(RENDER_STACK),--stack $(RENDER_STACK))
 
-# Program evaluation at growing stack sizes against the bare SDK, the suite's and set-up's wall times.
+# Program evaluation at growing stack sizes against the bare SDK floor, where the time goes, the suite's and set-up's wall times.
 bench: venv schemas
-	$(BIN)/python -m bench.program_scaling --suite --setup --write docs/performance.md
+	$(BIN)/python -m bench.program_scaling --profile 200 --cold 5 --suite --setup --write docs/performance.md
 
 config-schema: venv
 	$(BIN)/python -m tools.config_schema

@@ -41,7 +41,7 @@ app = BeeTravels("bee-travels", BeeTravelsArgs(
     production=settings.production, after=[mesh],
     data=DataConnections(
         mongo_secret=mongodb.connection_secret_name if mongodb else None,
-        mongo_ready=(mongodb,) if mongodb else (),
+        mongo_ready={service: mongodb.ready_for(service) for service in seeded} if mongodb else {},
         cloud_url=secrets.cloud_database_url if settings.uses_tier("cloud") else None,
         cloud_cert=secrets.cloud_database_cert if settings.uses_tier("cloud") else None,
     ),

@@ -122,6 +122,8 @@ class MongoDB(pulumi.ComponentResource):
     # The Services clients connect through, and the identities of members that talk to each other.
     service_hosts: tuple[str, ...]
     peer_accounts: tuple[str, ...]
+    # The seeding Job of each seeded service.
+    jobs: dict[str, k8s.batch.v1.Job]
 
     def __init__(self, name: str, args: MongoDBArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("beetravels:data:MongoDB", name, None, opts)
@@ -162,7 +164,7 @@ class MongoDB(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.after),
         )
         headless = self._service(name, "headless", HEADLESS_SERVICE, args, headless=True)
-        self._service(name, "client", SERVICE_NAME, args, headless=False)
+        client = self._service(name, "client", SERVICE_NAME, args, headless=False)
         statefulset = k8s.apps.v1.StatefulSet(
             f"{name}-statefulset",
             metadata=metadata("mongodb", args.namespace, LABELS),
@@ -174,8 +176,15 @@ class MongoDB(pulumi.ComponentResource):
         if replica_set:
             self._disruption_budget(name, args, statefulset)
             ready = [self._replica_set_job(name, args, root_secret, statefulset)]
-        self.jobs = [self._seed_job(name, service, args, connection_secret, ready) for service in args.seeded_services]
+        self.jobs = {service: self._seed_job(name, service, args, connection_secret, ready) for service in args.seeded_services}
+        # What any client waits for: the Services it connects through, the database up (initiated, for a replica set)
+        # and the connection Secret. Not every seeding Job: that would make each client wait for O(services) resources.
+        self._ready = (headless, client, *dict.fromkeys([statefulset, *ready]), connection_secret)
         self.register_outputs({"connectionUrl": self.connection_url, "connectionSecretName": CONNECTION_SECRET})
+
+    def ready_for(self, service: str) -> tuple[pulumi.Resource, ...]:
+        """What a version of `service` keeping its data here waits for: the database, its Secret and its own data."""
+        return (*self._ready, self.jobs[service]) if service in self.jobs else self._ready
 
     def _keyfile(self, name: str, args: MongoDBArgs, keep: pulumi.ResourceOptions) -> k8s.core.v1.Secret:
         # The members authenticate to each other with a shared key: 756 base64 characters, as MongoDB suggests.

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -25,8 +26,8 @@ class DataConnections:
 
     mongo_secret: str | None = None
     mongo_key: str = "MONGO_CONNECTION_URL"
-    # What a mongodb-tier version waits for: the database and its connection Secret.
-    mongo_ready: tuple[pulumi.Resource, ...] = ()
+    # What a mongodb-tier version of each service waits for: the database, its connection Secret and its seeding Job.
+    mongo_ready: Mapping[str, tuple[pulumi.Resource, ...]] = field(default_factory=dict)
     cloud_url: pulumi.Output[str] | None = None
     cloud_cert: pulumi.Output[str] | None = None
 
@@ -168,7 +169,7 @@ class BeeTravels(pulumi.ComponentResource):
             self.service_accounts[service] = {tier: self._service_account(service, tier) for tier in _tiers(settings)}
             self._service(spec)
             for version, version_settings in settings.versions.items():
-                after = {"cloud": [cloud_secret] if cloud_secret else [], "mongodb": list(args.data.mongo_ready)}.get(
+                after = {"cloud": [cloud_secret] if cloud_secret else [], "mongodb": list(args.data.mongo_ready.get(service, ()))}.get(
                     version_settings.tier, [])
                 self.deployments[(service, version)] = self._deploy_version(spec, version, version_settings.tier, settings, after)
         self.register_outputs({

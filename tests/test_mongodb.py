@@ -145,6 +145,18 @@ def test_mongodb_versions_start_after_the_database(dev):
         assert dev.depends_on(deployment, dev.named("Secret", "mongodb-connection")) == (tier == "mongodb")
 
 
+def test_a_mongodb_version_waits_for_its_own_seeding_not_every_services(any_stack):
+    # Waiting for the whole MongoDB component made every MongoDB-tier Deployment depend on every seeding Job:
+    # dependencies growing with the square of the services.
+    seeds = {job.k8s_name.removeprefix("seed-"): job for job in any_stack.of_type("Job") if job.k8s_name.startswith("seed-")}
+    assert len(seeds) > 1
+    for deployment in any_stack.within("BeeTravels").of_type("Deployment"):
+        if deployment.metadata["labels"]["data-tier"] == "mongodb":
+            app = deployment.metadata["labels"]["app"]
+            assert [service for service, job in seeds.items() if any_stack.depends_on(deployment, job)] == [app]
+            assert any_stack.depends_on(deployment, any_stack.named("Service", "mongo"))
+
+
 def test_only_backends_with_a_mongodb_version_are_seeded():
     run = run_stack("dev", {**ALL_JSON, "services.hotel": {"versions": {"v2": {"tier": "mongodb"}}}})
     assert [job.k8s_name for job in run.of_type("Job")] == ["seed-hotel"]

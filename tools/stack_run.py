@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import copy
+import functools
 import itertools
 import json
 import logging
@@ -29,7 +30,15 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"]
+# libyaml's parser when PyYAML has it: the pure-Python one costs ~13 ms of every run on the stack files.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _load_yaml(path: Path) -> Any:
+    return yaml.load(path.read_text(), Loader=_YAML_LOADER)
+
+
+PROJECT = _load_yaml(ROOT / "Pulumi.yaml")["name"]
 
 _SIG_KEY = "4dabf18193072939515e22adb298388d"
 _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
@@ -109,7 +118,20 @@ class StackRun:
         return StackRun(self.stack, self.config, self.descendants(component), self.outputs, self.error, self.logs)
 
     def by_urn(self, urn: str) -> Registered:
-        return next(r for r in self.resources if r.urn == urn)
+        return self._by_urn[urn]
+
+    # Indexes for the lookups below, built on first use: a run's resources do not change after it ends.
+    @functools.cached_property
+    def _by_urn(self) -> dict[str, Registered]:
+        return {r.urn: r for r in self.resources}
+
+    @functools.cached_property
+    def _children(self) -> dict[str, list[Registered]]:
+        children: dict[str, list[Registered]] = {}
+        for r in self.resources:
+            if r.parent:
+                children.setdefault(r.parent, []).append(r)
+        return children
 
     def kubernetes_objects(self) -> list[Registered]:
         return [r for r in self.resources if r.type.startswith("kubernetes:") and r.type.count(":") == 2
@@ -117,16 +139,19 @@ class StackRun:
 
     def ancestors(self, resource: Registered) -> list[Registered]:
         chain, parent = [], resource.parent
-        while parent:
-            found = [r for r in self.resources if r.urn == parent]
-            if not found:
-                break
-            chain.append(found[0])
-            parent = found[0].parent
+        while parent and parent in self._by_urn:
+            chain.append(self._by_urn[parent])
+            parent = chain[-1].parent
         return chain
 
     def descendants(self, component: Registered) -> list[Registered]:
-        return [r for r in self.resources if component in self.ancestors(r)]
+        """Everything under `component`, parents before their children."""
+        found, pending = [], [component]
+        while pending:
+            children = self._children.get(pending.pop().urn, [])
+            found += children
+            pending += children
+        return found
 
     def depends_on(self, resource: Registered, other: Registered) -> bool:
         """Whether `resource` waits for `other`, itself or (for a component) every resource inside it.
@@ -184,7 +209,7 @@ def stand_in_chart_cache(root: Path, version: str = "1.6.14") -> Path:
 
 def load_stack_values(stack: str, stack_file: Path | None = None) -> tuple[dict[str, Any], set[str]]:
     """Project defaults overlaid by the stack file: key (no project prefix for ours) -> value, and secure keys."""
-    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    project = _load_yaml(ROOT / "Pulumi.yaml")
     values: dict[str, Any] = {}
     for key, declared in (project.get("config") or {}).items():
         if isinstance(declared, dict) and ("default" in declared or "value" in declared):
@@ -193,7 +218,7 @@ def load_stack_values(stack: str, stack_file: Path | None = None) -> tuple[dict[
             values[key] = declared
     path = stack_file or ROOT / f"Pulumi.{stack}.yaml"
     secure: set[str] = set()
-    for full_key, value in ((yaml.safe_load(path.read_text()) or {}).get("config") or {}).items():
+    for full_key, value in ((_load_yaml(path) or {}).get("config") or {}).items():
         key = full_key.removeprefix(f"{PROJECT}:")
         if isinstance(value, dict) and set(value) == {"secure"}:
             secure.add(key)
