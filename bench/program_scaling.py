@@ -318,7 +318,10 @@ def profile_table(resources: int, columns: dict[str, dict[str, float]]) -> str:
 
 def timed_command(command: list[str], cwd: Path, env: dict | None = None) -> float:
     started = time.perf_counter()
-    subprocess.run(command, cwd=cwd, check=True, capture_output=True, env=env)
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        # A failed run's time means nothing; say what failed instead of a bare exit status.
+        raise SystemExit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout[-4000:]}{result.stderr[-2000:]}")
     return time.perf_counter() - started
 
 
