@@ -366,11 +366,10 @@ class Observability(pulumi.ComponentResource):
             string_data=pulumi.Output.secret({"admin-user": "admin", "admin-password": password.result}), opts=self._opts(),
         )
         self.grafana_admin_password = pulumi.Output.secret(password.result)
-        maps = {"bee-travels": "bee-travels-grafana-dashboards"}
-        dashboards = [self._config_map("bee-travels-grafana-dashboards", {"canary.json": dashboard_json(args.services)})]
-        for provider, files in args.istio_dashboards.items():
-            maps[provider] = f"{provider}-grafana-dashboards"
-            dashboards.append(self._config_map(maps[provider], files))
+        # One ConfigMap per Grafana folder: ours, and Istio's where they ship with its charts.
+        folders = {"bee-travels": {"canary.json": dashboard_json(args.services)}, **args.istio_dashboards}
+        maps = {provider: f"{provider}-grafana-dashboards" for provider in folders}
+        dashboards = [self._config_map(maps[provider], files) for provider, files in folders.items()]
         return self._chart("grafana", args.addons.grafana, grafana_values(args, maps), after=[secret, *dashboards])
 
     def _tracing(self, backend: TracingBackend) -> list[pulumi.Resource]:
