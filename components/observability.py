@@ -120,6 +120,7 @@ ISTIO_DASHBOARD_FILES = {
     "istio": ("pilot-dashboard.json", "istio-performance-dashboard.json"),
     "istio-services": ("istio-mesh-dashboard.json", "istio-service-dashboard.json", "istio-workload-dashboard.json"),
 }
+ISTIO_DASHBOARD_NAMES = tuple(name for names in ISTIO_DASHBOARD_FILES.values() for name in names)
 PROMETHEUS_PORT, GRAFANA_PORT, KIALI_PORT, ZIPKIN_PORT = 9090, 3000, 20001, 9411
 TRACING_UID = 10001  # an unprivileged uid the tracing images run under; they write nothing outside /tmp
 GRAFANA_ADMIN_SECRET = "grafana-admin"
@@ -137,7 +138,7 @@ def istio_dashboards(charts: ChartSource) -> dict[str, dict[str, str]]:
         return {}
     folder = Path(charts.dashboards)
     folder = folder if folder.is_absolute() else PROJECT_ROOT / folder
-    missing = [name for names in ISTIO_DASHBOARD_FILES.values() for name in names if not (folder / name).is_file()]
+    missing = [name for name in ISTIO_DASHBOARD_NAMES if not (folder / name).is_file()]
     if missing:
         raise DashboardsMissingError(f"Istio's Grafana dashboards {', '.join(missing)} are not in {folder}; they come with "
                                      "the release archive: run `make istio-charts`, or set observability.grafana to false")

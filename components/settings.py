@@ -305,8 +305,13 @@ class ServiceSettings(Section):
     service_level: ServiceLevelOverride = Field(ServiceLevelOverride(), description="Keys given replace the stack-wide serviceLevel for this service.")
     fault: Fault | None = None
 
+    @property
+    def tiers(self) -> tuple[str, ...]:
+        """The data tiers its versions use, each once, in the order first listed."""
+        return tuple(dict.fromkeys(version.tier for version in self.versions.values()))
+
     def uses_tier(self, tier: str) -> bool:
-        return any(version.tier == tier for version in self.versions.values())
+        return tier in self.tiers
 
     def effective_weights(self) -> dict[str, int]:
         """Weights as routed: a lone version takes all traffic without being named."""

@@ -142,7 +142,7 @@ def external_hosts_by_identity(services: dict[str, ServiceSettings], cloud: Clou
     from cloud-tier versions. With REGISTRY_ONLY egress these are the only ways out."""
     found: dict[tuple[str, str], tuple[ExternalHost, ...]] = {}
     for name, service in services.items():
-        for tier in dict.fromkeys(version.tier for version in service.versions.values()):
+        for tier in service.tiers:
             hosts = list(CATALOGUE[name].external_hosts)
             if cloud.host and tier == "cloud":
                 hosts.append(ExternalHost(cloud.host, cloud.port, "TLS"))

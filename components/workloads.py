@@ -148,10 +148,6 @@ def spread(labels: dict[str, str], kubernetes: KubernetesApis) -> dict:
                 topology_key="kubernetes.io/hostname", label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels)))]))}
 
 
-def _tiers(settings: ServiceSettings) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(version.tier for version in settings.versions.values()))
-
-
 class BeeTravels(pulumi.ComponentResource):
     """Owns the Bee Travels Services, ServiceAccounts, Deployments, disruption budgets and autoscalers."""
 
@@ -166,7 +162,7 @@ class BeeTravels(pulumi.ComponentResource):
         cloud_secret = self._cloud_secret(name) if args.data.cloud_url is not None else None
         for service, settings in args.services.items():
             spec = CATALOGUE[service]
-            self.service_accounts[service] = {tier: self._service_account(service, tier) for tier in _tiers(settings)}
+            self.service_accounts[service] = {tier: self._service_account(service, tier) for tier in settings.tiers}
             self._service(spec)
             for version, version_settings in settings.versions.items():
                 after = {"cloud": [cloud_secret] if cloud_secret else [], "mongodb": list(args.data.mongo_ready.get(service, ()))}.get(

@@ -191,7 +191,7 @@ def secret_paths(value: Any, path: str = "") -> list[str]:
 
 def stand_in_chart_cache(root: Path, version: str = "1.6.14") -> Path:
     """A chart cache whose charts are placeholders: enough for the program, which only passes their paths to Helm."""
-    from components.observability import ISTIO_DASHBOARD_FILES
+    from components.observability import ISTIO_DASHBOARD_NAMES
     from tools import istio_charts
 
     charts = istio_charts.charts_dir(version, root)
@@ -200,7 +200,7 @@ def stand_in_chart_cache(root: Path, version: str = "1.6.14") -> Path:
         (charts / required).write_text("# stand-in for the chart from the Istio release archive\n")
     dashboards = charts / "istio-telemetry" / "grafana" / "dashboards"
     dashboards.mkdir(parents=True, exist_ok=True)
-    for name in (name for names in ISTIO_DASHBOARD_FILES.values() for name in names):
+    for name in ISTIO_DASHBOARD_NAMES:
         (dashboards / name).write_text(json.dumps({"title": f"stand-in for {name}", "panels": []}, indent=2))
     return root
 
