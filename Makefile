@@ -5,15 +5,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STACK ?= dev
 ISTIO_VERSION ?= 1.6.14
-PULUMI_VERSION := 3.272.0
+# The pinned toolchain's versions (CLI, providers, simulated cluster) live in one file.
+include tools/toolchain/versions
 KIND_VERSION := v0.14.0
 LEGACY_SCHEMAS := .cache/kubernetes-validate-legacy
 
-.PHONY: help venv schemas promtool test lint config-schema istio-charts policy-pack render bench up preview destroy delete-cluster deploy-deps e2e-checks promote
+.PHONY: help venv schemas promtool toolchain test lint config-schema istio-charts policy-pack render bench up preview destroy delete-cluster deploy-deps e2e-checks promote
 
 help:
 	@echo "make up        set up and run 'pulumi up' on the $(STACK) stack (local state, kind cluster if no context)"
-	@echo "make test      set up and run every offline check (unit tests, mock-engine runs, schema validation)"
+	@echo "make test      set up and run every check: unit, mock-engine and schema tests, then the real Pulumi CLI on every stack"
+	@echo "make toolchain build or find the pinned Pulumi CLI, language host and providers (prints the folder holding them)"
 	@echo "make preview   'pulumi preview' on STACK=$(STACK)"
 	@echo "make istio-charts  fetch and verify the Istio $(ISTIO_VERSION) Helm charts into .cache/istio"
 	@echo "make policy-pack   set up the policy pack's virtualenv (policy/venv) for 'pulumi preview --policy-pack policy'"
@@ -52,11 +54,15 @@ promtool:
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/shellcheck scripts/*.sh .ci/run
+	$(BIN)/shellcheck -x scripts/*.sh tools/toolchain/*/build.sh .ci/run
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(BIN)/python -m tools.config_schema --check
 
-test: venv schemas promtool lint
+# The pinned Pulumi CLI, its Python language host and the providers, outside the clone (cold: built from Go modules).
+toolchain:
+	@scripts/toolchain.sh
+
+test: venv schemas promtool policy-pack toolchain lint
 	$(BIN)/python -m pytest -q
 
 render: $(VENV)/.installed-runtime

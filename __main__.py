@@ -2,12 +2,13 @@
 
 import pulumi
 
+from components.charts import require_local_charts
 from components.compat import KubernetesApis
 from components.gateway_tls import SelfSignedCertificate, SelfSignedCertificateArgs
-from components.istio import IstioMesh, IstioMeshArgs, chart_source
+from components.istio import IstioMesh, IstioMeshArgs, chart_source, repository_charts
 from components.mongodb import SEED_ACCOUNT, MongoDB, MongoDBArgs
 from components.monitoring_rules import monitored_services
-from components.observability import Observability, ObservabilityArgs, addon_versions, istio_dashboards
+from components.observability import Observability, ObservabilityArgs, addon_versions, enabled_charts, istio_dashboards
 from components.security import MeshSecurity, MeshSecurityArgs
 from components.stack_config import RawStackConfig, load_settings, read_secrets, stack_file_name
 from components.traffic import TrafficRules, TrafficRulesArgs, external_hosts, external_hosts_by_identity
@@ -17,7 +18,10 @@ from components.workloads import BeeTravels, BeeTravelsArgs, DataConnections
 raw_config = RawStackConfig.from_pulumi()
 settings = load_settings(raw_config, stack_file_name())
 secrets = read_secrets(raw_config, pulumi.Config())
-charts = chart_source(settings.istio)
+charts = chart_source(settings.istio, settings.helm)
+addons = addon_versions(settings.istio.minor)
+require_local_charts([*repository_charts(settings.istio), *enabled_charts(settings.observability, addons)],
+                     settings.helm.charts_dir, stack_file_name())
 dashboards = istio_dashboards(charts) if settings.observability.grafana else {}
 kubernetes = KubernetesApis(settings.kubernetes_minor)
 
@@ -77,7 +81,7 @@ security = MeshSecurity("security", MeshSecurityArgs(
 
 # 7. Observability: Prometheus with a service-level rule per deployed version, Grafana, tracing and Kiali, as set.
 observability = Observability("observability", ObservabilityArgs(
-    settings=settings.observability, addons=addon_versions(settings.istio.minor),
+    settings=settings.observability, addons=addons, charts_dir=settings.helm.charts_dir,
     services=monitored_services({name: tuple(service.versions) for name, service in settings.services.items()},
                                 {name: settings.service_level_of(name) for name in settings.services}),
     istio_dashboards=dashboards, app_namespace=namespace, namespace=mesh.gateway_namespace,

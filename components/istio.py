@@ -10,8 +10,9 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.charts import Chart, ChartRef, ChartsMissingError, chart_ref
 from components.kube import helm_release, metadata
-from components.settings import IstioSettings, Resources, TracingSettings
+from components.settings import HelmSettings, IstioSettings, Resources, TracingSettings
 from tools import istio_charts
 
 ISTIO_NAMESPACE = "istio-system"
@@ -21,26 +22,28 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 GATEWAY_SELECTOR = {"istio": "ingressgateway"}
 
 
-class ChartsMissingError(pulumi.RunError):
-    """The Istio 1.6 charts are not on disk; raised before any resource is registered."""
-
-
 @dataclass(frozen=True)
 class ChartSource:
     """Where the three charts come from: a local folder (1.6, release archive) or the Helm repository."""
 
-    base: str
-    istiod: str
-    gateway: str
-    repository: str | None = None
-    version: str | None = None
+    base: ChartRef
+    istiod: ChartRef
+    gateway: ChartRef
     global_values: str | None = None  # 1.6 only: global.yaml, which istiod and gateway charts read
     dashboards: str | None = None  # 1.6 only: the release's own Grafana dashboards, shipped beside its charts
 
 
-def chart_source(istio: IstioSettings) -> ChartSource:
+def repository_charts(istio: IstioSettings) -> list[Chart]:
+    """The charts Istio publishes in its Helm repository for this release; 1.6 published none."""
+    if istio.minor == "1.6":
+        return []
+    return [Chart(ISTIO_HELM_REPOSITORY, name, istio.version) for name in ("base", "istiod", "gateway")]
+
+
+def chart_source(istio: IstioSettings, helm: HelmSettings) -> ChartSource:
     if istio.minor != "1.6":
-        return ChartSource("base", "istiod", "gateway", repository=ISTIO_HELM_REPOSITORY, version=istio.version)
+        base, istiod, gateway = (chart_ref(chart, helm.charts_dir) for chart in repository_charts(istio))
+        return ChartSource(base, istiod, gateway)
     cache = Path(os.environ.get(istio_charts.CACHE_ENV, istio_charts.DEFAULT_CACHE))
     charts = Path(istio.charts_dir) if istio.charts_dir else istio_charts.charts_dir(istio.version, cache)
     if not all((charts / required).is_file() for required in istio_charts.REQUIRED_FILES):
@@ -51,9 +54,9 @@ def chart_source(istio: IstioSettings) -> ChartSource:
         return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
 
     return ChartSource(
-        base=local(charts / "base"),
-        istiod=local(charts / "istio-control" / "istio-discovery"),
-        gateway=local(charts / "gateways" / "istio-ingress"),
+        base=ChartRef(local(charts / "base")),
+        istiod=ChartRef(local(charts / "istio-control" / "istio-discovery")),
+        gateway=ChartRef(local(charts / "gateways" / "istio-ingress")),
         global_values=local(charts / "global.yaml"),
         dashboards=local(charts / "istio-telemetry" / "grafana" / "dashboards"),
     )
@@ -218,12 +221,11 @@ class IstioMesh(pulumi.ComponentResource):
             "appNamespace": self.app_namespace,
         })
 
-    def _release(self, name: str, part: str, release_name: str, chart: str, values: dict[str, Any],
+    def _release(self, name: str, part: str, release_name: str, chart: ChartRef, values: dict[str, Any],
                  args: IstioMeshArgs, after: list[pulumi.Resource], with_globals: bool = True) -> k8s.helm.v3.Release:
         charts = args.charts
         return helm_release(
             f"{name}-{part}", release_name, chart, ISTIO_NAMESPACE, values,
             opts=pulumi.ResourceOptions(parent=self, depends_on=after),
-            version=charts.version, repository=charts.repository,
             value_files=[charts.global_values] if charts.global_values and with_globals else None,
         )

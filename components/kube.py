@@ -7,6 +7,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.charts import ChartRef
+
 # Versions served by Istio 1.6 and still served by current Istio (1.30): the same stack code runs on both.
 ISTIO_API_VERSIONS = {
     "Gateway": "networking.istio.io/v1beta1",
@@ -17,6 +19,8 @@ ISTIO_API_VERSIONS = {
     "PeerAuthentication": "security.istio.io/v1beta1",
     "AuthorizationPolicy": "security.istio.io/v1beta1",
 }
+
+HELM_MAX_HISTORY = 10
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "bee-travels"}
 
@@ -40,23 +44,24 @@ def istio_resource(resource_name: str, kind: str, name: str, namespace: str, spe
     )
 
 
-def helm_release(resource_name: str, release_name: str, chart: str, namespace: str, values: dict[str, Any],
-                 opts: pulumi.ResourceOptions, version: str | None = None, repository: str | None = None,
-                 value_files: list[str] | None = None) -> k8s.helm.v3.Release:
+def helm_release(resource_name: str, release_name: str, chart: ChartRef, namespace: str, values: dict[str, Any],
+                 opts: pulumi.ResourceOptions, value_files: list[str] | None = None) -> k8s.helm.v3.Release:
     """A Helm release that waits until its workloads are ready, so whatever depends on it starts after."""
     return k8s.helm.v3.Release(
         resource_name,
         k8s.helm.v3.ReleaseArgs(
             name=release_name,
-            chart=chart,
-            version=version,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=repository) if repository else None,
+            chart=chart.chart,
+            version=chart.version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repository) if chart.repository else None,
             namespace=namespace,
             values=values,
             value_yaml_files=[pulumi.FileAsset(path) for path in value_files] if value_files else None,
             skip_await=False,
             timeout=600,
             cleanup_on_fail=True,
+            # Helm keeps every revision as a Secret otherwise; ten is enough to roll back by hand.
+            max_history=HELM_MAX_HISTORY,
         ),
         opts=opts,
     )

@@ -12,17 +12,11 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 import yaml
 
+from components.charts import Chart, chart_ref
 from components.istio import PROJECT_ROOT, ChartSource
 from components.kube import helm_release, metadata
 from components.monitoring_rules import MonitoredService, alerting_rules, dashboard_json, recording_rules
 from components.settings import ObservabilitySettings, Resources, resources
-
-
-@dataclass(frozen=True)
-class Chart:
-    repository: str
-    name: str
-    version: str
 
 
 @dataclass(frozen=True)
@@ -151,6 +145,12 @@ def addon_versions(istio_minor: str) -> AddonVersions:
     return ADDONS[istio_minor]
 
 
+def enabled_charts(settings: ObservabilitySettings, addons: AddonVersions) -> list[Chart]:
+    """The add-on charts this stack installs."""
+    toggles = {addons.prometheus: settings.prometheus, addons.grafana: settings.grafana, addons.kiali: settings.kiali}
+    return [chart for chart, enabled in toggles.items() if enabled]
+
+
 @dataclass(frozen=True)
 class ObservabilityArgs:
     settings: ObservabilitySettings
@@ -162,6 +162,7 @@ class ObservabilityArgs:
     gateway_labels: dict[str, str]
     production: bool
     after: list[pulumi.Resource]
+    charts_dir: str | None = None  # helm.chartsDir: install the charts from this folder, not their repositories
 
 
 def _host(service: str, namespace: str, port: int, path: str = "") -> str:
@@ -352,8 +353,8 @@ class Observability(pulumi.ComponentResource):
         return pulumi.ResourceOptions(parent=self, depends_on=[*self._args.after, *(after or [])])
 
     def _chart(self, release: str, chart: Chart, values: dict[str, Any], after: list[pulumi.Resource] | None = None) -> k8s.helm.v3.Release:
-        return helm_release(f"{self._name}-{release}", release, chart.name, self._args.namespace, values, opts=self._opts(after),
-                            version=chart.version, repository=chart.repository)
+        return helm_release(f"{self._name}-{release}", release, chart_ref(chart, self._args.charts_dir), self._args.namespace,
+                            values, opts=self._opts(after))
 
     def _config_map(self, name: str, data: dict[str, str]) -> k8s.core.v1.ConfigMap:
         return k8s.core.v1.ConfigMap(f"{self._name}-{name}", metadata=metadata(name, self._args.namespace), data=data, opts=self._opts())

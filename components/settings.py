@@ -164,6 +164,12 @@ class IstioSettings(Section):
         return ".".join(self.version.split(".")[:2])
 
 
+class HelmSettings(Section):
+    """Where the Helm charts come from, and how much release history Helm keeps."""
+
+    charts_dir: str | None = Field(None, description="Folder of the pinned charts as `helm pull --version V` leaves them (<name>-<version>.tgz, or unpacked as <name>-<version>/): every chart from a Helm repository is installed from there instead (air-gapped clusters, CI).")
+
+
 # ---- data stores -------------------------------------------------------------------------------
 
 class MongoSettings(Section):
@@ -391,8 +397,9 @@ class Settings(Section):
     app_namespace: DnsLabel = Field("bee-travels", description="Namespace of the Bee Travels workloads (sidecar injection on).")
     images: ImageSettings = Field(ImageSettings(), description="Registry and pinned tags of the Bee Travels and seeding images.")
     istio: IstioSettings = Field(IstioSettings(), description="Istio release, images, revision, mesh config and ingress gateway.")
+    helm: HelmSettings = Field(HelmSettings(), description="Where the Helm charts come from: their repositories, or a local folder of pulled charts.")
     mongodb: MongoSettings = Field(MongoSettings(), description="In-cluster MongoDB for the mongodb tier: version, volume and size.")
-    cloud_database: CloudDatabaseSettings = Field(CloudDatabaseSettings(), description="External MongoDB host for the cloud tier (its URL and CA are the secret keys cloudDatabaseUrl/cloudDatabaseCert).")
+    cloud_database: CloudDatabaseSettings = Field(CloudDatabaseSettings(), description="External MongoDB host for the cloud tier.")
     services: dict[str, ServiceSettings] = Field(default_factory=_default_services, description="Per service: deployed versions with their data tier, canary weights, match routes, replicas, resources, autoscaling, resilience overrides and faults.")
     gateway: GatewaySettings = Field(GatewaySettings(), description="Hosts and TLS of the app's Istio Gateway.")
     resilience: Resilience = Field(Resilience(), description="Stack-wide timeouts, retries, load balancing, connection pools and outlier detection.")

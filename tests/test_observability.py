@@ -260,9 +260,9 @@ def test_missing_istio_dashboards_stop_the_program_before_anything_is_registered
 
 def test_dashboards_are_compact_json(istio_chart_cache):
     from components.istio import chart_source
-    from components.settings import IstioSettings
+    from components.settings import HelmSettings, IstioSettings
 
-    compact = istio_dashboards(chart_source(IstioSettings()))
+    compact = istio_dashboards(chart_source(IstioSettings(), HelmSettings()))
     texts = [text for files in compact.values() for text in files.values()]
     assert texts and all("\n" not in text and json.loads(text) for text in texts)
 

@@ -50,8 +50,8 @@ def test_pull_requests_preview_dev_and_prod_with_the_policy_pack_and_comment():
     assert "make test" in [s.get("run") for s in preview["jobs"]["test"]["steps"]]
 
 
-def test_pulumi_version_in_ci_is_the_makefiles():
-    pinned = re.search(r"^PULUMI_VERSION := (\S+)", (ROOT / "Makefile").read_text(), re.MULTILINE).group(1)
+def test_pulumi_version_in_ci_is_the_pinned_toolchains():
+    pinned = re.search(r"^PULUMI_VERSION=(\S+)", (ROOT / "tools" / "toolchain" / "versions").read_text(), re.MULTILINE).group(1)
     action = next(s for s in load("pulumi-stack.yml")["jobs"]["pulumi"]["steps"] if "pulumi/actions" in s.get("uses", ""))
     assert action["with"]["pulumi-version"] == pinned
 

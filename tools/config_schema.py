@@ -36,9 +36,16 @@ def config_block() -> dict:
             "description": field.description or _section_description(field.annotation),
             "default": defaults[key],
         }
-    for key, description in SECRET_KEYS.items():
-        block[key] = {"type": "string", "secret": True, "description": f"{description} Set with `pulumi config set --secret {key} ...`."}
+    block["cloudDatabase"]["description"] += " " + secret_keys_note()
     return block
+
+
+def secret_keys_note() -> str:
+    """Where the secret keys are documented: the CLI requires every declared key that has no default to be set
+    on every stack, and refuses a default on a secret key, so declaring them would stop dev and prod, which never
+    use the cloud tier. The program checks them itself, when a cloud-tier version needs them."""
+    keys = "; ".join(f"{key}: {description}" for key, description in SECRET_KEYS.items())
+    return f"Needed only by cloud-tier versions, set with `pulumi config set --secret KEY ...`: {keys}"
 
 
 def _section_description(annotation) -> str:

@@ -189,19 +189,40 @@ def secret_paths(value: Any, path: str = "") -> list[str]:
     return []
 
 
+def stand_in_chart(folder: Path, name: str, version: str, templates: dict[str, str] | None = None) -> Path:
+    """A chart Helm can load that renders only the given templates: the real charts cannot be fetched here."""
+    (folder / "templates").mkdir(parents=True, exist_ok=True)
+    (folder / "Chart.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "v2" if not version.startswith("1.6") else "v1", "name": name, "version": version,
+        "description": f"stand-in for the {name} chart {version}",
+    }))
+    (folder / "values.yaml").write_text("{}\n")
+    for file, text in (templates or {}).items():
+        (folder / "templates" / file).write_text(text)
+    return folder
+
+
 def stand_in_chart_cache(root: Path, version: str = "1.6.14") -> Path:
-    """A chart cache whose charts are placeholders: enough for the program, which only passes their paths to Helm."""
+    """A chart cache of the Istio release archive's layout whose charts render nothing (the program only passes their paths to Helm)."""
     from components.observability import ISTIO_DASHBOARD_NAMES
     from tools import istio_charts
 
     charts = istio_charts.charts_dir(version, root)
     for required in istio_charts.REQUIRED_FILES:
-        (charts / required).parent.mkdir(parents=True, exist_ok=True)
-        (charts / required).write_text("# stand-in for the chart from the Istio release archive\n")
+        if required.endswith("/Chart.yaml"):
+            stand_in_chart(charts / Path(required).parent, Path(required).parent.name, version)
+    (charts / "global.yaml").write_text("# stand-in for the release archive's global values\nglobal: {}\n")
     dashboards = charts / "istio-telemetry" / "grafana" / "dashboards"
     dashboards.mkdir(parents=True, exist_ok=True)
     for name in ISTIO_DASHBOARD_NAMES:
         (dashboards / name).write_text(json.dumps({"title": f"stand-in for {name}", "panels": []}, indent=2))
+    return root
+
+
+def stand_in_charts_dir(root: Path, charts: Iterable[Any], templates: Mapping[str, dict[str, str]] | None = None) -> Path:
+    """A helm.chartsDir holding a stand-in for each chart (components.charts.Chart), unpacked as `helm pull --untar` would."""
+    for chart in charts:
+        stand_in_chart(root / f"{chart.name}-{chart.version}", chart.name, chart.version, (templates or {}).get(chart.name))
     return root
 
 
