@@ -1,18 +1,21 @@
-"""Bee Travels on an Istio mesh: settings -> mesh install -> data -> services -> traffic -> security -> observability -> outputs."""
+"""Bee Travels on an Istio mesh: settings -> mesh -> data -> one component per service -> gateway and mesh-wide policy -> observability -> outputs."""
 
 import pulumi
 
+from components.catalogue import FRONTEND
 from components.charts import require_local_charts
+from components.cloud_database import CloudDatabase, CloudDatabaseArgs
 from components.compat import KubernetesApis
 from components.gateway_tls import SelfSignedCertificate, SelfSignedCertificateArgs
-from components.istio import IstioMesh, IstioMeshArgs, chart_source, repository_charts
+from components.istio import ISTIO_NAMESPACE, IstioMesh, IstioMeshArgs, chart_source, gateway_service_account, repository_charts
 from components.mongodb import SEED_ACCOUNT, MongoDB, MongoDBArgs
 from components.monitoring_rules import monitored_services
 from components.observability import Observability, ObservabilityArgs, addon_versions, enabled_charts, istio_dashboards
-from components.security import MeshSecurity, MeshSecurityArgs
+from components.security import AccessPlan, MeshSecurity, MeshSecurityArgs, outbound_policy
+from components.service import MeshService, MeshServiceArgs
 from components.stack_config import RawStackConfig, load_settings, read_secrets, stack_file_name
 from components.traffic import TrafficRules, TrafficRulesArgs, external_hosts, external_hosts_by_identity
-from components.workloads import BeeTravels, BeeTravelsArgs, DataConnections
+from components.workloads import DataConnections, accounts_on_tier, service_accounts
 
 # 1. Settings: read and checked once. A bad stack file or missing charts stop here, before anything is registered.
 raw_config = RawStackConfig.from_pulumi()
@@ -24,71 +27,77 @@ require_local_charts([*repository_charts(settings.istio), *enabled_charts(settin
                      settings.helm.charts_dir, stack_file_name())
 dashboards = istio_dashboards(charts) if settings.observability.grafana else {}
 kubernetes = KubernetesApis(settings.kubernetes_minor)
-
-# 2. Mesh install: Istio base -> istiod -> ingress gateway, and the app namespace with injection.
-mesh = IstioMesh("istio", IstioMeshArgs(
-    istio=settings.istio, charts=charts, tracing=settings.observability.tracing,
-    app_namespace=settings.app_namespace, production=settings.production,
-))
 namespace = settings.app_namespace
 
-# 3. Data: MongoDB only when some deployed version keeps its data there.
+# 2. Mesh: Istio base -> istiod -> ingress gateway, and the app namespace with injection.
+mesh = IstioMesh("istio", IstioMeshArgs(
+    istio=settings.istio, charts=charts, tracing=settings.observability.tracing,
+    app_namespace=namespace, production=settings.production,
+))
+
+# 3. Data: MongoDB when some version keeps its data there; the cloud database's Secret when some version uses it.
 seeded = settings.services_using("mongodb")
 mongodb = MongoDB("mongodb", MongoDBArgs(
     settings=settings.mongodb, images=settings.images, namespace=mesh.app_namespace, seeded_services=seeded,
-    istio_minor=settings.istio.minor, kubernetes=kubernetes, production=settings.production, after=[mesh],
+    istio_minor=settings.istio.minor, kubernetes=kubernetes, production=settings.production, after=mesh.prerequisites,
 )) if seeded else None
+cloud = CloudDatabase("cloud-database", CloudDatabaseArgs(
+    url=secrets.cloud_database_url, cert=secrets.cloud_database_cert, namespace=mesh.app_namespace, after=mesh.prerequisites,
+)) if settings.uses_tier("cloud") else None
 
-# 4. Services: every configured service and version.
-app = BeeTravels("bee-travels", BeeTravelsArgs(
-    services=settings.services, images=settings.images, namespace=mesh.app_namespace, kubernetes=kubernetes,
-    production=settings.production, after=[mesh],
+# Who may call whom and where each identity may go, from the settings alone; services and mesh policy share it.
+accounts = service_accounts(settings.services)
+egress = external_hosts_by_identity(settings.services, settings.cloud_database)
+plan = AccessPlan(
+    service_accounts=accounts, namespace=namespace, istio_namespace=ISTIO_NAMESPACE,
+    gateway_service_account=gateway_service_account(settings.istio),
+    mongo_clients=(*accounts_on_tier(accounts, "mongodb"), SEED_ACCOUNT, *mongodb.peer_accounts) if mongodb else (),
+    mongo_hosts=mongodb.service_hosts if mongodb else (), external_hosts=egress,
+)
+callers = plan.call_graph()
+
+# 4. One component per service: its identities, Service, Deployments, routes (after their subsets and ready pods),
+# inbound authorization and Sidecars.
+services = {name: MeshService(name, MeshServiceArgs(
+    settings=service, resilience=settings.resilience_of(name), images=settings.images,
+    namespace=mesh.app_namespace, namespace_name=namespace, kubernetes=kubernetes, production=settings.production,
+    mtls=settings.security.mtls_mode != "DISABLE",
     data=DataConnections(
         mongo_secret=mongodb.connection_secret_name if mongodb else None,
-        mongo_ready={service: mongodb.ready_for(service) for service in seeded} if mongodb else {},
-        cloud_url=secrets.cloud_database_url if settings.uses_tier("cloud") else None,
-        cloud_cert=secrets.cloud_database_cert if settings.uses_tier("cloud") else None,
+        mongo_ready=mongodb.ready_for(name) if mongodb else (),
+        cloud_secret=cloud.secret if cloud else None, cloud_has_cert=bool(cloud and cloud.has_cert),
     ),
-))
+    callers=callers.get(name, []) if settings.security.authorization else None,
+    egress={tier: plan.sidecar_egress(name, tier) for tier in service.tiers} if settings.security.restrict_egress else None,
+    outbound=outbound_policy(settings.production), gateway=settings.gateway if name == FRONTEND else None,
+    after=mesh.prerequisites,
+)) for name, service in settings.services.items()}
 
-# 5. Traffic: the gateway, canary weights from the stack file, resilience and faults, and egress.
-# Istio resources wait for the whole mesh component: its CRDs, istiod's webhook and the app namespace.
-egress = external_hosts_by_identity(settings.services, settings.cloud_database)
+# 5. Gateway and mesh-wide policy: the Gateway (and its certificate), egress ServiceEntries, mTLS, deny-by-default.
 tls_mode = settings.gateway.tls.mode
 certificate = SelfSignedCertificate("gateway-tls", SelfSignedCertificateArgs(
     hosts=settings.gateway.hosts, gateway_namespace=mesh.gateway_namespace, after=mesh.control_plane,
 )) if tls_mode == "self-signed" else None
 traffic = TrafficRules("traffic", TrafficRulesArgs(
-    services=settings.services,
-    resilience={name: settings.resilience_of(name) for name in settings.services},
     gateway=settings.gateway, gateway_selector=mesh.gateway_selector, gateway_namespace=mesh.gateway_namespace,
     tls_credential_name=certificate.credential_name if certificate else (
         settings.gateway.tls.credential_name if tls_mode == "secret" else None),
-    mtls=settings.security.mtls_mode != "DISABLE", namespace=namespace,
-    external_hosts=external_hosts(egress),
-    after=[mesh],
+    namespace=namespace, external_hosts=external_hosts(egress), after=mesh.prerequisites,
 ))
-
-# 6. Security: mTLS, deny-by-default authorization for exactly the call graph, egress limits.
 security = MeshSecurity("security", MeshSecurityArgs(
-    security=settings.security, service_accounts=app.service_accounts, namespace=namespace,
-    istio_namespace=mesh.gateway_namespace, gateway_service_account=mesh.gateway_service_account,
-    mongo_clients=(*app.accounts_on_tier("mongodb"), SEED_ACCOUNT, *mongodb.peer_accounts) if mongodb else (),
-    mongo_hosts=mongodb.service_hosts if mongodb else (),
-    external_hosts=egress,
-    production=settings.production, after=[mesh],
+    security=settings.security, plan=plan, production=settings.production, after=mesh.prerequisites,
 ))
 
-# 7. Observability: Prometheus with a service-level rule per deployed version, Grafana, tracing and Kiali, as set.
+# 6. Observability: Prometheus with a service-level rule per deployed version, Grafana, tracing and Kiali, as set.
 observability = Observability("observability", ObservabilityArgs(
     settings=settings.observability, addons=addons, charts_dir=settings.helm.charts_dir,
     services=monitored_services({name: tuple(service.versions) for name, service in settings.services.items()},
                                 {name: settings.service_level_of(name) for name in settings.services}),
     istio_dashboards=dashboards, app_namespace=namespace, namespace=mesh.gateway_namespace,
-    gateway_labels=mesh.gateway_selector, production=settings.production, after=[mesh],
+    gateway_labels=mesh.gateway_selector, production=settings.production, after=mesh.prerequisites,
 ))
 
-# 8. Outputs.
+# 7. Outputs.
 pulumi.export("istioVersion", mesh.version)
 pulumi.export("istioRevision", mesh.revision)
 pulumi.export("appNamespace", mesh.app_namespace)

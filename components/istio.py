@@ -182,6 +182,9 @@ class IstioMesh(pulumi.ComponentResource):
     """Owns the Istio control plane install, the ingress gateway and the app namespace with sidecar injection."""
 
     control_plane: list[pulumi.Resource]
+    # What the app's objects wait for: the CRDs, istiod (its injector and validation webhook) and the injected app
+    # namespace. Not the ingress gateway: Helm waits for its load balancer's address, which a cloud may take long to give.
+    prerequisites: list[pulumi.Resource]
     app_namespace: pulumi.Output[str]
 
     def __init__(self, name: str, args: IstioMeshArgs, opts: pulumi.ResourceOptions | None = None):
@@ -206,6 +209,7 @@ class IstioMesh(pulumi.ComponentResource):
 
         # Istio custom resources need the CRDs (base) and istiod's validating webhook to answer.
         self.control_plane = [base, istiod]
+        self.prerequisites = [base, istiod, app_namespace]
         self.ingress_gateway = gateway
         self.app_namespace = app_namespace.metadata.apply(lambda meta: meta["name"])
         self.gateway_selector = dict(GATEWAY_SELECTOR)

@@ -1,4 +1,4 @@
-"""Traffic rules: the app's Gateway, per-service DestinationRules and VirtualServices, and egress ServiceEntries."""
+"""Traffic: builders of each service's DestinationRule and VirtualService, and the mesh-wide Gateway and egress ServiceEntries."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pulumi
 
-from components.catalogue import CATALOGUE, FRONTEND, ExternalHost
+from components.catalogue import CATALOGUE, ExternalHost
 from components.kube import istio_resource
 from components.settings import CloudDatabaseSettings, Fault, GatewaySettings, MatchRoute, Resilience, ServiceSettings
 
@@ -17,13 +17,10 @@ GATEWAY_NAME = "bee-travels-gateway"
 
 @dataclass(frozen=True)
 class TrafficRulesArgs:
-    services: dict[str, ServiceSettings]
-    resilience: dict[str, Resilience]  # effective, per service
     gateway: GatewaySettings
     gateway_selector: dict[str, str]
     gateway_namespace: str
     tls_credential_name: str | None  # the TLS Secret the Gateway serves, when TLS is on
-    mtls: bool
     namespace: str
     external_hosts: tuple[ExternalHost, ...]
     after: list[pulumi.Resource]
@@ -156,7 +153,7 @@ def external_hosts(by_identity: dict[tuple[str, str], tuple[ExternalHost, ...]])
 
 
 class TrafficRules(pulumi.ComponentResource):
-    """Owns the Gateway, DestinationRules, VirtualServices and ServiceEntries that route the app's traffic."""
+    """Owns the app's Gateway and the ServiceEntries of the hosts outside the mesh it may reach."""
 
     def __init__(self, name: str, args: TrafficRulesArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("beetravels:mesh:TrafficRules", name, None, opts)
@@ -165,14 +162,6 @@ class TrafficRules(pulumi.ComponentResource):
         ns = args.namespace
         istio_resource(f"{name}-gateway", "Gateway", GATEWAY_NAME, ns,
                        gateway_spec(args.gateway, args.gateway_selector, args.tls_credential_name), child)
-        for service, settings in args.services.items():
-            resilience = args.resilience[service]
-            istio_resource(f"{name}-{service}-destination-rule", "DestinationRule", service, ns,
-                           destination_rule_spec(service, settings, resilience, args.mtls, ns), child)
-            frontend = service == FRONTEND
-            istio_resource(f"{name}-{service}-virtual-service", "VirtualService", service, ns,
-                           virtual_service_spec(service, settings, resilience, ns,
-                                                args.gateway if frontend else None, f"{ns}/{GATEWAY_NAME}"), child)
         for external in args.external_hosts:
             istio_resource(f"{name}-egress-{external.host}", "ServiceEntry", external.host.replace(".", "-"), ns,
                            service_entry_spec(external), child)

@@ -139,7 +139,7 @@ def test_seeding_waits_on_the_current_istio_readiness_port(current):
 
 
 def test_mongodb_versions_start_after_the_database(dev):
-    for deployment in dev.within("BeeTravels").of_type("Deployment"):
+    for deployment in dev.within("MeshService").of_type("Deployment"):
         tier = deployment.metadata["labels"]["data-tier"]
         assert dev.depends_on(deployment, statefulset(dev)) == (tier == "mongodb"), deployment.k8s_name
         assert dev.depends_on(deployment, dev.named("Secret", "mongodb-connection")) == (tier == "mongodb")
@@ -150,7 +150,7 @@ def test_a_mongodb_version_waits_for_its_own_seeding_not_every_services(any_stac
     # dependencies growing with the square of the services.
     seeds = {job.k8s_name.removeprefix("seed-"): job for job in any_stack.of_type("Job") if job.k8s_name.startswith("seed-")}
     assert len(seeds) > 1
-    for deployment in any_stack.within("BeeTravels").of_type("Deployment"):
+    for deployment in any_stack.within("MeshService").of_type("Deployment"):
         if deployment.metadata["labels"]["data-tier"] == "mongodb":
             app = deployment.metadata["labels"]["app"]
             assert [service for service, job in seeds.items() if any_stack.depends_on(deployment, job)] == [app]

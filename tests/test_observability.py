@@ -62,7 +62,7 @@ needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not found
 
 def deployed_versions(run) -> list[tuple[str, str]]:
     """(service, version) of every app Deployment: what the rules must cover, taken from the workloads, not the rules."""
-    labels = [d.inputs["spec"]["template"]["metadata"]["labels"] for d in run.within("BeeTravels").of_type("Deployment")]
+    labels = [d.inputs["spec"]["template"]["metadata"]["labels"] for d in run.within("MeshService").of_type("Deployment")]
     return sorted((label["app"], label["version"]) for label in labels)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mesh_policies import POLICIES
 from pulumi_cli import PROJECT, Workspace, planned_resources, policy_results
 from stack_fixtures import CURRENT_ISTIO
 from test_config_validation import BAD_CONFIGS, CLOUD_SECRETS
@@ -20,7 +21,6 @@ from test_config_validation import BAD_CONFIGS, CLOUD_SECRETS
 from components.istio import repository_charts
 from components.observability import ADDONS
 from components.settings import IstioSettings
-from mesh_policies import POLICIES
 from tools.stack_run import ROOT, run_stack, stand_in_chart_cache, stand_in_charts_dir
 
 CLOUD_CERT = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUbeeTravelsTestOnly\n-----END CERTIFICATE-----"

@@ -78,8 +78,8 @@ def test_the_ui_may_only_read_the_paths_it_proxies(prod):
 
 def test_only_mongodb_tier_versions_reach_mongo(dev, prod):
     for run in (dev, prod):
-        accounts = {d.k8s_name: principal(NS, pod_spec(d)["serviceAccountName"]) for d in run.within("BeeTravels").of_type("Deployment")}
-        tiers = {d.k8s_name: pod_labels(d)["data-tier"] for d in run.within("BeeTravels").of_type("Deployment")}
+        accounts = {d.k8s_name: principal(NS, pod_spec(d)["serviceAccountName"]) for d in run.within("MeshService").of_type("Deployment")}
+        tiers = {d.k8s_name: pod_labels(d)["data-tier"] for d in run.within("MeshService").of_type("Deployment")}
         on_mongodb = {accounts[name] for name, tier in tiers.items() if tier == "mongodb"}
         jobs = {principal(NS, pod_spec(job)["serviceAccountName"]) for job in run.of_type("Job")}
         # A replica set's members also reach each other; a single server is no client of itself.
@@ -151,7 +151,7 @@ def test_each_workload_may_reach_only_what_it_calls(dev, prod):
 
 def test_each_pod_gets_one_sidecar_and_only_mongodb_tier_pods_reach_mongo(any_stack):
     sidecars = [r.inputs["spec"] for r in any_stack.of_type("Sidecar") if "workloadSelector" in r.inputs["spec"]]
-    for deployment in any_stack.within("BeeTravels").of_type("Deployment"):
+    for deployment in any_stack.within("MeshService").of_type("Deployment"):
         labels = pod_labels(deployment)
         # Istio applies one Sidecar with a matching selector per pod; two would leave the choice undefined.
         (sidecar,) = [s for s in sidecars if s["workloadSelector"]["labels"].items() <= labels.items()]
@@ -179,7 +179,7 @@ def test_only_cloud_tier_pods_may_leave_for_the_cloud_database():
     assert run.error is None, run.error
     egress = {(s.inputs["spec"]["workloadSelector"]["labels"].get("app"), s.inputs["spec"]["workloadSelector"]["labels"].get("data-tier")):
               s.inputs["spec"]["egress"][0]["hosts"] for s in run.of_type("Sidecar") if "workloadSelector" in s.inputs["spec"]}
-    tiers = {pod_labels(d)["data-tier"] for d in run.within("BeeTravels").of_type("Deployment") if pod_labels(d)["app"] == "hotel"}
+    tiers = {pod_labels(d)["data-tier"] for d in run.within("MeshService").of_type("Deployment") if pod_labels(d)["app"] == "hotel"}
     assert tiers == {"json", "mongodb", "cloud"}
     for tier in tiers:
         assert ("./db.example.com" in egress[("hotel", tier)]) == (tier == "cloud"), tier

@@ -42,15 +42,25 @@ def test_main_wires_components_in_the_data_flow_order():
     calls = [node.func.id for node in sorted(
         (node for node in ast.walk(program) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)),
         key=lambda node: (node.lineno, node.col_offset))]
-    order = ["load_settings", "IstioMesh", "MongoDB", "BeeTravels", "TrafficRules", "MeshSecurity", "Observability"]
+    order = ["load_settings", "IstioMesh", "MongoDB", "CloudDatabase", "MeshService", "TrafficRules", "MeshSecurity", "Observability"]
     assert [name for name in calls if name in order] == order
 
 
-def test_workloads_wait_for_the_mesh(dev):
-    mesh = next(r for r in dev.resources if r.kind == "IstioMesh")
-    for kind in ("Deployment", "StatefulSet", "Gateway", "VirtualService"):
-        for resource in dev.of_type(kind):
-            assert dev.depends_on(resource, mesh), f"{kind} {resource.name} does not wait for the Istio install"
+def _release(run, release_name):
+    return next(r for r in run.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"] == release_name)
+
+
+def test_workloads_wait_for_the_control_plane_and_the_app_namespace_but_not_the_ingress_gateway(any_stack):
+    """Helm waits for the gateway's load balancer address; a slow cloud load balancer must not hold the app back."""
+    base, istiod = _release(any_stack, "istio-base"), next(
+        r for r in any_stack.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"].startswith("istiod"))
+    gateway = _release(any_stack, "istio-ingressgateway")
+    app_namespace = next(r for r in any_stack.of_type("Namespace") if r.k8s_name == "bee-travels")
+    kinds = ("Deployment", "StatefulSet", "Job", "Gateway", "VirtualService", "DestinationRule", "AuthorizationPolicy", "Sidecar")
+    for resource in (r for r in any_stack.resources if r.kind in kinds and r.custom):
+        for needed in (base, istiod, app_namespace):
+            assert any_stack.waits_for(resource, needed), f"{resource.kind} {resource.name} does not wait for {needed.name}"
+        assert not any_stack.waits_for(resource, gateway), f"{resource.kind} {resource.name} waits for the ingress gateway"
 
 
 def test_every_resource_belongs_to_a_component(any_stack):

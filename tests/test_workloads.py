@@ -22,7 +22,7 @@ def configured_versions(stack):
 
 
 def deployments(run):
-    return {r.k8s_name: r for r in run.within("BeeTravels").of_type("Deployment")}
+    return {r.k8s_name: r for r in run.within("MeshService").of_type("Deployment")}
 
 
 def pod(deployment):
@@ -136,7 +136,7 @@ def test_probes_use_paths_that_answer_without_external_dependencies(dev):
 
 
 def test_containers_are_locked_down_with_requests_and_limits(any_stack):
-    for deployment in any_stack.within("BeeTravels").of_type("Deployment"):
+    for deployment in any_stack.within("MeshService").of_type("Deployment"):
         spec = pod(deployment)["spec"]
         container = spec["containers"][0]
         security = container["securityContext"]
@@ -151,7 +151,7 @@ def test_containers_are_locked_down_with_requests_and_limits(any_stack):
 
 
 def test_prod_runs_two_replicas_spread_over_nodes_with_budgets(prod):
-    for deployment in prod.within("BeeTravels").of_type("Deployment"):
+    for deployment in prod.within("MeshService").of_type("Deployment"):
         name = deployment.k8s_name
         spec = deployment.inputs["spec"]
         if name == "bee-ui-v1":
@@ -170,7 +170,7 @@ def test_prod_runs_two_replicas_spread_over_nodes_with_budgets(prod):
 
 
 def test_dev_runs_single_replicas_without_budgets(dev):
-    assert {d.inputs["spec"]["replicas"] for d in dev.within("BeeTravels").of_type("Deployment")} == {1}
+    assert {d.inputs["spec"]["replicas"] for d in dev.within("MeshService").of_type("Deployment")} == {1}
     assert dev.of_type("PodDisruptionBudget", "HorizontalPodAutoscaler") == []
 
 

@@ -77,6 +77,7 @@ class Registered:
     ignore_changes: list[str]
     custom: bool
     custom_timeouts: dict[str, str] = field(default_factory=dict)  # create/update/delete as the program set them
+    aliases: list[str] = field(default_factory=list)  # the former URNs the engine would carry over to this resource
 
     @property
     def kind(self) -> str:
@@ -112,10 +113,12 @@ class StackRun:
         assert len(matches) == 1, f"expected one {type_} named {name}, found {[r.name for r in self.of_type(type_)]}"
         return matches[0]
 
-    def within(self, component_kind: str) -> StackRun:
-        """The same run seen through one component: only the resources it owns."""
-        component = next(r for r in self.resources if r.kind == component_kind)
-        return StackRun(self.stack, self.config, self.descendants(component), self.outputs, self.error, self.logs)
+    def within(self, component_kind: str, name: str | None = None) -> StackRun:
+        """The same run seen through the components of one kind (or the one so named): only the resources they own."""
+        components = [r for r in self.resources if r.kind == component_kind and name in (None, r.name)]
+        assert components, f"no {component_kind} component{f' named {name}' if name else ''} in the run"
+        owned = [resource for component in components for resource in self.descendants(component)]
+        return StackRun(self.stack, self.config, owned, self.outputs, self.error, self.logs)
 
     def by_urn(self, urn: str) -> Registered:
         return self._by_urn[urn]
@@ -165,6 +168,20 @@ class StackRun:
             return other.urn in waits_for or any(a.urn in waits_for for a in self.ancestors(other))
         inside = [r.urn for r in self.descendants(other) if r.custom]
         return bool(inside) and set(inside) <= waits_for
+
+
+    def waits_for(self, resource: Registered, other: Registered) -> bool:
+        """Whether the engine starts `resource` only after `other`, directly or through what it waits for."""
+        seen, pending = set(), [resource]
+        while pending:
+            current = pending.pop()
+            if self.depends_on(current, other):
+                return True
+            for urn in {*current.depends_on, *(u for a in self.ancestors(current) for u in a.depends_on)} - seen:
+                seen.add(urn)
+                if urn in self._by_urn:
+                    pending.append(self._by_urn[urn])
+        return False
 
 
 def unwrap(value: Any, mask: str | None = None) -> Any:
@@ -329,8 +346,23 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 delete_before_replace=bool(request.deleteBeforeReplace),
                 ignore_changes=list(request.ignoreChanges), custom=bool(request.custom),
                 custom_timeouts=json_format.MessageToDict(request.customTimeouts),
+                aliases=[_alias_urn(alias, request, response.urn) for alias in request.aliases],
             ))
         return response
+
+
+def _alias_urn(alias, request, urn: str) -> str:
+    """The URN an alias names, resolved as the engine resolves an alias spec: unset parts are the resource's own."""
+    if alias.urn:
+        return alias.urn
+    spec = alias.spec
+    prefix = "::".join(urn.split("::")[:2])  # urn:pulumi:<stack>::<project>
+    name, type_ = spec.name or request.name, spec.type or request.type
+    parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+    # Children of the stack carry no parent type in their URN.
+    parent_type = parent.split("::")[2].removeprefix("pulumi:pulumi:Stack$") if parent else "pulumi:pulumi:Stack"
+    qualified = type_ if parent_type == "pulumi:pulumi:Stack" else f"{parent_type}${type_}"
+    return f"{prefix}::{qualified}::{name}"
 
 
 class _ListHandler(logging.Handler):

@@ -1,0 +1,215 @@
+"""One Bee Travels service: its identities, Service, a Deployment per version, its routing, who may call it and where it may go."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.catalogue import CATALOGUE, ServiceSpec
+from components.compat import KubernetesApis
+from components.kube import istio_resource, metadata
+from components.security import Caller, authorization_spec
+from components.settings import GatewaySettings, ImageSettings, Resilience, ServiceSettings
+from components.traffic import GATEWAY_NAME, destination_rule_spec, virtual_service_spec
+from components.workloads import (
+    SERVICE_PORT,
+    DataConnections,
+    account_name,
+    container,
+    identity_labels,
+    spread,
+    writable_app_copy,
+    writable_folders,
+)
+
+# Where each kind of child lived before services had a component of their own; the aliases keep existing stacks'
+# resources (their URNs) across the move instead of replacing them.
+FORMER_PARENTS = {"workload": ("beetravels:app:BeeTravels", "bee-travels"),
+                  "traffic": ("beetravels:mesh:TrafficRules", "traffic"),
+                  "security": ("beetravels:mesh:MeshSecurity", "security")}
+
+
+@dataclass(frozen=True)
+class MeshServiceArgs:
+    settings: ServiceSettings
+    resilience: Resilience
+    images: ImageSettings
+    namespace: pulumi.Input[str]  # the app namespace as the mesh created it, so everything here waits for it
+    namespace_name: str
+    kubernetes: KubernetesApis
+    production: bool
+    mtls: bool
+    data: DataConnections
+    callers: list[Caller] | None  # who may call it; None when authorization is off
+    egress: dict[str, list[str]] | None  # per data tier, the hosts its pods may reach; None when egress is open
+    outbound: dict[str, Any]  # the Sidecars' outbound policy (REGISTRY_ONLY in production)
+    gateway: GatewaySettings | None  # set for the front end, which the ingress gateway serves
+    after: list[pulumi.Resource]  # the mesh's control plane: CRDs, istiod and its webhooks
+
+
+def former_urn(kind: str) -> str:
+    type_, name = FORMER_PARENTS[kind]
+    return f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{type_}::{name}"
+
+
+class MeshService(pulumi.ComponentResource):
+    """Owns everything that exists because of one service: accounts, Service, Deployments, routes, authorization, Sidecars."""
+
+    accounts: dict[str, str]  # data tier -> the ServiceAccount its versions on that tier run as
+    deployments: dict[str, k8s.apps.v1.Deployment]
+
+    def __init__(self, name: str, args: MeshServiceArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("beetravels:app:MeshService", name, None, opts)
+        self._name, self._args, self._spec = name, args, CATALOGUE[name]
+        self.accounts = {tier: self._service_account(tier) for tier in args.settings.tiers}
+        self._kubernetes_service()
+        self.deployments = {version: self._deployment(version, settings.tier)
+                            for version, settings in args.settings.versions.items()}
+        self._routes()
+        if args.callers is not None:
+            self._authorization(args.callers)
+        for tier, hosts in (args.egress or {}).items():
+            self._sidecar(tier, hosts)
+        self.register_outputs({
+            "serviceAccounts": self.accounts,
+            "deployments": {version: f"{name}-{version}" for version in self.deployments},
+            "weights": args.settings.effective_weights(),
+        })
+
+    def _opts(self, kind: str, *after: pulumi.Resource) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, depends_on=[*self._args.after, *after],
+                                      aliases=[pulumi.Alias(parent=former_urn(kind))])
+
+    # ---- workloads -----------------------------------------------------------------------------
+
+    def _service_account(self, tier: str) -> str:
+        account = account_name(self._name, tier)
+        k8s.core.v1.ServiceAccount(f"{account}-service-account",
+                                   metadata=metadata(account, self._args.namespace, identity_labels(self._name, tier)),
+                                   opts=self._opts("workload"))
+        return account
+
+    def _kubernetes_service(self) -> None:
+        k8s.core.v1.Service(
+            f"{self._name}-service",
+            metadata=metadata(self._name, self._args.namespace, {"app": self._name}),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                selector={"app": self._name},
+                ports=[k8s.core.v1.ServicePortArgs(name="http", port=SERVICE_PORT, target_port="http", protocol="TCP")],
+            ),
+            opts=self._opts("workload"),
+        )
+
+    def _deployment(self, version: str, tier: str) -> k8s.apps.v1.Deployment:
+        args, spec, settings = self._args, self._spec, self._args.settings
+        labels = {"app": spec.name, "version": version}
+        pod_labels = {**labels, **identity_labels(spec.name, tier)}
+        name = f"{spec.name}-{version}"
+        replicas = settings.replicas_of(version)
+        autoscaled = settings.autoscaling.enabled
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=metadata(name, args.namespace, pod_labels),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                # Left to the autoscaler when there is one: two owners of .spec.replicas fight on every update.
+                replicas=None if autoscaled else replicas,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+                strategy=k8s.apps.v1.DeploymentStrategyArgs(type="RollingUpdate", rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(
+                    max_surge="25%", max_unavailable=0 if args.production else "25%")),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=pod_labels),
+                    spec=self._pod_spec(spec, version, tier, labels),
+                ),
+            ),
+            opts=self._opts("workload", *self._data_ready(tier)),
+        )
+        if args.production or replicas > 1 or autoscaled:
+            self._disruption_budget(name, labels, deployment)
+        if autoscaled:
+            self._autoscaler(name, deployment)
+        return deployment
+
+    def _data_ready(self, tier: str) -> list[pulumi.Resource]:
+        """What a version on `tier` waits for before it starts: its database, connection Secret and seeded data."""
+        data = self._args.data
+        if tier == "mongodb":
+            return list(data.mongo_ready)
+        if tier == "cloud" and data.cloud_secret is not None:
+            return [data.cloud_secret]
+        return []
+
+    def _pod_spec(self, spec: ServiceSpec, version: str, tier: str, labels: dict[str, str]) -> k8s.core.v1.PodSpecArgs:
+        args = self._args
+        return k8s.core.v1.PodSpecArgs(
+            service_account_name=self.accounts[tier],
+            containers=[container(spec, version, tier, args.settings, args.images, args.data)],
+            init_containers=[writable_app_copy(spec, args.images)] if tier == "cloud" else None,
+            volumes=[k8s.core.v1.VolumeArgs(name=volume, empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(
+                size_limit="64Mi" if volume == "scratch" else None)) for volume in writable_folders(spec, tier)],
+            **(spread(labels, args.kubernetes) if args.production else {}),
+        )
+
+    def _disruption_budget(self, name: str, labels: dict[str, str], deployment: k8s.apps.v1.Deployment) -> None:
+        policy = self._args.kubernetes.policy
+        policy.PodDisruptionBudget(
+            f"{name}-pdb",
+            metadata=metadata(name, self._args.namespace, labels),
+            spec=policy.PodDisruptionBudgetSpecArgs(min_available=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment], aliases=[pulumi.Alias(parent=former_urn("workload"))]),
+        )
+
+    def _autoscaler(self, name: str, deployment: k8s.apps.v1.Deployment) -> None:
+        autoscaling = self._args.kubernetes.autoscaling
+        scaling = self._args.settings.autoscaling
+        autoscaling.HorizontalPodAutoscaler(
+            f"{name}-hpa",
+            metadata=metadata(name, self._args.namespace),
+            spec=autoscaling.HorizontalPodAutoscalerSpecArgs(
+                scale_target_ref=autoscaling.CrossVersionObjectReferenceArgs(api_version="apps/v1", kind="Deployment", name=name),
+                min_replicas=scaling.min_replicas,
+                max_replicas=scaling.max_replicas,
+                metrics=[autoscaling.MetricSpecArgs(type="Resource", resource=autoscaling.ResourceMetricSourceArgs(
+                    name="cpu", target=autoscaling.MetricTargetArgs(type="Utilization", average_utilization=scaling.target_cpu_percent)))],
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment], aliases=[pulumi.Alias(parent=former_urn("workload"))]),
+        )
+
+    # ---- routing -------------------------------------------------------------------------------
+
+    def routed_versions(self) -> list[str]:
+        """The versions the VirtualService sends traffic to: weighted above zero, or the target of a match route."""
+        settings = self._args.settings
+        weighted = [version for version, weight in settings.effective_weights().items() if weight > 0]
+        return list(dict.fromkeys([*weighted, *(route.version for route in settings.match_routes)]))
+
+    def _routes(self) -> None:
+        # Subset first, then the route, and the route only once the versions it sends traffic to are ready:
+        # a canary step that adds a version never routes to pods that do not exist yet.
+        args, name = self._args, self._name
+        ns = args.namespace_name
+        subsets = istio_resource(f"traffic-{name}-destination-rule", "DestinationRule", name, ns,
+                                 destination_rule_spec(name, args.settings, args.resilience, args.mtls, ns), self._opts("traffic"))
+        ready = [self.deployments[version] for version in self.routed_versions()]
+        gateway_ref = f"{ns}/{GATEWAY_NAME}"
+        istio_resource(f"traffic-{name}-virtual-service", "VirtualService", name, ns,
+                       virtual_service_spec(name, args.settings, args.resilience, ns, args.gateway, gateway_ref),
+                       self._opts("traffic", subsets, *ready))
+
+    # ---- security ------------------------------------------------------------------------------
+
+    def _authorization(self, callers: list[Caller]) -> None:
+        istio_resource(f"security-allow-{self._name}", "AuthorizationPolicy", f"allow-{self._name}", self._args.namespace_name,
+                       authorization_spec(self._name, callers), self._opts("security"))
+
+    def _sidecar(self, tier: str, hosts: list[str]) -> None:
+        # One Sidecar per identity, named after it. Istio applies one selecting Sidecar per pod, and every pod carries
+        # exactly one data tier, so selecting on app and tier never overlaps and keeps mongo off json pods.
+        account = self.accounts[tier]
+        istio_resource(f"security-{account}-sidecar", "Sidecar", account, self._args.namespace_name, {
+            "workloadSelector": {"labels": identity_labels(self._name, tier)},
+            "egress": [{"hosts": hosts}],
+            **self._args.outbound,
+        }, self._opts("security"))
