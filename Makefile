@@ -22,7 +22,7 @@ help:
 	@echo "make render    render dev and prod offline into rendered/ (YAML per object, Helm releases, routing diagram)"
 	@echo "make promote STACK=prod SERVICE=hotel [APPLY=1]  judge a canary on Prometheus and move its weight in the stack file"
 	@echo "make bench     measure program evaluation (dev, prod, 20-400 services) and write docs/performance.md"
-	@echo "make config-schema regenerate Pulumi.yaml's config block from components/settings.py"
+	@echo "make config-schema regenerate Pulumi.yaml's config block from config/settings.py"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,7 +54,7 @@ promtool:
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/shellcheck -x scripts/*.sh tools/toolchain/*/build.sh .ci/run
+	$(BIN)/shellcheck -x scripts/*.sh tools/toolchain/*.sh tools/toolchain/*/build.sh .ci/run
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(BIN)/python -m tools.config_schema --check
 

@@ -2,20 +2,20 @@
 
 import pulumi
 
-from components.catalogue import FRONTEND
-from components.charts import require_local_charts
+from builders.catalogue import FRONTEND
+from builders.charts import require_local_charts
+from builders.compat import KubernetesApis
+from builders.monitoring_rules import monitored_services
+from builders.workloads import DataConnections, accounts_on_tier, service_accounts
 from components.cloud_database import CloudDatabase, CloudDatabaseArgs
-from components.compat import KubernetesApis
 from components.gateway_tls import SelfSignedCertificate, SelfSignedCertificateArgs
 from components.istio import ISTIO_NAMESPACE, IstioMesh, IstioMeshArgs, chart_source, gateway_service_account, repository_charts
 from components.mongodb import SEED_ACCOUNT, MongoDB, MongoDBArgs
-from components.monitoring_rules import monitored_services
 from components.observability import Observability, ObservabilityArgs, addon_versions, enabled_charts, istio_dashboards
 from components.security import AccessPlan, MeshSecurity, MeshSecurityArgs, outbound_policy
 from components.service import MeshService, MeshServiceArgs
-from components.stack_config import RawStackConfig, load_settings, read_secrets, stack_file_name
 from components.traffic import TrafficRules, TrafficRulesArgs, external_hosts, external_hosts_by_identity
-from components.workloads import DataConnections, accounts_on_tier, service_accounts
+from config.stack_config import RawStackConfig, load_settings, read_secrets, stack_file_name
 
 # 1. Settings: read and checked once. A bad stack file or missing charts stop here, before anything is registered.
 raw_config = RawStackConfig.from_pulumi()

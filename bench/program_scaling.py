@@ -42,7 +42,7 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes
 
-from components import catalogue
+from builders import catalogue
 from tools import istio_charts
 from tools.stack_run import ROOT, Registered, StackRun, load_stack_values, run_stack, stand_in_chart_cache
 
@@ -239,12 +239,12 @@ def run_all(sizes: tuple[int, ...], runs: int) -> list[Measurement]:
 
 # ---- where the time goes -----------------------------------------------------------------------
 
-_OURS_OUTSIDE_SETTINGS = ("components/", "__main__.py")
-_SETTINGS_FILES = ("components/stack_config.py", "components/settings.py", "components/rules.py", "components/units.py")
+_OURS_OUTSIDE_SETTINGS = ("components/", "builders/", "__main__.py")
+_SETTINGS_FILES = ("config/stack_config.py", "config/settings.py", "config/rules.py", "config/units.py")
 _PROVIDER_PACKAGES = ("pulumi_kubernetes", "pulumi_random", "pulumi_tls")
 # (category, file suffix, function) whose cumulative time is the category's.
 _CUMULATIVE = (
-    ("settings: read and validated (pydantic, rules)", "components/stack_config.py", "load_settings"),
+    ("settings: read and validated (pydantic, rules)", "config/stack_config.py", "load_settings"),
     ("SDK: source position of each resource (stack walk)", "pulumi/runtime/resource.py", "_get_stack_trace"),
     ("SDK: inputs serialised (typed Args to dicts, type hints)", "pulumi/runtime/rpc.py", "serialize_properties"),
     ("SDK: outputs resolved (typed output classes)", "pulumi/runtime/rpc.py", "resolve_outputs"),

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.kube import metadata
+from builders.kube import metadata
+from builders.workloads import CLOUD_SECRET
 from components.service import former_urn
-from components.workloads import CLOUD_SECRET
 
 
 @dataclass(frozen=True)

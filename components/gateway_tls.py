@@ -8,7 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
-from components.kube import metadata
+from builders.kube import metadata
 
 SELF_SIGNED_SECRET = "bee-travels-self-signed-tls"
 

@@ -10,10 +10,10 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.charts import Chart, ChartRef, ChartsMissingError, chart_ref
-from components.kube import helm_release, metadata
-from components.settings import HelmSettings, IstioSettings, Resources, TracingSettings
-from tools import istio_charts
+from builders import istio_archive
+from builders.charts import Chart, ChartRef, ChartsMissingError, chart_ref
+from builders.kube import helm_release, metadata
+from config.settings import HelmSettings, IstioSettings, Resources, TracingSettings
 
 ISTIO_NAMESPACE = "istio-system"
 ISTIO_HELM_REPOSITORY = "https://istio-release.storage.googleapis.com/charts"
@@ -44,10 +44,14 @@ def chart_source(istio: IstioSettings, helm: HelmSettings) -> ChartSource:
     if istio.minor != "1.6":
         base, istiod, gateway = (chart_ref(chart, helm.charts_dir) for chart in repository_charts(istio))
         return ChartSource(base, istiod, gateway)
-    cache = Path(os.environ.get(istio_charts.CACHE_ENV, istio_charts.DEFAULT_CACHE))
-    charts = Path(istio.charts_dir) if istio.charts_dir else istio_charts.charts_dir(istio.version, cache)
-    if not all((charts / required).is_file() for required in istio_charts.REQUIRED_FILES):
-        raise ChartsMissingError(istio_charts.missing_charts_message(istio.version, cache))
+    cache = Path(os.environ.get(istio_archive.CACHE_ENV, istio_archive.DEFAULT_CACHE))
+    charts = Path(istio.charts_dir) if istio.charts_dir else istio_archive.charts_dir(istio.version, cache)
+    missing = [required for required in istio_archive.REQUIRED_FILES if not (charts / required).is_file()]
+    if missing and istio.charts_dir:
+        raise ChartsMissingError(f"istio.chartsDir is {charts}, which lacks {', '.join(missing)}: point it at the "
+                                 f"manifests/charts folder of the Istio {istio.version} release archive")
+    if missing:
+        raise ChartsMissingError(istio_archive.missing_charts_message(istio.version, cache))
 
     def local(path: Path) -> str:
         # Relative to the project when possible, so previews and renders read the same on every machine.

@@ -8,10 +8,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.catalogue import SEED_IMAGES
-from components.compat import KubernetesApis
-from components.kube import metadata
-from components.settings import ImageSettings, MongoSettings
+from builders.catalogue import SEED_IMAGES
+from builders.compat import KubernetesApis
+from builders.kube import metadata
+from config.settings import ImageSettings, MongoSettings
 
 SERVICE_NAME = "mongo"  # the host name the Bee Travels v2 images were built against
 DATABASE = "beetravels"

@@ -12,11 +12,11 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 import yaml
 
-from components.charts import Chart, chart_ref
+from builders.charts import Chart, chart_ref
+from builders.kube import helm_release, metadata
+from builders.monitoring_rules import MonitoredService, alerting_rules, dashboard_json, recording_rules
 from components.istio import PROJECT_ROOT, ChartSource
-from components.kube import helm_release, metadata
-from components.monitoring_rules import MonitoredService, alerting_rules, dashboard_json, recording_rules
-from components.settings import ObservabilitySettings, Resources, resources
+from config.settings import ObservabilitySettings, Resources, resources
 
 
 @dataclass(frozen=True)

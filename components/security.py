@@ -7,10 +7,10 @@ from typing import Any
 
 import pulumi
 
-from components.catalogue import CATALOGUE, FRONTEND, ExternalHost
-from components.kube import istio_resource
+from builders.catalogue import CATALOGUE, FRONTEND, ExternalHost
+from builders.kube import istio_resource
 from components.mongodb import MEMBER_ACCOUNT, SEED_POD_LABELS
-from components.settings import SecuritySettings
+from config.settings import SecuritySettings
 
 TRUST_DOMAIN = "cluster.local"
 

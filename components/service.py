@@ -8,13 +8,10 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.catalogue import CATALOGUE, ServiceSpec
-from components.compat import KubernetesApis
-from components.kube import istio_resource, metadata
-from components.security import Caller, authorization_spec
-from components.settings import GatewaySettings, ImageSettings, Resilience, ServiceSettings
-from components.traffic import GATEWAY_NAME, destination_rule_spec, virtual_service_spec
-from components.workloads import (
+from builders.catalogue import CATALOGUE, ServiceSpec
+from builders.compat import KubernetesApis
+from builders.kube import istio_resource, metadata
+from builders.workloads import (
     SERVICE_PORT,
     DataConnections,
     account_name,
@@ -24,6 +21,9 @@ from components.workloads import (
     writable_app_copy,
     writable_folders,
 )
+from components.security import Caller, authorization_spec
+from components.traffic import GATEWAY_NAME, destination_rule_spec, virtual_service_spec
+from config.settings import GatewaySettings, ImageSettings, Resilience, ServiceSettings
 
 # Where each kind of child lived before services had a component of their own; the aliases keep existing stacks'
 # resources (their URNs) across the move instead of replacing them.

@@ -8,9 +8,9 @@ from typing import Any
 
 import pulumi
 
-from components.catalogue import CATALOGUE, ExternalHost
-from components.kube import istio_resource
-from components.settings import CloudDatabaseSettings, Fault, GatewaySettings, MatchRoute, Resilience, ServiceSettings
+from builders.catalogue import CATALOGUE, ExternalHost
+from builders.kube import istio_resource
+from config.settings import CloudDatabaseSettings, Fault, GatewaySettings, MatchRoute, Resilience, ServiceSettings
 
 GATEWAY_NAME = "bee-travels-gateway"
 

@@ -299,7 +299,11 @@ def validate_data_protected(args: ResourceValidationArgs, report_violation: Repo
 # ---- rule: no LoadBalancer except the ingress gateway ---------------------------------------------
 
 def _is_gateway_chart(chart: Any) -> bool:
-    return isinstance(chart, str) and chart.rstrip("/").rsplit("/", 1)[-1] in GATEWAY_CHARTS
+    """The chart's name, whether given by name, as a chart folder, or as a pulled <name>-<version>(.tgz) archive."""
+    if not isinstance(chart, str):
+        return False
+    name = re.sub(r"(-\d+\.\d+\.\d+[^/]*?)?(\.tgz)?$", "", chart.rstrip("/").rsplit("/", 1)[-1])
+    return name in GATEWAY_CHARTS
 
 
 def validate_load_balancers(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:

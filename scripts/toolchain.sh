@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make toolchain`: the pinned Pulumi CLI, its Python language host and the resource plugins the program uses
-# (kubernetes, random, tls), plus the simulated cluster's binaries, in a versioned folder outside the clone.
+# (kubernetes, random, tls), in a versioned folder outside the clone.
 # Sources, in order: binaries already there at the pinned versions (this folder, or a pulumi on PATH with its
 # plugins in ~/.pulumi); the official installers where the internet is reachable (TOOLCHAIN_INSTALLERS=auto, the
 # default, tries them; 0 skips them, 1 insists); otherwise builds from the Go modules of the same versions
@@ -50,10 +50,15 @@ build_cli() {
   install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$bin/"
 }
 
+# The Terraform-bridged providers, by the upstream Terraform provider module each one bridges.
+declare -A bridged=([random]=github.com/terraform-providers/terraform-provider-random [tls]=github.com/hashicorp/terraform-provider-tls)
+
 build_plugin() {  # build_plugin NAME VERSION
-  local module="tools/toolchain/pulumi-resource-$1"
-  [ -x "$module/build.sh" ] || die "no wrapper module for the $1 provider in $module"
-  timed "$1 provider $2 built" "$module/build.sh" "$bin" "$2"
+  if [ -n "${bridged[$1]:-}" ]; then
+    timed "$1 provider $2 built" tools/toolchain/bridged-provider.sh "$1" "${bridged[$1]}" "$bin" "$2"
+  else
+    timed "$1 provider $2 built" "tools/toolchain/pulumi-resource-$1/build.sh" "$bin" "$2"
+  fi
 }
 
 from_installers() {
@@ -91,15 +96,10 @@ from_modules() {
   local plugin name version
   for plugin in "${plugins[@]}"; do
     name=${plugin%%:*} version=${plugin#*:}
-    reports "$bin/pulumi-resource-$name" "$version" || build_plugin "$name" "$version"
+    # The folder is keyed on the pins, so a plugin binary in it is the pinned build.
+    [ -x "$bin/pulumi-resource-$name" ] || build_plugin "$name" "$version"
     "$bin/pulumi" plugin install resource "$name" "$version" --file "$bin/pulumi-resource-$name" --non-interactive >&2
   done
-}
-
-sim_cluster_binaries() {
-  local kube=tools/toolchain/kube-1.33
-  [ -x "$kube/build.sh" ] || return 0
-  timed "simulated cluster binaries ready" "$kube/build.sh" "$bin" "$KUBERNETES_VERSION" "$KWOK_VERSION"
 }
 
 if [ -f "$dir/.complete" ]; then
@@ -110,7 +110,6 @@ else
     0) adopt_present || from_modules ;;
     *) adopt_present || from_installers || { say "official installers unreachable: building from Go modules"; from_modules; } ;;
   esac
-  sim_cluster_binaries
   for plugin in "${plugins[@]}"; do
     "$bin/pulumi" plugin ls 2>/dev/null | grep -qE "^${plugin%%:*}\s+resource\s+${plugin#*:}\s" \
       || die "plugin ${plugin%%:*} ${plugin#*:} is not installed in $PULUMI_HOME"

@@ -24,7 +24,7 @@ from tools.stack_run import ROOT, set_path
 
 PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"]
 # What the program needs from the repository; stack files and local state are left behind.
-PROGRAM_FILES = ("Pulumi.yaml", "__main__.py", "components", "tools", "requirements.txt", ".venv")
+PROGRAM_FILES = ("Pulumi.yaml", "__main__.py", "config", "builders", "components", "requirements.txt", ".venv")
 _toolchain_lock = threading.Lock()
 _toolchain_bin: Path | None = None
 
@@ -79,15 +79,17 @@ class Workspace:
             "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
             "PULUMI_IGNORE_AMBIENT_PLUGINS": "true",
             "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
+            "PULUMI_DEBUG_COMMANDS": "true",  # enables --event-log, the engine events the Automation API also reads
             "KUBECONFIG": str(kubeconfig or root / "no-cluster"),
             "NO_COLOR": "1",
         }
 
-    def pulumi(self, *args: str, check: bool = True, timeout: float = 900, events: bool = False) -> Result:
-        argv = ["pulumi", *args, "--non-interactive"]
+    def pulumi(self, *args: str, check: bool = True, timeout: float = 600, events: bool = False) -> Result:
         log = self.root / f"events-{secrets.token_hex(4)}.jsonl"
-        if events:
-            argv += ["--event-log", str(log)]
+        flags = ["--non-interactive", *(["--event-log", str(log)] if events else [])]
+        # Flags go before a `--`, after which everything is a value (one may start with dashes, like a PEM).
+        cut = args.index("--") if "--" in args else len(args)
+        argv = ["pulumi", *args[:cut], *flags, *args[cut:]]
         done = subprocess.run(argv, cwd=self.project, env=self.env, capture_output=True, text=True, timeout=timeout, check=False)
         result = Result(argv, done.returncode, done.stdout, done.stderr)
         if events and log.exists():
@@ -109,7 +111,7 @@ class Workspace:
         document = {"encryptionsalt": salt, "config": {f"{PROJECT}:{key}": value for key, value in values.items()}}
         stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
         for key, value in (secret_values or {}).items():
-            self.pulumi("config", "set", "--secret", key, value, "--stack", stack)
+            self.pulumi("config", "set", "--secret", "--stack", stack, "--", key, value)
         return stack_file
 
     def preview(self, stack: str, *extra: str, check: bool = True) -> Result:

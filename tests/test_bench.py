@@ -7,7 +7,8 @@ import json
 import pytest
 
 from bench import program_scaling as bench
-from components import catalogue, security
+from builders import catalogue
+from components import security
 from tools.stack_run import run_stack
 
 
@@ -133,8 +134,8 @@ def test_targets_are_stated_as_met_or_missed_against_the_bare_floor():
 def test_profile_attribution_covers_the_whole_profile_without_double_counting():
     root = str(bench.ROOT)
     stats = {
-        (f"{root}/components/workloads.py", 1, "_deploy_version"): (1, 1, 0.5, 0.9, {}),
-        (f"{root}/components/stack_config.py", 1, "load_settings"): (1, 1, 0.1, 0.3, {}),
+        (f"{root}/builders/workloads.py", 1, "_deploy_version"): (1, 1, 0.5, 0.9, {}),
+        (f"{root}/config/stack_config.py", 1, "load_settings"): (1, 1, 0.1, 0.3, {}),
         ("/x/site-packages/pulumi/runtime/resource.py", 1, "_get_stack_trace"): (1, 1, 0.2, 0.4, {}),
         ("/x/site-packages/pulumi_kubernetes/apps/v1/Deployment.py", 1, "__init__"): (1, 1, 0.25, 1.0, {}),
         ("/x/site-packages/pulumi/runtime/rpc.py", 1, "something_else"): (1, 1, 0.35, 0.35, {}),

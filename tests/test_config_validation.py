@@ -2,7 +2,7 @@
 
 import pytest
 
-from components.stack_config import StackConfigError
+from config.stack_config import StackConfigError
 from tools.stack_run import DELETE, run_stack
 
 CLOUD_SECRETS = {"cloudDatabaseUrl": "mongodb://user:pw@db.example.com:27017/beetravels?tls=true"}

@@ -7,15 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from builders import istio_archive
+from builders.istio_archive import charts_dir, missing_charts_message
 from tools import istio_charts
-from tools.istio_charts import (
-    ChartFetchError,
-    charts_dir,
-    charts_present,
-    fetch_charts,
-    main,
-    missing_charts_message,
-)
+from tools.istio_charts import ChartFetchError, charts_present, fetch_charts, main
 
 VERSION = "1.6.14"
 TOP = f"istio-{VERSION}"
@@ -135,7 +130,7 @@ def test_archive_without_charts_refused(tmp_path, cache):
 def test_unpinned_hash_names_checksum_url(cache, monkeypatch):
     monkeypatch.setitem(
         istio_charts.PINNED_RELEASES, VERSION,
-        istio_charts.Release(VERSION, istio_charts.release_url(VERSION), None),
+        istio_archive.Release(VERSION, istio_archive.release_url(VERSION), None),
     )
     with pytest.raises(ChartFetchError, match=r"--sha256") as err:
         fetch_charts(VERSION, cache)

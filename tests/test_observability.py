@@ -7,8 +7,8 @@ import subprocess
 import pytest
 import yaml
 
+from builders.signals import SIGNALS, Scope, p95_latency_ms, request_rate, requests_served, success_ratio
 from components.observability import DashboardsMissingError, istio_dashboards
-from components.signals import SIGNALS, Scope, p95_latency_ms, request_rate, requests_served, success_ratio
 from tools.stack_run import run_stack, secret_paths, stand_in_chart_cache, unwrap
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -260,7 +260,7 @@ def test_missing_istio_dashboards_stop_the_program_before_anything_is_registered
 
 def test_dashboards_are_compact_json(istio_chart_cache):
     from components.istio import chart_source
-    from components.settings import HelmSettings, IstioSettings
+    from config.settings import HelmSettings, IstioSettings
 
     compact = istio_dashboards(chart_source(IstioSettings(), HelmSettings()))
     texts = [text for files in compact.values() for text in files.values()]

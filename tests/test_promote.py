@@ -15,8 +15,8 @@ from urllib.parse import parse_qs, urlparse
 import pulumi.automation
 import pytest
 
-from components.settings import Settings
-from components.signals import Scope, p95_latency_ms, requests_served, success_ratio
+from builders.signals import Scope, p95_latency_ms, requests_served, success_ratio
+from config.settings import Settings
 from tools import promote
 from tools.stack_run import ROOT
 
@@ -53,7 +53,7 @@ class FakePrometheus:
         self.queries.append(query)
         if self.raw_reply:
             return self.raw_reply
-        # Which signal is asked for is recognised by the query text that components/signals.py builds.
+        # Which signal is asked for is recognised by the query text that builders/signals.py builds.
         by_query = {build(Scope(self.namespace, "hotel"), self.window): name for name, build in SIGNALS.items()}
         if query not in by_query:
             return 400, json.dumps({"status": "error", "errorType": "bad_data", "error": f"unexpected query {query}"}).encode()

@@ -81,12 +81,47 @@ def test_pulumi_yaml_declares_every_key_the_program_reads():
 
 
 def test_only_the_settings_loader_reads_stack_config():
-    readers = [path.name for path in (ROOT / "components").glob("*.py")
+    readers = [str(path.relative_to(ROOT)) for layer in ("config", "builders", "components") for path in (ROOT / layer).glob("*.py")
                if re.search(r"pulumi\.Config\(|get_config|require_object", path.read_text())]
-    assert readers == ["stack_config.py"]
+    assert readers == ["config/stack_config.py"]
 
 
 @pytest.mark.parametrize("stack_file", sorted(Path(ROOT).glob("Pulumi.*.yaml")), ids=lambda p: p.name)
 def test_stack_files_hold_no_plaintext_credentials(stack_file):
     text = stack_file.read_text().lower()
     assert "password" not in text and "mongodb://" not in text
+
+
+def _imports(path):
+    tree = ast.parse(path.read_text())
+    return {node.module.split(".")[0] if isinstance(node, ast.ImportFrom) else alias.name.split(".")[0]
+            for node in ast.walk(tree) if isinstance(node, ast.ImportFrom | ast.Import)
+            for alias in (node.names if isinstance(node, ast.Import) else [None]) if not isinstance(node, ast.ImportFrom) or node.module}
+
+
+def test_the_layers_import_only_downwards():
+    """config (settings, loading, rules) <- builders (pure) <- components (resources) <- __main__; tools sit beside."""
+    allowed = {"config": {"config", "builders"}, "builders": {"builders", "config"}, "components": {"components", "builders", "config"}}
+    ours = {"config", "builders", "components", "tools", "bench", "policy"}
+    for layer, may_use in allowed.items():
+        for path in (ROOT / layer).glob("*.py"):
+            assert _imports(path) & ours <= may_use, f"{path.relative_to(ROOT)} imports {sorted(_imports(path) & ours - may_use)}"
+
+
+def test_no_module_of_the_program_imports_itself_back():
+    """No import cycle among the program's modules (loading and rules among them), checked on the import graph."""
+    modules = {f"{path.parent.name}.{path.stem}": path for layer in ("config", "builders", "components")
+               for path in (ROOT / layer).glob("*.py") if path.stem != "__init__"}
+    graph = {name: {module for module in _module_imports(path) if module in modules} for name, path in modules.items()}
+
+    def reaches(start, target, seen=()):
+        return any(nxt == target or (nxt not in seen and reaches(nxt, target, (*seen, nxt))) for nxt in graph[start])
+
+    assert [name for name in graph if reaches(name, name)] == []
+
+
+def _module_imports(path):
+    tree = ast.parse(path.read_text())
+    found = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    return found | {f"{node.module}.{alias.name}" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+                    for alias in node.names}

@@ -25,58 +25,25 @@ import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import NamedTuple
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CACHE = REPO_ROOT / ".cache" / "istio"
-CACHE_ENV = "ISTIO_CHARTS_CACHE"
+from builders.istio_archive import (
+    CACHE_ENV,
+    DEFAULT_CACHE,
+    PINNED_RELEASES,
+    REQUIRED_FILES,
+    charts_dir,
+    release_url,
+)
 
 # Name of the file, inside <cache>/istio-<version>/, recording the sha256 of
 # the archive the charts were extracted from. Its presence means "verified".
 MARKER_NAME = ".archive-sha256"
 
-# The charts this project installs, plus the shared values they all read.
-REQUIRED_FILES = (
-    "base/Chart.yaml",
-    "istio-control/istio-discovery/Chart.yaml",
-    "gateways/istio-ingress/Chart.yaml",
-    "global.yaml",
-)
-
-_URL_TEMPLATE = (
-    "https://github.com/istio/istio/releases/download/"
-    "{v}/istio-{v}-linux-amd64.tar.gz"
-)
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-class Release(NamedTuple):
-    version: str
-    url: str
-    sha256: str | None  # None: no verified hash pinned yet
-
-
-def release_url(version: str) -> str:
-    # The charts are platform independent; the linux-amd64 archive is as
-    # good a source as any other.
-    return _URL_TEMPLATE.format(v=version)
-
-
-# sha256 is None on purpose: the published value for this archive has not
-# been verified here, so fetching requires an explicit --sha256 (taken from
-# the <url>.sha256 file Istio publishes next to the archive). Once checked,
-# put the hash here so `make istio-charts` works without arguments.
-PINNED_RELEASES: dict[str, Release] = {
-    "1.6.14": Release("1.6.14", release_url("1.6.14"), None),
-}
 
 
 class ChartFetchError(Exception):
     """The charts could not be fetched, verified or extracted."""
-
-
-def charts_dir(version: str, cache_root: Path) -> Path:
-    return Path(cache_root) / f"istio-{version}" / "manifests" / "charts"
 
 
 def _marker_path(version: str, cache_root: Path) -> Path:
@@ -255,28 +222,6 @@ def fetch_charts(
             _remove_tree(staging)
 
     return charts_dir(version, cache_root)
-
-
-def missing_charts_message(version: str, cache_root: Path) -> str:
-    """Text shown by the Pulumi program when the charts are not cached."""
-    cmd = f"python -m tools.istio_charts fetch --version {version}"
-    if Path(cache_root).resolve() != DEFAULT_CACHE.resolve():
-        cmd += f" --cache {cache_root}"
-    lines = [
-        f"Istio {version} Helm charts not found in {charts_dir(version, cache_root)}.",
-        "They ship only inside the Istio release archive, not in a Helm repository.",
-        "Fetch them (from the repository root) with:",
-        "    make istio-charts",
-        "or equivalently:",
-        f"    {cmd}",
-    ]
-    pinned = PINNED_RELEASES.get(version)
-    if pinned is None or pinned.sha256 is None:
-        url = pinned.url if pinned else release_url(version)
-        lines.append(
-            f"No sha256 is pinned for {version}: add --sha256 <hex> after checking {url}.sha256"
-        )
-    return "\n".join(lines)
 
 
 def _default_cache() -> Path:

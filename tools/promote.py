@@ -7,7 +7,7 @@
 The canary is the last version listed under services.<service>.versions, the stable version the other one with the
 largest weight (--canary/--stable override). Their request count, success rate and p95 latency over the service
 level's window come from Prometheus (canary.prometheusUrl, or --prometheus), through the queries in
-components/signals.py, and are judged against serviceLevel and canary settings:
+builders/signals.py, and are judged against serviceLevel and canary settings:
 
   HOLD      some figure is missing, or either version served fewer than canary.minRequests requests, or the canary
             has weight 0 (restarting a canary is a reviewed human edit): nothing is edited.
@@ -46,11 +46,11 @@ from typing import Any
 import yaml
 from pulumi import automation
 
+from builders.signals import Scope, p95_latency_ms, requests_served, success_ratio
 from components.istio import ISTIO_NAMESPACE
 from components.observability import PROMETHEUS_PORT
-from components.settings import PROJECT, CanarySettings, ServiceLevel, Settings
-from components.signals import Scope, p95_latency_ms, requests_served, success_ratio
-from components.stack_config import RawStackConfig, StackConfigError, load_settings
+from config.settings import PROJECT, CanarySettings, ServiceLevel, Settings
+from config.stack_config import RawStackConfig, StackConfigError, load_settings
 from tools.stack_run import ROOT, encode_config, load_stack_values
 
 EXIT_DONE, EXIT_UP_FAILED, EXIT_ERROR, EXIT_HOLD, EXIT_ROLLBACK = 0, 1, 2, 3, 4

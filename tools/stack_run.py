@@ -237,7 +237,7 @@ def stand_in_chart_cache(root: Path, version: str = "1.6.14") -> Path:
 
 
 def stand_in_charts_dir(root: Path, charts: Iterable[Any], templates: Mapping[str, dict[str, str]] | None = None) -> Path:
-    """A helm.chartsDir holding a stand-in for each chart (components.charts.Chart), unpacked as `helm pull --untar` would."""
+    """A helm.chartsDir holding a stand-in for each chart (builders.charts.Chart), unpacked as `helm pull --untar` would."""
     for chart in charts:
         stand_in_chart(root / f"{chart.name}-{chart.version}", chart.name, chart.version, (templates or {}).get(chart.name))
     return root

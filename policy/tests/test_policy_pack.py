@@ -309,3 +309,13 @@ def test_references_to_secrets_in_helm_values_pass(dev):
                              lambda r: r.inputs["values"].update(grafana={"admin": {"existingSecret": "grafana-admin",
                                                                                    "passwordKey": "admin-password"}}))
     assert evaluate(with_reference) == []
+
+
+@pytest.mark.parametrize("chart", ["gateway", "/charts/gateway-1.30.3", "/charts/gateway-1.30.3.tgz", "charts/gateways/istio-ingress"])
+def test_the_gateway_chart_is_recognised_however_helm_is_given_it(chart):
+    """helm.chartsDir hands Helm a pulled archive or folder; the gateway may still use its LoadBalancer."""
+    run = run_stack("prod", {"istio.version": "1.30.3", "kubernetesVersion": "1.33"})
+    gateway = changed(run, kind("Release", "istio-ingress-gateway"), lambda r: r.inputs.update(chart=chart))
+    assert policies_hit(evaluate(gateway)) == set()
+    other = changed(run, kind("Release", "istio-ingress-gateway"), lambda r: r.inputs.update(chart="/charts/gatekeeper-1.30.3.tgz"))
+    assert policies_hit(evaluate(other)) == {"no-loadbalancer-except-gateway"}

@@ -226,9 +226,13 @@ func (h *pythonHost) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulum
 	if cmd.Env == nil {
 		cmd.Env = os.Environ()
 	}
-	config, err := json.Marshal(req.GetConfig())
-	if err != nil {
-		return nil, err
+	// Like the official host, set PULUMI_CONFIG only when the stack has configuration: the SDK reads a JSON object.
+	if req.GetConfig() != nil {
+		config, err := json.Marshal(req.GetConfig())
+		if err != nil {
+			return nil, err
+		}
+		cmd.Env = append(cmd.Env, "PULUMI_CONFIG="+string(config))
 	}
 	secretKeys := req.GetConfigSecretKeys()
 	if secretKeys == nil {
@@ -238,7 +242,7 @@ func (h *pythonHost) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulum
 	if err != nil {
 		return nil, err
 	}
-	cmd.Env = append(cmd.Env, "PULUMI_CONFIG="+string(config), "PULUMI_CONFIG_SECRET_KEYS="+string(secretKeysJSON))
+	cmd.Env = append(cmd.Env, "PULUMI_CONFIG_SECRET_KEYS="+string(secretKeysJSON))
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 5 * time.Second
 
@@ -266,6 +270,10 @@ func (h *pythonHost) RunPlugin(req *pulumirpc.RunPluginRequest, server pulumirpc
 	tc, err := pythonToolchain(req.Info, !isPolicyPack)
 	if err != nil {
 		return err
+	}
+	// Fail now, with the reason, rather than leave the engine waiting for a plugin that cannot start.
+	if err := tc.ValidateVenv(ctx); err != nil {
+		return fmt.Errorf("the plugin in %s has no usable virtualenv: %w", req.Info.ProgramDirectory, err)
 	}
 	var args []string
 	if isPolicyPack {

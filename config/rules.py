@@ -7,13 +7,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from components.catalogue import CATALOGUE
-from components.compat import ISTIO_RELEASES, istio_release, kubernetes_supported
-from components.units import is_dns_label, is_dns_name, parse_duration
+from builders.catalogue import CATALOGUE
+from builders.compat import ISTIO_RELEASES, istio_release, kubernetes_supported
+from config.units import is_dns_label, is_dns_name, parse_duration
 
 if TYPE_CHECKING:
-    from components.settings import ServiceSettings, Settings
-    from components.stack_config import SecretSetting
+    from config.settings import ServiceSettings, Settings
 
 
 @dataclass(frozen=True)
@@ -22,7 +21,15 @@ class Problem:
     message: str
 
 
-Rule = Callable[["Settings", "Mapping[str, SecretSetting]"], Iterator[Problem]]
+@dataclass(frozen=True)
+class SecretSetting:
+    """What the program may know about a secret config key without holding its value."""
+
+    present: bool
+    is_secret: bool
+
+
+Rule = Callable[["Settings", Mapping[str, SecretSetting]], Iterator[Problem]]
 
 
 def check_settings(settings: Settings, secrets: Mapping[str, SecretSetting]) -> list[Problem]:

@@ -16,8 +16,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from components.catalogue import CATALOGUE
-from components.units import is_dns_label, is_dns_name, parse_duration, parse_quantity
+from builders.catalogue import CATALOGUE
+from config.units import is_dns_label, is_dns_name, parse_duration, parse_quantity
 
 PROJECT = "bee-travels-mesh"
 

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from components.settings import ServiceLevel
-from components.signals import LATENCY, RATE, SIGNALS, SUCCESS, Scope, recorded
+from builders.signals import LATENCY, RATE, SIGNALS, SUCCESS, Scope, recorded
+from config.settings import ServiceLevel
 
 
 @dataclass(frozen=True)

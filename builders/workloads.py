@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.catalogue import ServiceSpec
-from components.compat import KubernetesApis
-from components.settings import ImageSettings, ServiceSettings
+from builders.catalogue import ServiceSpec
+from builders.compat import KubernetesApis
+from config.settings import ImageSettings, ServiceSettings
 
 CLOUD_SECRET = "cloud-database"
 SCRATCH = "/tmp"

@@ -12,20 +12,12 @@ from typing import Any
 import pulumi
 from pydantic import BaseModel, ValidationError
 
-from components.rules import Problem, check_settings
-from components.settings import PROJECT, SECRET_KEYS, Settings
+from config.rules import Problem, SecretSetting, check_settings
+from config.settings import PROJECT, SECRET_KEYS, Settings
 
 
 class StackConfigError(pulumi.RunError):
     """The stack file is wrong; raised before any resource is registered, so nothing is half-applied."""
-
-
-@dataclass(frozen=True)
-class SecretSetting:
-    """What the program may know about a secret config key without holding its value."""
-
-    present: bool
-    is_secret: bool
 
 
 @dataclass(frozen=True)

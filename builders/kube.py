@@ -7,7 +7,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.charts import ChartRef
+from builders.charts import ChartRef
 
 # Versions served by Istio 1.6 and still served by current Istio (1.30): the same stack code runs on both.
 ISTIO_API_VERSIONS = {
