@@ -46,7 +46,7 @@ build_cli() {
   timed "pulumi CLI built" wrapper_build tools/toolchain/pulumi "$bin/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi "$version_flag"
   timed "Python language host built" wrapper_build tools/toolchain/pulumi "$bin/pulumi-language-python" ./languagehost "$version_flag"
   # The executor the host runs is a Python script that ships inside the SDK module.
-  sdk=$(cd tools/toolchain/pulumi && go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)
+  sdk=$(cd tools/toolchain/pulumi && go mod download github.com/pulumi/pulumi/sdk/v3 && go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)
   install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$bin/"
 }
 

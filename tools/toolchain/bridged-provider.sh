@@ -11,6 +11,7 @@ ldflags="-s -w -X bee-travels.invalid/toolchain/pulumi-resource-$name/info.Versi
 rm -rf gen && mkdir -p gen
 go build -trimpath -ldflags "$ldflags" -o "gen/pulumi-tfgen-$name" ./internal/tfgen
 # Resource and property descriptions come from the upstream module's docs/ in the module cache.
+go mod download "$upstream"
 UPSTREAM_REPO_PATH="$(go list -m -f '{{.Dir}}' "$upstream")" "./gen/pulumi-tfgen-$name" schema --skip-examples --out gen >&2
 python3 "$here/stamp-schema.py" gen/schema.json gen/schema-embed.json "$version"
 go build -trimpath -ldflags "$ldflags" -o "$out/pulumi-resource-$name" .

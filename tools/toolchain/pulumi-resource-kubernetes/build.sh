@@ -5,6 +5,8 @@
 set -euo pipefail
 out=${1:?usage: build.sh OUTDIR VERSION} version=${2:?usage: build.sh OUTDIR VERSION}
 cd "$(dirname "$0")"
+# `go list -m` names a module's folder only once it is downloaded, which a fresh machine has not done yet.
+go mod download github.com/pulumi/pulumi-kubernetes/provider/v4
 source=$(go list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)/cmd/pulumi-resource-kubernetes
 python3 ../stamp-schema.py "$source/schema.json" schema-embed.json "$version"
 python3 -c 'import json, sys; print(json.dumps(json.load(open(sys.argv[1])), separators=(",", ":")), end="")' \
