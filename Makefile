@@ -10,12 +10,13 @@ include tools/toolchain/versions
 KIND_VERSION := v0.14.0
 LEGACY_SCHEMAS := .cache/kubernetes-validate-legacy
 
-.PHONY: help venv schemas promtool toolchain test lint config-schema istio-charts policy-pack render bench up preview destroy delete-cluster deploy-deps e2e-checks promote
+.PHONY: help venv schemas promtool toolchain sim-cluster-tools sim-cluster sim-cluster-stop test lint config-schema istio-charts policy-pack render bench up preview destroy delete-cluster deploy-deps e2e-checks promote
 
 help:
 	@echo "make up        set up and run 'pulumi up' on the $(STACK) stack (local state, kind cluster if no context)"
 	@echo "make test      set up and run every check: unit, mock-engine and schema tests, then the real Pulumi CLI on every stack"
 	@echo "make toolchain build or find the pinned Pulumi CLI, language host and providers (prints the folder holding them)"
+	@echo "make sim-cluster / sim-cluster-stop  a local Kubernetes 1.33 API server with fake nodes (writes a kubeconfig)"
 	@echo "make preview   'pulumi preview' on STACK=$(STACK)"
 	@echo "make istio-charts  fetch and verify the Istio $(ISTIO_VERSION) Helm charts into .cache/istio"
 	@echo "make policy-pack   set up the policy pack's virtualenv (policy/venv) for 'pulumi preview --policy-pack policy'"
@@ -62,7 +63,20 @@ lint: venv
 toolchain:
 	@scripts/toolchain.sh
 
-test: venv schemas promtool policy-pack toolchain lint
+# A local Kubernetes 1.33 control plane with fake nodes (no containers, loopback only) for the real-cluster tests.
+KUBE_BIN ?= $(HOME)/.cache/bee-travels-toolchain/kube-1.33/bin
+sim-cluster-tools:
+	@tools/toolchain/kube-1.33/build.sh $(KUBE_BIN)
+	@command -v etcd >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null; } \
+	  || { echo "etcd is needed: apt-get install etcd-server"; exit 1; }
+
+sim-cluster: sim-cluster-tools
+	KUBE_BIN=$(KUBE_BIN) scripts/sim-cluster.sh start
+
+sim-cluster-stop:
+	scripts/sim-cluster.sh stop
+
+test: venv schemas promtool policy-pack toolchain sim-cluster-tools lint
 	$(BIN)/python -m pytest -q
 
 render: $(VENV)/.installed-runtime

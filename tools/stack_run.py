@@ -288,7 +288,9 @@ def encode_config(values: Mapping[str, Any], secure: Iterable[str], secrets: Map
         if key in secure or key in secrets:
             value = secrets.get(key, f"secret-value-of-{key}")
             secret_keys.append(full_key)
-        config[full_key] = value if isinstance(value, str) else json.dumps(value)
+        # The CLI hands structured values over as JSON with object keys sorted (the real-engine tests showed it),
+        # whatever order the stack file has them in; so does this.
+        config[full_key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     return config, secret_keys
 
 

@@ -1,0 +1,273 @@
+"""The real engine against a real Kubernetes API server: `pulumi up`, day-2 edits and `pulumi destroy`.
+
+The server is the simulated cluster of scripts/sim-cluster.sh (kube-apiserver, controller-manager and scheduler
+1.33, etcd, kwok's fake nodes; loopback only, no admission webhooks), so objects are accepted, defaulted, owned and
+garbage-collected for real and pods become Ready, but no container runs. The stack is the current-Istio one (prod
+on Istio 1.30 / Kubernetes 1.33) as users run it, except: its Helm releases install stand-in charts (charts cannot be
+downloaded here) whose base chart carries Istio's real 1.30.3 CRDs, so the server checks every Istio object against
+the real schemas; the gateway is a NodePort; and the MongoDB claims get PersistentVolumes made here.
+Tests run in file order on one stack, as a platform engineer's day goes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from pulumi_cli import PROJECT, Workspace, planned_resources
+from stack_fixtures import CURRENT_ISTIO
+
+from components.istio import repository_charts
+from components.observability import ADDONS
+from config.settings import IstioSettings
+from config.units import parse_quantity
+from tools.stack_run import DELETE, ROOT, run_stack, set_path, stand_in_charts_dir, unwrap
+
+ISTIO_CRDS = ROOT.parent / "shared" / "schemas" / "istio-crds" / "crd-all-1.30.3.yaml"
+STACK = "current"
+MEMBERS = 3  # prod's MongoDB replica set
+
+
+def _kubectl(kubeconfig: Path, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), *args], input=stdin, capture_output=True,
+                          text=True, check=check)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A fresh simulated cluster for this module, stopped and wiped after it."""
+    state = tmp_path_factory.mktemp("sim-cluster")
+    env = {**os.environ, "SIM_DIR": str(state)}
+    script = str(ROOT / "scripts" / "sim-cluster.sh")
+    started = subprocess.run([script, "start"], env=env, capture_output=True, text=True, check=False)
+    assert started.returncode == 0, f"the simulated cluster did not start (make sim-cluster-tools builds it):\n{started.stderr[-3000:]}"
+    kubeconfig = Path(subprocess.run([script, "kubeconfig"], env=env, capture_output=True, text=True, check=True).stdout.strip())
+    for member in range(MEMBERS):
+        _kubectl(kubeconfig, "apply", "-f", "-", stdin=json.dumps({
+            "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"mongodb-data-{member}"},
+            "spec": {"capacity": {"storage": "100Gi"}, "accessModes": ["ReadWriteOnce"],
+                     "hostPath": {"path": str(state / f"volume-{member}")}, "persistentVolumeReclaimPolicy": "Retain"}}))
+    yield kubeconfig
+    subprocess.run([script, "stop"], env=env, capture_output=True, check=False)
+
+
+def _charts(root: Path) -> Path:
+    wanted = [*repository_charts(IstioSettings(version="1.30.3"))]
+    wanted += [ADDONS["1.30"].prometheus, ADDONS["1.30"].grafana, ADDONS["1.30"].kiali]
+    folder = stand_in_charts_dir(root, wanted)
+    # Helm installs a chart's crds/ before its templates, as the real base chart's CRDs are installed.
+    (folder / "base-1.30.3" / "crds").mkdir()
+    (folder / "base-1.30.3" / "crds" / "istio-crds.yaml").write_text(ISTIO_CRDS.read_text())
+    return folder
+
+
+EDITS = {**CURRENT_ISTIO, "istio.ingressGateway.serviceType": "NodePort"}
+
+
+@pytest.fixture(scope="module")
+def stack(cluster, tmp_path_factory):
+    root = tmp_path_factory.mktemp("real-cluster")
+    workspace = Workspace(root / "workspace", kubeconfig=cluster)
+    edits = {**EDITS, "helm.chartsDir": str(_charts(root / "charts"))}
+    workspace.init(STACK, "prod", edits)
+    return workspace, cluster, edits
+
+
+def _up(workspace: Workspace):
+    return workspace.pulumi("up", "--stack", STACK, "--yes", "--skip-preview", "--policy-pack", str(ROOT / "policy"),
+                            events=True, timeout=1500)
+
+
+def _stack_file(workspace: Workspace) -> Path:
+    return workspace.project / f"Pulumi.{STACK}.yaml"
+
+
+def _set(workspace: Workspace, path: str, value) -> None:
+    """An edit of the stack file, as a reviewed change would make it (`pulumi config set --path` semantics)."""
+    stack_file = _stack_file(workspace)
+    document = yaml.safe_load(stack_file.read_text())
+    values = {key.removeprefix(f"{PROJECT}:"): item for key, item in document["config"].items()}
+    set_path(values, path, value)
+    document["config"] = {f"{PROJECT}:{key}": item for key, item in values.items()}
+    stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def _live(kubeconfig: Path, kind: str, name: str, namespace: str | None) -> dict | None:
+    found = _kubectl(kubeconfig, "get", kind, name, *(["-n", namespace] if namespace else []), "-o", "json", check=False)
+    return json.loads(found.stdout) if found.returncode == 0 else None
+
+
+def _contains(live, declared) -> list[str]:
+    """Where `declared` is not found in `live` (dicts by key, lists element by element)."""
+    if isinstance(declared, dict):
+        if not isinstance(live, dict):
+            return ["."]
+        return [f".{key}{where}" for key, value in declared.items() for where in _contains(live.get(key), value)]
+    if isinstance(declared, list):
+        if not isinstance(live, list) or len(live) != len(declared):
+            return ["[]"]
+        return [f"[{index}]{where}" for index, (a, b) in enumerate(zip(live, declared, strict=True)) for where in _contains(a, b)]
+    return [] if live == declared or str(live) == str(declared) or _same_quantity(live, declared) else [f" = {live!r}, declared {declared!r}"]
+
+
+def _same_quantity(live, declared) -> bool:
+    """The server writes quantities in canonical form (1000m -> 1)."""
+    try:
+        return parse_quantity(str(live)) == parse_quantity(str(declared))
+    except ValueError:
+        return False
+
+
+def _weights(kubeconfig: Path, service: str) -> dict[str, int]:
+    spec = _live(kubeconfig, "virtualservices.networking.istio.io", service, "bee-travels")["spec"]
+    weighted = next(route for route in spec["http"] if route["name"] == "weighted")["route"]
+    return {leg["destination"]["subset"]: leg.get("weight", 100) for leg in weighted}
+
+
+def _plan(workspace: Workspace) -> dict[tuple[str, str], str]:
+    result = workspace.preview(STACK)
+    return {key: op for key, op in planned_resources(result.events).items() if op != "same"}
+
+
+# ---- 1. from an empty cluster ----------------------------------------------------------------------
+
+def test_up_from_an_empty_cluster_creates_every_declared_object_with_its_declared_spec(stack):
+    workspace, kubeconfig, edits = stack
+    _up(workspace)
+    declared = run_stack("prod", edits)
+    assert declared.error is None, declared.error
+    missing, differing = [], []
+    for resource in declared.kubernetes_objects():
+        manifest = unwrap(resource.manifest())
+        kind, meta = manifest.get("kind") or resource.kind, manifest.get("metadata", {})
+        group = manifest.get("apiVersion", "v1").split("/")[0] if "/" in manifest.get("apiVersion", "") else ""
+        live = _live(kubeconfig, f"{kind.lower()}.{group}" if group else kind.lower(), meta["name"], meta.get("namespace"))
+        if live is None:
+            missing.append(f"{kind} {meta['name']}")
+            continue
+        for field in ("spec", "data"):
+            if field in manifest:
+                differing += [f"{kind} {meta['name']} {field}{where}" for where in _contains(live.get(field), manifest[field])]
+        differing += [f"{kind} {meta['name']} label {key}" for key, value in (meta.get("labels") or {}).items()
+                      if live["metadata"].get("labels", {}).get(key) != value]
+    assert missing == []
+    assert differing == [], "\n".join(differing)
+
+
+def test_a_second_preview_plans_no_change_and_a_refresh_finds_no_drift(stack):
+    workspace, _, _ = stack
+    workspace.preview(STACK, "--expect-no-changes")
+    workspace.pulumi("refresh", "--stack", STACK, "--yes", "--expect-no-changes")
+
+
+def test_the_state_holds_generated_passwords_and_keys_only_as_ciphertext(stack):
+    workspace, kubeconfig, _ = stack
+    exported = workspace.pulumi("stack", "export", "--stack", STACK).stdout
+    state = json.loads(exported)
+    live_secret = _live(kubeconfig, "secret", "mongodb-root", "bee-travels")
+    password = base64.b64decode(live_secret["data"]["password"]).decode()
+    assert len(password) == 32 and password not in exported
+    passwords = [r for r in state["deployment"]["resources"] if r["type"] == "random:index/randomPassword:RandomPassword"]
+    assert len(passwords) == 3  # MongoDB's root password and replica-set key, Grafana's admin password
+    for resource in passwords:
+        for field in ("result", "bcryptHash"):
+            assert set(resource["outputs"][field]) == {"4dabf18193072939515e22adb298388d", "ciphertext"}, field
+
+
+# ---- 2. the README's canary walkthrough ------------------------------------------------------------
+
+def test_step_2_half_the_traffic_plans_only_the_route_and_the_live_weights_follow(stack):
+    workspace, kubeconfig, _ = stack
+    _set(workspace, "services.hotel.weights", {"v1": 50, "v2": 50})
+    assert _plan(workspace) == {("kubernetes:networking.istio.io/v1beta1:VirtualService", "traffic-hotel-virtual-service"): "update"}
+    _up(workspace)
+    assert _weights(kubeconfig, "hotel") == {"v1": 50, "v2": 50}
+
+
+def test_step_3_all_traffic_and_a_roll_back_touch_only_the_route(stack):
+    workspace, kubeconfig, _ = stack
+    for weights in ({"v1": 0, "v2": 100}, {"v1": 100, "v2": 0}, {"v1": 90, "v2": 10}):
+        _set(workspace, "services.hotel.weights", weights)
+        assert _plan(workspace) == {("kubernetes:networking.istio.io/v1beta1:VirtualService", "traffic-hotel-virtual-service"): "update"}
+        _up(workspace)
+        assert _weights(kubeconfig, "hotel") == weights
+
+
+def test_step_1_a_new_canary_routes_only_after_its_subset_and_its_ready_pods(stack):
+    workspace, kubeconfig, _ = stack
+    _set(workspace, "services.currencyexchange.versions.v2", {"tier": "json"})
+    _set(workspace, "services.currencyexchange.weights", {"v1": 90, "v2": 10})
+    plan = _plan(workspace)
+    assert plan[("kubernetes:apps/v1:Deployment", "currencyexchange-v2-deployment")] == "create"
+    assert plan[("kubernetes:networking.istio.io/v1beta1:DestinationRule", "traffic-currencyexchange-destination-rule")] == "update"
+    assert plan[("kubernetes:networking.istio.io/v1beta1:VirtualService", "traffic-currencyexchange-virtual-service")] == "update"
+    events = _up(workspace).events
+
+    def position(kind: str, suffix: str, event: str) -> int:
+        return next(index for index, e in enumerate(events)
+                    if event in e and e[event]["metadata"]["type"].endswith(kind) and e[event]["metadata"]["urn"].endswith(suffix))
+
+    route_starts = position("VirtualService", "::traffic-currencyexchange-virtual-service", "resourcePreEvent")
+    assert position("DestinationRule", "::traffic-currencyexchange-destination-rule", "resOutputsEvent") < route_starts
+    # The Deployment's create ends when the provider has seen its pods Ready.
+    assert position("Deployment", "::currencyexchange-v2-deployment", "resOutputsEvent") < route_starts
+    assert _weights(kubeconfig, "currencyexchange") == {"v1": 90, "v2": 10}
+    assert _live(kubeconfig, "deployment", "currencyexchange-v2", "bee-travels")["status"].get("readyReplicas") == 2
+
+
+RETIRE_V1 = {  # what the README's step 4 says retiring hotel v1 plans
+    ("kubernetes:apps/v1:Deployment", "hotel-v1-deployment"): "delete",
+    ("kubernetes:policy/v1:PodDisruptionBudget", "hotel-v1-pdb"): "delete",
+    # v1 was hotel's only json-tier version, so its identity and that identity's Sidecar go with it.
+    ("kubernetes:core/v1:ServiceAccount", "hotel-service-account"): "delete",
+    ("kubernetes:networking.istio.io/v1beta1:Sidecar", "security-hotel-sidecar"): "delete",
+    ("kubernetes:networking.istio.io/v1beta1:DestinationRule", "traffic-hotel-destination-rule"): "update",
+    ("kubernetes:networking.istio.io/v1beta1:VirtualService", "traffic-hotel-virtual-service"): "update",
+}
+
+
+def test_step_4_retiring_the_old_version_plans_what_the_readme_says(stack):
+    workspace, kubeconfig, _ = stack
+    _set(workspace, "services.hotel.weights", {"v1": 0, "v2": 100})
+    _up(workspace)
+    _set(workspace, "services.hotel.versions.v1", DELETE)
+    _set(workspace, "services.hotel.weights.v1", DELETE)
+    plan = _plan(workspace)
+    # The per-version alerts and the canary dashboard follow the deployed versions.
+    observability = {key for key in plan if key[1].startswith("observability-") and plan[key] == "update"}
+    assert {key: op for key, op in plan.items() if key not in observability} == RETIRE_V1, sorted(plan.items())
+    _up(workspace)
+    assert _live(kubeconfig, "deployment", "hotel-v1", "bee-travels") is None
+    assert _weights(kubeconfig, "hotel") == {"v2": 100}
+
+
+# ---- 3. mistakes and teardown ----------------------------------------------------------------------
+
+def test_a_bad_edit_changes_nothing_on_the_server(stack):
+    workspace, kubeconfig, _ = stack
+    before = _live(kubeconfig, "virtualservices.networking.istio.io", "carrental", "bee-travels")
+    stack_file = _stack_file(workspace)
+    saved = stack_file.read_text()
+    document = yaml.safe_load(saved)
+    document["config"][f"{PROJECT}:services"]["carrental"]["weights"] = {"v1": 80, "v2": 10}  # adds up to 90
+    stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
+    refused = workspace.pulumi("up", "--stack", STACK, "--yes", "--skip-preview", check=False)
+    stack_file.write_text(saved)
+    assert refused.returncode != 0 and "add up to 90" in refused.output
+    after = _live(kubeconfig, "virtualservices.networking.istio.io", "carrental", "bee-travels")
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+
+def test_destroy_stops_at_the_protected_data_and_the_volume_claims_survive(stack):
+    workspace, kubeconfig, _ = stack
+    refused = workspace.pulumi("destroy", "--stack", STACK, "--yes", "--skip-preview", check=False, timeout=1500)
+    assert refused.returncode != 0
+    assert "protect" in refused.output
+    claims = json.loads(_kubectl(kubeconfig, "get", "pvc", "-n", "bee-travels", "-o", "json").stdout)["items"]
+    assert len(claims) == MEMBERS and all(claim["status"]["phase"] == "Bound" for claim in claims)
+    assert _live(kubeconfig, "secret", "mongodb-root", "bee-travels") is not None
