@@ -21,6 +21,7 @@ import pytest
 import yaml
 from pulumi_cli import PROJECT, Workspace, planned_resources
 from stack_fixtures import CURRENT_ISTIO
+from test_promote import prometheus  # noqa: F401 - the local Prometheus stand-in, as a fixture
 
 from components.istio import repository_charts
 from components.observability import ADDONS
@@ -196,6 +197,20 @@ def test_step_3_all_traffic_and_a_roll_back_touch_only_the_route(stack):
         assert _plan(workspace) == {("kubernetes:networking.istio.io/v1beta1:VirtualService", "traffic-hotel-virtual-service"): "update"}
         _up(workspace)
         assert _weights(kubeconfig, "hotel") == weights
+
+
+def test_make_promote_apply_moves_the_weight_through_the_automation_api_and_the_live_route_follows(stack, prometheus):  # noqa: F811
+    """hotel at 90/10 and healthy on a local Prometheus stand-in: promotion advances to 25% and applies it."""
+    workspace, kubeconfig, _ = stack
+    promoted = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-m", "tools.promote", "--stack", STACK, "--service", "hotel",
+         "--stack-file", str(_stack_file(workspace)), "--prometheus", prometheus.url, "--apply"],
+        cwd=ROOT, env=workspace.env, capture_output=True, text=True, timeout=1500, check=False)
+    assert promoted.returncode == 0, promoted.stdout[-3000:] + promoted.stderr[-3000:]
+    assert "ADVANCE" in promoted.stdout
+    weights = yaml.safe_load(_stack_file(workspace).read_text())["config"][f"{PROJECT}:services"]["hotel"]["weights"]
+    assert weights == {"v1": 75, "v2": 25}
+    assert _weights(kubeconfig, "hotel") == weights
 
 
 def test_step_1_a_new_canary_routes_only_after_its_subset_and_its_ready_pods(stack):
