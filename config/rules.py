@@ -178,6 +178,13 @@ def _production_security(settings, _secrets):
         yield Problem("istio.meshConfig.outboundTrafficPolicy", "is ALLOW_ANY; production allows egress only to registered hosts: set it to REGISTRY_ONLY")
 
 
+def _identities_for_authorization(settings, _secrets):
+    # Every allow rule matches the caller's mTLS identity (source.principals); without mTLS no request has one.
+    if settings.security.authorization and settings.security.mtls_mode == "DISABLE":
+        yield Problem("security.mtlsMode", "is DISABLE while security.authorization is true: the allow rules match callers by "
+                      "their mTLS identity, so every request would be denied. Use PERMISSIVE or STRICT, or turn authorization off")
+
+
 def _gateway_tls(settings, _secrets):
     tls = settings.gateway.tls
     if tls.mode == "secret" and not tls.credential_name:
@@ -251,6 +258,6 @@ def _observability(settings, _secrets):
 RULES: tuple[Rule, ...] = (
     _known_services, _version_names, _tiers_supported, _weights, _match_routes, _callees_deployed,
     _mongodb_enabled, _mongodb_members, _cloud_database,
-    _replicas, _production_security, _gateway_tls, _faults, _retry_budget,
+    _replicas, _production_security, _identities_for_authorization, _gateway_tls, _faults, _retry_budget,
     _istio_kubernetes, _node_ports, _image_tags, _observability,
 )

@@ -45,6 +45,7 @@ BAD_CONFIGS = [
     ("dev", {"resilience.timeout": "3s", "resilience.retries": {"attempts": 3, "perTryTimeout": "2s"}}, {}, "resilience.retries", "longer than the 3s timeout"),
     ("dev", {"services.hotel.resilience.retries": {"attempts": 5, "perTryTimeout": "5s"}}, {}, "services.hotel.resilience.retries", "longer than the 10s timeout"),
     ("prod", {"security.mtlsMode": "PERMISSIVE"}, {}, "security.mtlsMode", "production requires STRICT"),
+    ("dev", {"security.mtlsMode": "DISABLE"}, {}, "security.mtlsMode", "every request would be denied"),
     ("prod", {"gateway.tls.mode": "off"}, {}, "gateway.tls.mode", "production serves HTTPS"),
     ("prod", {"security.authorization": False}, {}, "security.authorization", "production denies by default"),
     ("dev", {"gateway.tls.mode": "secret"}, {}, "gateway.tls.credentialName", "is required when gateway.tls.mode is 'secret'"),

@@ -101,7 +101,8 @@ def test_a_service_override_replaces_only_its_own_sections():
 
 
 def test_mesh_mtls_off_drops_istio_mutual():
-    run = run_stack("dev", {"security.mtlsMode": "DISABLE"})
+    run = run_stack("dev", {"security.mtlsMode": "DISABLE", "security.authorization": False})
+    assert run.error is None, run.error
     assert all("tls" not in r.inputs["spec"]["trafficPolicy"] for r in run.of_type("DestinationRule"))
 
 
