@@ -110,8 +110,10 @@ else
     0) adopt_present || from_modules ;;
     *) adopt_present || from_installers || { say "official installers unreachable: building from Go modules"; from_modules; } ;;
   esac
+  # Read the listing whole first: `grep -q` closing the pipe early would fail the CLI under pipefail.
+  installed=$("$bin/pulumi" plugin ls)
   for plugin in "${plugins[@]}"; do
-    "$bin/pulumi" plugin ls 2>/dev/null | grep -qE "^${plugin%%:*}\s+resource\s+${plugin#*:}\s" \
+    grep -qE "^${plugin%%:*}\s+resource\s+${plugin#*:}\s" <<<"$installed" \
       || die "plugin ${plugin%%:*} ${plugin#*:} is not installed in $PULUMI_HOME"
   done
   touch "$dir/.complete"
