@@ -383,7 +383,7 @@ def test_apply_runs_pulumi_up_only_after_an_edit(tmp_path, prometheus, run, monk
         return
     assert automation.selected == [("prod", str(ROOT))]
     [(options, file_at_up)] = automation.ups
-    assert options["policy_packs"] == ["policy"] and options["on_output"] is print
+    assert options["policy_packs"] == [str(ROOT / "policy")] and options["on_output"] is print
     assert options["config_file"] == str(stack_file)  # the copy, not the repository's Pulumi.prod.yaml
     assert file_at_up == result.after != result.before  # the edit is written before the update starts
     if fail:

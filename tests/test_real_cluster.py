@@ -211,6 +211,7 @@ def test_make_promote_apply_moves_the_weight_through_the_automation_api_and_the_
     weights = yaml.safe_load(_stack_file(workspace).read_text())["config"][f"{PROJECT}:services"]["hotel"]["weights"]
     assert weights == {"v1": 75, "v2": 25}
     assert _weights(kubeconfig, "hotel") == weights
+    assert not (ROOT / f"Pulumi.{STACK}.yaml").exists(), "the promotion wrote a stack file into the repository"
 
 
 def test_step_1_a_new_canary_routes_only_after_its_subset_and_its_ready_pods(stack):

@@ -528,11 +528,14 @@ def retirement_lines(settings: Settings, candidates: Candidates) -> list[str]:
 def apply(stack: str, stack_file: Path) -> int | None:
     """`pulumi up` with the policy pack, as scripts/up.sh runs it; an exit code if it failed."""
     print(f"Applying: pulumi up --stack {stack} --policy-pack policy")
-    in_place = stack_file.resolve() == default_stack_file(stack).resolve()
+    # A stack file inside another project folder (a copy of the program) is run there; every command the Automation
+    # API runs for the update then reads that stack file, its encryption salt included.
+    project = stack_file.parent if (stack_file.parent / "Pulumi.yaml").is_file() else ROOT
+    in_place = stack_file.resolve() == (project / f"Pulumi.{stack}.yaml").resolve()
     try:
-        target = automation.select_stack(stack_name=stack, work_dir=str(ROOT),
+        target = automation.select_stack(stack_name=stack, work_dir=str(project),
                                          opts=automation.LocalWorkspaceOptions(env_vars=_backend_defaults()))
-        target.up(on_output=print, policy_packs=["policy"], **({} if in_place else {"config_file": str(stack_file)}))
+        target.up(on_output=print, policy_packs=[str(ROOT / "policy")], **({} if in_place else {"config_file": str(stack_file)}))
     except Exception as error:  # the CLI's failures come in several types; each one leaves the edit in place
         print(f"error: pulumi up failed: {error}\nThe edit to {stack_file.name} stays; fix the cause and run "
               f"`make up STACK={stack}`, or revert the file.", file=sys.stderr)
