@@ -22,6 +22,18 @@ ISTIO_API_VERSIONS = {
 
 HELM_MAX_HISTORY = 10
 
+# Where each kind of app resource lived before services had a component of their own; the aliases keep existing
+# stacks' resources (their URNs) across the move instead of replacing them.
+FORMER_PARENTS = {"workload": ("beetravels:app:BeeTravels", "bee-travels"),
+                  "traffic": ("beetravels:mesh:TrafficRules", "traffic"),
+                  "security": ("beetravels:mesh:MeshSecurity", "security")}
+
+
+def moved_from(kind: str) -> pulumi.Alias:
+    """An alias to the URN a resource had under its former parent component (same name and type)."""
+    type_, name = FORMER_PARENTS[kind]
+    return pulumi.Alias(parent=f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{type_}::{name}")
+
 MANAGED_BY = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "bee-travels"}
 
 

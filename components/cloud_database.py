@@ -7,9 +7,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from builders.kube import metadata
+from builders.kube import metadata, moved_from
 from builders.workloads import CLOUD_SECRET
-from components.service import former_urn
 
 
 @dataclass(frozen=True)
@@ -30,7 +29,7 @@ class CloudDatabase(pulumi.ComponentResource):
         self.secret = k8s.core.v1.Secret(
             "bee-travels-cloud-database", metadata=metadata(CLOUD_SECRET, args.namespace),
             string_data=pulumi.Output.secret(data),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=args.after, aliases=[pulumi.Alias(parent=former_urn("workload"))]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=args.after, aliases=[moved_from("workload")]),
         )
         self.has_cert = args.cert is not None
         self.register_outputs({"secretName": CLOUD_SECRET})

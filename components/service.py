@@ -10,7 +10,7 @@ import pulumi_kubernetes as k8s
 
 from builders.catalogue import CATALOGUE, ServiceSpec
 from builders.compat import KubernetesApis
-from builders.kube import istio_resource, metadata
+from builders.kube import istio_resource, metadata, moved_from
 from builders.workloads import (
     SERVICE_PORT,
     DataConnections,
@@ -24,12 +24,6 @@ from builders.workloads import (
 from components.security import Caller, authorization_spec
 from components.traffic import GATEWAY_NAME, destination_rule_spec, virtual_service_spec
 from config.settings import GatewaySettings, ImageSettings, Resilience, ServiceSettings
-
-# Where each kind of child lived before services had a component of their own; the aliases keep existing stacks'
-# resources (their URNs) across the move instead of replacing them.
-FORMER_PARENTS = {"workload": ("beetravels:app:BeeTravels", "bee-travels"),
-                  "traffic": ("beetravels:mesh:TrafficRules", "traffic"),
-                  "security": ("beetravels:mesh:MeshSecurity", "security")}
 
 
 @dataclass(frozen=True)
@@ -48,11 +42,6 @@ class MeshServiceArgs:
     outbound: dict[str, Any]  # the Sidecars' outbound policy (REGISTRY_ONLY in production)
     gateway: GatewaySettings | None  # set for the front end, which the ingress gateway serves
     after: list[pulumi.Resource]  # the mesh's control plane: CRDs, istiod and its webhooks
-
-
-def former_urn(kind: str) -> str:
-    type_, name = FORMER_PARENTS[kind]
-    return f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{type_}::{name}"
 
 
 class MeshService(pulumi.ComponentResource):
@@ -80,8 +69,7 @@ class MeshService(pulumi.ComponentResource):
         })
 
     def _opts(self, kind: str, *after: pulumi.Resource) -> pulumi.ResourceOptions:
-        return pulumi.ResourceOptions(parent=self, depends_on=[*self._args.after, *after],
-                                      aliases=[pulumi.Alias(parent=former_urn(kind))])
+        return pulumi.ResourceOptions(parent=self, depends_on=[*self._args.after, *after], aliases=[moved_from(kind)])
 
     # ---- workloads -----------------------------------------------------------------------------
 
@@ -158,7 +146,7 @@ class MeshService(pulumi.ComponentResource):
             f"{name}-pdb",
             metadata=metadata(name, self._args.namespace, labels),
             spec=policy.PodDisruptionBudgetSpecArgs(min_available=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels)),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment], aliases=[pulumi.Alias(parent=former_urn("workload"))]),
+            opts=self._opts("workload", deployment),
         )
 
     def _autoscaler(self, name: str, deployment: k8s.apps.v1.Deployment) -> None:
@@ -174,7 +162,7 @@ class MeshService(pulumi.ComponentResource):
                 metrics=[autoscaling.MetricSpecArgs(type="Resource", resource=autoscaling.ResourceMetricSourceArgs(
                     name="cpu", target=autoscaling.MetricTargetArgs(type="Utilization", average_utilization=scaling.target_cpu_percent)))],
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment], aliases=[pulumi.Alias(parent=former_urn("workload"))]),
+            opts=self._opts("workload", deployment),
         )
 
     # ---- routing -------------------------------------------------------------------------------

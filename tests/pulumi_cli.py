@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from tools.stack_run import ROOT, set_path
+from tools.stack_run import ROOT, set_path, stand_in_charts_dir
 
 PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"]
 # What the program needs from the repository; stack files and local state are left behind.
@@ -142,3 +142,20 @@ def policy_results(events: list[dict]) -> tuple[set[str], set[str]]:
                 failed |= set(summary.get("failed") or [])
     return passed, failed
 
+
+
+def stand_in_helm_charts(root: Path, istio_crds: Path | None = None) -> Path:
+    """A helm.chartsDir with a stand-in for every repository chart any stack installs (current Istio's and the
+    add-ons of both Istio lines); with `istio_crds`, the base chart installs those CRDs as the real one does."""
+    from components.istio import repository_charts
+    from components.observability import ADDONS
+    from config.settings import IstioSettings
+
+    wanted = [*repository_charts(IstioSettings(version="1.30.3"))]
+    wanted += [chart for addons in ADDONS.values() for chart in (addons.prometheus, addons.grafana, addons.kiali)]
+    folder = stand_in_charts_dir(root, wanted)
+    if istio_crds is not None:
+        # Helm installs a chart's crds/ before its templates.
+        (folder / "base-1.30.3" / "crds").mkdir()
+        (folder / "base-1.30.3" / "crds" / "istio-crds.yaml").write_text(istio_crds.read_text())
+    return folder

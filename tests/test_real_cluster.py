@@ -19,15 +19,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pulumi_cli import PROJECT, Workspace, planned_resources
+from pulumi_cli import PROJECT, Workspace, planned_resources, stand_in_helm_charts
 from stack_fixtures import CURRENT_ISTIO
 from test_promote import prometheus  # noqa: F401 - the local Prometheus stand-in, as a fixture
 
-from components.istio import repository_charts
-from components.observability import ADDONS
-from config.settings import IstioSettings
 from config.units import parse_quantity
-from tools.stack_run import DELETE, ROOT, run_stack, set_path, stand_in_charts_dir, unwrap
+from tools.stack_run import DELETE, ROOT, run_stack, set_path, unwrap
 
 ISTIO_CRDS = ROOT.parent / "shared" / "schemas" / "istio-crds" / "crd-all-1.30.3.yaml"
 STACK = "current"
@@ -57,16 +54,6 @@ def cluster(tmp_path_factory):
     subprocess.run([script, "stop"], env=env, capture_output=True, check=False)
 
 
-def _charts(root: Path) -> Path:
-    wanted = [*repository_charts(IstioSettings(version="1.30.3"))]
-    wanted += [ADDONS["1.30"].prometheus, ADDONS["1.30"].grafana, ADDONS["1.30"].kiali]
-    folder = stand_in_charts_dir(root, wanted)
-    # Helm installs a chart's crds/ before its templates, as the real base chart's CRDs are installed.
-    (folder / "base-1.30.3" / "crds").mkdir()
-    (folder / "base-1.30.3" / "crds" / "istio-crds.yaml").write_text(ISTIO_CRDS.read_text())
-    return folder
-
-
 EDITS = {**CURRENT_ISTIO, "istio.ingressGateway.serviceType": "NodePort"}
 
 
@@ -74,7 +61,7 @@ EDITS = {**CURRENT_ISTIO, "istio.ingressGateway.serviceType": "NodePort"}
 def stack(cluster, tmp_path_factory):
     root = tmp_path_factory.mktemp("real-cluster")
     workspace = Workspace(root / "workspace", kubeconfig=cluster)
-    edits = {**EDITS, "helm.chartsDir": str(_charts(root / "charts"))}
+    edits = {**EDITS, "helm.chartsDir": str(stand_in_helm_charts(root / "charts", ISTIO_CRDS))}
     workspace.init(STACK, "prod", edits)
     return workspace, cluster, edits
 

@@ -14,15 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 from mesh_policies import POLICIES
-from pulumi_cli import PROJECT, Workspace, planned_resources, policy_results
+from pulumi_cli import PROJECT, Workspace, planned_resources, policy_results, stand_in_helm_charts
 from stack_fixtures import CURRENT_ISTIO
 from test_config_validation import BAD_CONFIGS, CLOUD_SECRETS
 
 from builders.istio_archive import charts_dir
-from components.istio import repository_charts
-from components.observability import ADDONS
-from config.settings import IstioSettings
-from tools.stack_run import ROOT, run_stack, stand_in_chart_cache, stand_in_charts_dir
+from tools.stack_run import ROOT, run_stack, stand_in_chart_cache
 
 CLOUD_CERT = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUbeeTravelsTestOnly\n-----END CERTIFICATE-----"
 CLOUD_TIER = {"services.hotel.versions.v3": {"tier": "cloud"}, "services.hotel.weights.v3": 0,
@@ -34,9 +31,7 @@ def charts(tmp_path_factory):
     """Stand-ins for every chart any stack installs: the 1.6 release archive's layout and a helm.chartsDir."""
     root = tmp_path_factory.mktemp("charts")
     istio_16 = charts_dir("1.6.14", stand_in_chart_cache(root / "istio-cache"))
-    wanted = [*repository_charts(IstioSettings(version="1.30.3"))]
-    wanted += [chart for addons in ADDONS.values() for chart in (addons.prometheus, addons.grafana, addons.kiali)]
-    return {"istio.chartsDir": str(istio_16), "helm.chartsDir": str(stand_in_charts_dir(root / "helm", wanted))}
+    return {"istio.chartsDir": str(istio_16), "helm.chartsDir": str(stand_in_helm_charts(root / "helm"))}
 
 
 STACKS = {  # real stack name -> (committed stack file it starts from, edits)
