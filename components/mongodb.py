@@ -127,16 +127,39 @@ class MongoDB(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: MongoDBArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("beetravels:data:MongoDB", name, None, opts)
+        self._name, self._args = name, args
         # In production the data and the credentials that open it must survive a destroy or a rename.
-        keep = pulumi.ResourceOptions(parent=self, protect=args.production, retain_on_delete=args.production)
+        self._keep = pulumi.ResourceOptions(parent=self, protect=args.production, retain_on_delete=args.production)
+        replica_set = args.settings.replicas > 1
+        self.service_hosts = (SERVICE_NAME, HEADLESS_SERVICE) if replica_set else (SERVICE_NAME,)
+        self.peer_accounts = (MEMBER_ACCOUNT,) if replica_set else ()
+        self.connection_secret_name = CONNECTION_SECRET
 
-        user = random.RandomString(f"{name}-root-user", length=12, special=False, upper=False, numeric=False, opts=keep)
-        password = random.RandomPassword(f"{name}-root-password", length=32, special=False, opts=keep)
+        root_secret, connection_secret = self._credentials()
+        member_account = self._identities()
+        headless, client = self._services()
+        statefulset = self._members(root_secret, member_account, headless, self._keyfile() if replica_set else None)
+        database_up = self._replica_set(root_secret, statefulset) if replica_set else statefulset
+        self.jobs = {service: self._seed_job(service, connection_secret, database_up) for service in args.seeded_services}
+        # What any client waits for: the Services it connects through, the database up (initiated, for a replica set)
+        # and the connection Secret. Not every seeding Job: that would make each client wait for O(services) resources.
+        self._ready = (headless, client, *dict.fromkeys([statefulset, database_up]), connection_secret)
+        self.register_outputs({"connectionUrl": self.connection_url, "connectionSecretName": CONNECTION_SECRET})
+
+    def _after_mesh(self, protected: bool) -> pulumi.ResourceOptions:
+        base = self._keep if protected else pulumi.ResourceOptions(parent=self)
+        return pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(depends_on=self._args.after))
+
+    def _credentials(self) -> tuple[k8s.core.v1.Secret, k8s.core.v1.Secret]:
+        """The generated root user and password, as the members' Secret and as the clients' connection URL."""
+        name, args = self._name, self._args
+        user = random.RandomString(f"{name}-root-user", length=12, special=False, upper=False, numeric=False, opts=self._keep)
+        password = random.RandomPassword(f"{name}-root-password", length=32, special=False, opts=self._keep)
         root_secret = k8s.core.v1.Secret(
             f"{name}-root-credentials",
             metadata=metadata("mongodb-root", args.namespace, LABELS),
             string_data=pulumi.Output.secret({"username": user.result, "password": password.result}),
-            opts=pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=args.after)),
+            opts=self._after_mesh(protected=True),
         )
         replicas = args.settings.replicas
         self.connection_url = pulumi.Output.secret(
@@ -146,57 +169,58 @@ class MongoDB(pulumi.ComponentResource):
             f"{name}-connection",
             metadata=metadata(CONNECTION_SECRET, args.namespace, LABELS),
             string_data={CONNECTION_KEY: self.connection_url},
-            opts=pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=args.after)),
+            opts=self._after_mesh(protected=True),
         )
-        self.connection_secret_name = CONNECTION_SECRET
+        return root_secret, connection_secret
 
-        replica_set = replicas > 1
-        self.service_hosts = (SERVICE_NAME, HEADLESS_SERVICE) if replica_set else (SERVICE_NAME,)
-        self.peer_accounts = (MEMBER_ACCOUNT,) if replica_set else ()
-        keyfile = self._keyfile(name, args, keep) if replica_set else None
-        account = k8s.core.v1.ServiceAccount(
-            f"{name}-service-account", metadata=metadata(MEMBER_ACCOUNT, args.namespace, LABELS),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=args.after),
-        )
-        # The seeding Jobs' own identity: the authorization policy lets exactly them and the v2 backends in.
-        k8s.core.v1.ServiceAccount(
-            f"{name}-seed-service-account", metadata=metadata(SEED_ACCOUNT, args.namespace, LABELS),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=args.after),
-        )
-        headless = self._service(name, "headless", HEADLESS_SERVICE, args, headless=True)
-        client = self._service(name, "client", SERVICE_NAME, args, headless=False)
-        statefulset = k8s.apps.v1.StatefulSet(
-            f"{name}-statefulset",
+    def _identities(self) -> k8s.core.v1.ServiceAccount:
+        """The members' identity, and the seeding Jobs' own: the authorization policy lets exactly them and the v2 backends in."""
+        name, namespace = self._name, self._args.namespace
+        member = k8s.core.v1.ServiceAccount(f"{name}-service-account", metadata=metadata(MEMBER_ACCOUNT, namespace, LABELS),
+                                            opts=self._after_mesh(protected=False))
+        k8s.core.v1.ServiceAccount(f"{name}-seed-service-account", metadata=metadata(SEED_ACCOUNT, namespace, LABELS),
+                                   opts=self._after_mesh(protected=False))
+        return member
+
+    def _services(self) -> tuple[k8s.core.v1.Service, k8s.core.v1.Service]:
+        """The members' own DNS names (headless) and the one clients connect through."""
+        return (self._service("headless", HEADLESS_SERVICE, headless=True),
+                self._service("client", SERVICE_NAME, headless=False))
+
+    def _members(self, root_secret: k8s.core.v1.Secret, account: k8s.core.v1.ServiceAccount, headless: k8s.core.v1.Service,
+                 keyfile: k8s.core.v1.Secret | None) -> k8s.apps.v1.StatefulSet:
+        """The StatefulSet whose pods and volume claims hold the data."""
+        args = self._args
+        self.statefulset = k8s.apps.v1.StatefulSet(
+            f"{self._name}-statefulset",
             metadata=metadata("mongodb", args.namespace, LABELS),
             spec=self._statefulset_spec(args, root_secret, account, keyfile),
-            opts=pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=[headless, *args.after])),
+            opts=pulumi.ResourceOptions.merge(self._keep, pulumi.ResourceOptions(depends_on=[headless, *args.after])),
         )
-        self.statefulset = statefulset
-        ready: list[pulumi.Resource] = [statefulset]
-        if replica_set:
-            self._disruption_budget(name, args, statefulset)
-            ready = [self._replica_set_job(name, args, root_secret, statefulset)]
-        self.jobs = {service: self._seed_job(name, service, args, connection_secret, ready) for service in args.seeded_services}
-        # What any client waits for: the Services it connects through, the database up (initiated, for a replica set)
-        # and the connection Secret. Not every seeding Job: that would make each client wait for O(services) resources.
-        self._ready = (headless, client, *dict.fromkeys([statefulset, *ready]), connection_secret)
-        self.register_outputs({"connectionUrl": self.connection_url, "connectionSecretName": CONNECTION_SECRET})
+        return self.statefulset
+
+    def _replica_set(self, root_secret: k8s.core.v1.Secret, statefulset: k8s.apps.v1.StatefulSet) -> k8s.batch.v1.Job:
+        """The disruption budget that keeps a majority up, and the Job that makes the members one replica set."""
+        self._disruption_budget(statefulset)
+        return self._replica_set_job(root_secret, statefulset)
 
     def ready_for(self, service: str) -> tuple[pulumi.Resource, ...]:
         """What a version of `service` keeping its data here waits for: the database, its Secret and its own data."""
         return (*self._ready, self.jobs[service]) if service in self.jobs else self._ready
 
-    def _keyfile(self, name: str, args: MongoDBArgs, keep: pulumi.ResourceOptions) -> k8s.core.v1.Secret:
+    def _keyfile(self) -> k8s.core.v1.Secret:
+        name, args = self._name, self._args
         # The members authenticate to each other with a shared key: 756 base64 characters, as MongoDB suggests.
-        key = random.RandomPassword(f"{name}-keyfile-value", length=756, special=False, opts=keep)
+        key = random.RandomPassword(f"{name}-keyfile-value", length=756, special=False, opts=self._keep)
         return k8s.core.v1.Secret(
             f"{name}-keyfile",
             metadata=metadata("mongodb-keyfile", args.namespace, LABELS),
             string_data=pulumi.Output.secret({"keyfile": key.result}),
-            opts=pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=args.after)),
+            opts=self._after_mesh(protected=True),
         )
 
-    def _disruption_budget(self, name: str, args: MongoDBArgs, statefulset: k8s.apps.v1.StatefulSet) -> None:
+    def _disruption_budget(self, statefulset: k8s.apps.v1.StatefulSet) -> None:
+        name, args = self._name, self._args
         policy = args.kubernetes.policy
         policy.PodDisruptionBudget(
             f"{name}-pdb",
@@ -207,8 +231,8 @@ class MongoDB(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[statefulset]),
         )
 
-    def _replica_set_job(self, name: str, args: MongoDBArgs, root_secret: k8s.core.v1.Secret,
-                         statefulset: k8s.apps.v1.StatefulSet) -> k8s.batch.v1.Job:
+    def _replica_set_job(self, root_secret: k8s.core.v1.Secret, statefulset: k8s.apps.v1.StatefulSet) -> k8s.batch.v1.Job:
+        name, args = self._name, self._args
         labels = {"app": "mongodb-replica-set-init", "version": f"mongo-{args.settings.version}", **SEED_POD_LABELS}
         shell = ping_command(args.settings.version)[0]
         body = (f'{shell} --quiet --host mongodb-0.{HEADLESS_SERVICE} --username "$MONGO_USERNAME" '
@@ -232,17 +256,17 @@ class MongoDB(pulumi.ComponentResource):
                 read_only_root_filesystem=True, capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"])),
             volume_mounts=[k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")],
         )
-        return self._job(f"{name}-replica-set-init", "mongodb-replica-set-init", args, labels, container,
+        return self._job(f"{name}-replica-set-init", "mongodb-replica-set-init", labels, container,
                          volumes=[k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())],
                          depends_on=[statefulset, root_secret])
 
-    def _job(self, resource_name: str, job_name: str, args: MongoDBArgs, labels: dict[str, str],
+    def _job(self, resource_name: str, job_name: str, labels: dict[str, str],
              container: k8s.core.v1.ContainerArgs, depends_on: list[pulumi.Resource],
              volumes: list[k8s.core.v1.VolumeArgs] | None = None) -> k8s.batch.v1.Job:
         """A Job that talks to MongoDB through its sidecar, under the seeding identity the mesh lets in."""
         return k8s.batch.v1.Job(
             resource_name,
-            metadata=metadata(job_name, args.namespace, labels),
+            metadata=metadata(job_name, self._args.namespace, labels),
             spec=k8s.batch.v1.JobSpecArgs(
                 # A retry must be a new pod: the sidecar has already been told to quit in the old one.
                 backoff_limit=4,
@@ -257,7 +281,8 @@ class MongoDB(pulumi.ComponentResource):
                                         custom_timeouts=pulumi.CustomTimeouts(create=JOB_AWAIT, update=JOB_AWAIT)),
         )
 
-    def _service(self, name: str, part: str, service_name: str, args: MongoDBArgs, headless: bool) -> k8s.core.v1.Service:
+    def _service(self, part: str, service_name: str, headless: bool) -> k8s.core.v1.Service:
+        name, args = self._name, self._args
         # Named tcp-: Envoy's Mongo filter only adds stats and does not decode the OP_MSG protocol newer
         # drivers speak, so plain TCP is the robust choice. appProtocol says the same where the API has the field:
         # 1.18 knows it (alpha: dropped unless the ServiceAppProtocol gate is on), 1.19 serves it, 1.17 rejects it.
@@ -369,8 +394,8 @@ class MongoDB(pulumi.ComponentResource):
             k8s.core.v1.VolumeArgs(name="keyfile", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(medium="Memory")),
         ]
 
-    def _seed_job(self, name: str, service: str, args: MongoDBArgs, connection_secret: k8s.core.v1.Secret,
-                  ready: list[pulumi.Resource]) -> k8s.batch.v1.Job:
+    def _seed_job(self, service: str, connection_secret: k8s.core.v1.Secret, database_up: pulumi.Resource) -> k8s.batch.v1.Job:
+        name, args = self._name, self._args
         labels = {"app": f"seed-{service}", "version": args.images.seed_tag[:12], **SEED_POD_LABELS}
         container = k8s.core.v1.ContainerArgs(
             name="seed",
@@ -390,5 +415,5 @@ class MongoDB(pulumi.ComponentResource):
                 run_as_non_root=True, run_as_user=1000, allow_privilege_escalation=False,
                 capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"])),
         )
-        return self._job(f"{name}-seed-{service}", f"seed-{service}", args, labels, container,
-                         depends_on=[*ready, connection_secret])
+        return self._job(f"{name}-seed-{service}", f"seed-{service}", labels, container,
+                         depends_on=[database_up, connection_secret])
