@@ -15,11 +15,14 @@ from components.observability import Observability, ObservabilityArgs, addon_ver
 from components.security import AccessPlan, MeshSecurity, MeshSecurityArgs, outbound_policy
 from components.service import MeshService, MeshServiceArgs
 from components.traffic import TrafficRules, TrafficRulesArgs, external_hosts, external_hosts_by_identity
-from config.stack_config import RawStackConfig, load_settings, read_secrets, stack_file_name
+from config.deployed import autoscalers_handing_over, facts_of, last_deployed
+from config.live_cluster import live_cluster
+from config.stack_config import RawStackConfig, kubernetes_provider_config, load_settings, read_secrets, stack_file_name
 
 # 1. Settings: read and checked once. A bad stack file or missing charts stop here, before anything is registered.
 raw_config = RawStackConfig.from_pulumi()
-settings = load_settings(raw_config, stack_file_name())
+deployed = last_deployed()
+settings = load_settings(raw_config, stack_file_name(), deployed, live_cluster(kubernetes_provider_config()))
 secrets = read_secrets(raw_config, pulumi.Config())
 charts = chart_source(settings.istio, settings.helm)
 addons = addon_versions(settings.istio.minor)
@@ -32,7 +35,7 @@ namespace = settings.app_namespace
 # 2. Mesh: Istio base -> istiod -> ingress gateway, and the app namespace with injection.
 mesh = IstioMesh("istio", IstioMeshArgs(
     istio=settings.istio, charts=charts, tracing=settings.observability.tracing,
-    app_namespace=namespace, production=settings.production,
+    app_namespace=namespace, production=settings.production, kubernetes=kubernetes,
 ))
 
 # 3. Data: MongoDB when some version keeps its data there; the cloud database's Secret when some version uses it.
@@ -55,6 +58,7 @@ plan = AccessPlan(
     mongo_hosts=mongodb.service_hosts if mongodb else (), external_hosts=egress,
 )
 callers = plan.call_graph()
+handing_over = autoscalers_handing_over(settings, deployed)
 
 # 4. One component per service: its identities, Service, Deployments, routes (after their subsets and ready pods),
 # inbound authorization and Sidecars.
@@ -70,7 +74,7 @@ services = {name: MeshService(name, MeshServiceArgs(
     callers=callers.get(name, []) if settings.security.authorization else None,
     egress={tier: plan.sidecar_egress(name, tier) for tier in service.tiers} if settings.security.restrict_egress else None,
     outbound=outbound_policy(settings.production), gateway=settings.gateway if name == FRONTEND else None,
-    after=mesh.prerequisites,
+    after=mesh.prerequisites, autoscalers_handing_over=handing_over.get(name, frozenset()),
 )) for name, service in settings.services.items()}
 
 # 5. Gateway and mesh-wide policy: the Gateway (and its certificate), egress ServiceEntries, mTLS, deny-by-default.
@@ -93,7 +97,7 @@ observability = Observability("observability", ObservabilityArgs(
     settings=settings.observability, addons=addons, charts_dir=settings.helm.charts_dir,
     services=monitored_services({name: tuple(service.versions) for name, service in settings.services.items()},
                                 {name: settings.service_level_of(name) for name in settings.services}),
-    istio_dashboards=dashboards, app_namespace=namespace, namespace=mesh.gateway_namespace,
+    istio_dashboards=dashboards, istio_version=settings.istio.version, app_namespace=namespace, namespace=mesh.gateway_namespace,
     gateway_labels=mesh.gateway_selector, production=settings.production, after=mesh.prerequisites,
 ))
 
@@ -108,6 +112,8 @@ pulumi.export("matchRoutes", {name: [route.model_dump(exclude_none=True) for rou
                               for name, service in settings.services.items() if service.match_routes})
 if mongodb:
     pulumi.export("mongoConnectionUrl", mongodb.connection_url)
+for fact, value in facts_of(settings, deployed).items():
+    pulumi.export(fact, value)
 pulumi.export("observability", observability.port_forwards)
 if observability.grafana_admin_password is not None:
     pulumi.export("grafanaAdminPassword", observability.grafana_admin_password)

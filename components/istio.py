@@ -12,6 +12,7 @@ import pulumi_kubernetes as k8s
 
 from builders import istio_archive
 from builders.charts import Chart, ChartRef, ChartsMissingError, chart_ref
+from builders.compat import KubernetesApis
 from builders.kube import helm_release, metadata
 from config.settings import HelmSettings, IstioSettings, Resources, TracingSettings
 
@@ -20,6 +21,8 @@ ISTIO_HELM_REPOSITORY = "https://istio-release.storage.googleapis.com/charts"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # The ingress gateway's pod labels; Gateways select on them.
 GATEWAY_SELECTOR = {"istio": "ingressgateway"}
+# Every label the 1.6 gateway chart gives the gateway pods from its values (gateways.istio-ingressgateway.labels).
+GATEWAY_POD_LABELS_1_6 = {"app": "istio-ingressgateway", **GATEWAY_SELECTOR}
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class IstioMeshArgs:
     tracing: TracingSettings
     app_namespace: str
     production: bool
+    kubernetes: KubernetesApis
 
 
 def _resources(resources: Resources) -> dict[str, Any]:
@@ -86,10 +90,16 @@ def global_values(args: IstioMeshArgs) -> dict[str, Any]:
         # third-party-jwt needs the API server to issue projected service-account tokens (GKE, EKS, AKS and
         # kubeadm 1.20+ do); kind and older kubeadm clusters at 1.18 need first-party-jwt.
         values["jwtPolicy"] = istio.jwt_policy
+        # istiod's budget; the gateway chart's own selects pods by a label they do not carry (see gateway_values).
         values["defaultPodDisruptionBudget"] = {"enabled": istio.ingress_gateway.pod_disruption_budget}
         if args.tracing.enabled:
             values["tracer"] = {"zipkin": {"address": f"zipkin.{ISTIO_NAMESPACE}:9411"}}
     return values
+
+
+def base_values() -> dict[str, Any]:
+    # The base chart reads only these of the globals (1.6 and 1.30): the rest would be values no template uses.
+    return {"global": {"istioNamespace": ISTIO_NAMESPACE}}
 
 
 def mesh_config(args: IstioMeshArgs) -> dict[str, Any]:
@@ -115,8 +125,9 @@ def istiod_values(args: IstioMeshArgs) -> dict[str, Any]:
         "pilot": {
             "resources": _resources(istio.pilot_resources),
             "traceSampling": args.tracing.sampling,
+            # The chart scales istiod with an HPA by default and then ignores replicaCount; say so, and set its floor.
+            "autoscaleEnabled": True,
             "autoscaleMin": 2 if args.production else 1,
-            "replicaCount": 2 if args.production else 1,
         },
         # kubelet probes are plain HTTP; with STRICT mTLS the sidecar must answer them for the app.
         "sidecarInjectorWebhook": {"rewriteAppHTTPProbe": True},
@@ -141,7 +152,9 @@ def gateway_values(args: IstioMeshArgs) -> dict[str, Any]:
     istio, gateway = args.istio, args.istio.ingress_gateway
     if istio.minor == "1.6":
         return {
-            "global": global_values(args),
+            # The chart's budget selects `release: <release name>`, but it labels the pods `release: istio` (and only
+            # in istio-system), so under our release name it would select no pod. IstioMesh makes one that does.
+            "global": {**global_values(args), "defaultPodDisruptionBudget": {"enabled": False}},
             "revision": istio.revision,
             "gateways": {"istio-ingressgateway": {
                 "type": gateway.service_type,
@@ -198,10 +211,12 @@ class IstioMesh(pulumi.ComponentResource):
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace", metadata=metadata(ISTIO_NAMESPACE), opts=pulumi.ResourceOptions(parent=self)
         )
-        base = self._release(name, "base", "istio-base", charts.base, {"global": global_values(args)}, args, [namespace], with_globals=False)
+        base = self._release(name, "base", "istio-base", charts.base, base_values(), args, [namespace], with_globals=False)
         istiod_name = f"istiod-{istio.revision}" if istio.revision else "istiod"
         istiod = self._release(name, "istiod", istiod_name, charts.istiod, istiod_values(args), args, [base])
         gateway = self._release(name, "ingress-gateway", "istio-ingressgateway", charts.gateway, gateway_values(args), args, [istiod])
+        if istio.minor == "1.6" and istio.ingress_gateway.pod_disruption_budget:
+            self._gateway_disruption_budget(args, gateway)
 
         # Pods created before istiod's injector is up would start without sidecars, so the namespace waits.
         app_namespace = k8s.core.v1.Namespace(
@@ -228,6 +243,18 @@ class IstioMesh(pulumi.ComponentResource):
             "gatewayNamespace": self.gateway_namespace,
             "appNamespace": self.app_namespace,
         })
+
+    def _gateway_disruption_budget(self, args: IstioMeshArgs, gateway: k8s.helm.v3.Release) -> None:
+        """Istio 1.6: one gateway pod stays through a drain, selected by the labels the pods really carry."""
+        policy = args.kubernetes.policy
+        policy.PodDisruptionBudget(
+            "istio-ingress-gateway-pdb",
+            metadata=metadata("istio-ingressgateway", ISTIO_NAMESPACE, GATEWAY_POD_LABELS_1_6),
+            spec=policy.PodDisruptionBudgetSpecArgs(
+                min_available=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=GATEWAY_POD_LABELS_1_6)),
+            # After the release: on a stack that had the chart's budget of the same name, Helm removes it first.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[gateway]),
+        )
 
     def _release(self, name: str, part: str, release_name: str, chart: ChartRef, values: dict[str, Any],
                  args: IstioMeshArgs, after: list[pulumi.Resource], with_globals: bool = True) -> k8s.helm.v3.Release:

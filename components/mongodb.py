@@ -100,7 +100,8 @@ def _proxy_script(istio_minor: str, body: str) -> str:
 
 
 def replica_set_script(replicas: int) -> str:
-    """mongo shell JavaScript: initiate the replica set unless it already is, then wait for a primary. Safe to re-run."""
+    """mongo shell JavaScript: initiate the replica set unless it already is, wait for a primary and print its host
+    as the last line. Safe to re-run."""
     members = ",".join(f'{{_id:{index},host:"{host}"}}' for index, host in enumerate(member_hosts(replicas)))
     return (
         "function state(){try{return rs.status()}catch(e){return {ok:0,code:e.code,errmsg:e.message}}}"
@@ -109,8 +110,29 @@ def replica_set_script(replicas: int) -> str:
         "if(r.ok!==1){throw new Error('rs.initiate: '+tojson(r))}print('replica set initiated')}"
         "else if(s.ok!==1){throw new Error('rs.status: '+tojson(s))}else{print('replica set already initiated')}"
         f"var until=Date.now()+{PRIMARY_WAIT_SECONDS * 1000};"
-        "while(!db.isMaster().ismaster&&!db.isMaster().primary){if(Date.now()>until){throw new Error('no primary elected')}sleep(2000)}"
-        "print('primary: '+db.isMaster().primary)"
+        "while(!db.isMaster().primary){if(Date.now()>until){throw new Error('no primary elected')}sleep(2000)}"
+        "print(db.isMaster().primary)"
+    )
+
+
+def members_script(replicas: int) -> str:
+    """mongo shell JavaScript, run on the primary: make the set's members exactly the StatefulSet's pods.
+
+    Members that left (a smaller `mongodb.replicas`: the StatefulSet has already removed their pods) are removed,
+    then new pods are added, one member per reconfiguration, as MongoDB 4.4 requires. A member's _id is its pod's
+    ordinal, so a pod that comes back is the same member. Safe to re-run: with nothing to change it changes nothing.
+    """
+    hosts = ",".join(f'"{host}"' for host in member_hosts(replicas))
+    return (
+        f"var want=[{hosts}];"
+        "function conf(){var r=db.adminCommand({replSetGetConfig:1});if(r.ok!==1){throw new Error('replSetGetConfig: '+tojson(r))}return r.config}"
+        "function reconfig(c,what){c.version=c.version+1;var r=db.adminCommand({replSetReconfig:c});"
+        "if(r.ok!==1){throw new Error('replSetReconfig ('+what+'): '+tojson(r))}print(what)}"
+        "function hosts(c){return c.members.map(function(m){return m.host})}"
+        "hosts(conf()).forEach(function(h){if(want.indexOf(h)<0){var c=conf();"
+        "c.members=c.members.filter(function(m){return m.host!==h});reconfig(c,'removed '+h)}});"
+        "want.forEach(function(h,i){var c=conf();if(hosts(c).indexOf(h)<0){c.members.push({_id:i,host:h});reconfig(c,'added '+h)}});"
+        "print('members: '+hosts(conf()).join(','))"
     )
 
 
@@ -235,8 +257,11 @@ class MongoDB(pulumi.ComponentResource):
         name, args = self._name, self._args
         labels = {"app": "mongodb-replica-set-init", "version": f"mongo-{args.settings.version}", **SEED_POD_LABELS}
         shell = ping_command(args.settings.version)[0]
-        body = (f'{shell} --quiet --host mongodb-0.{HEADLESS_SERVICE} --username "$MONGO_USERNAME" '
-                f'--password "$MONGO_PASSWORD" --authenticationDatabase admin --eval "$REPLICA_SET_SCRIPT"')
+        login = '--username "$MONGO_USERNAME" --password "$MONGO_PASSWORD" --authenticationDatabase admin'
+        # Initiating works on any member, but only the primary can change the members, wherever it is by now.
+        body = (f'set -o pipefail; primary=$({shell} --quiet --host mongodb-0.{HEADLESS_SERVICE} {login} '
+                f'--eval "$REPLICA_SET_SCRIPT" | tail -n 1) && echo "primary: $primary" && '
+                f'{shell} --quiet --host "$primary" {login} --eval "$MEMBERS_SCRIPT"')
         root_name = root_secret.metadata.apply(lambda meta: meta["name"])
         container = k8s.core.v1.ContainerArgs(
             name="replica-set-init",
@@ -248,6 +273,7 @@ class MongoDB(pulumi.ComponentResource):
                     secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=root_name, key=key)))
                   for key in ("username", "password")),
                 k8s.core.v1.EnvVarArgs(name="REPLICA_SET_SCRIPT", value=replica_set_script(args.settings.replicas)),
+                k8s.core.v1.EnvVarArgs(name="MEMBERS_SCRIPT", value=members_script(args.settings.replicas)),
                 k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp"),
             ],
             resources=JOB_RESOURCES,

@@ -43,10 +43,12 @@ class AddonVersions:
     kiali_image: str
     kiali_v2: bool  # Kiali 2 renamed in_cluster_url to internal_url
     tracing: dict[str, TracingBackend]
-    grafana_dashboards: dict[str, int] = field(default_factory=dict)  # grafana.com ids, where not shipped offline
+    # Istio's own dashboards where they are not shipped beside the charts: name -> file in Istio's repository.
+    grafana_dashboards: dict[str, str] = field(default_factory=dict)
 
 
 PROMETHEUS_REPO = "https://prometheus-community.github.io/helm-charts"
+ISTIO_DASHBOARDS_URL = "https://raw.githubusercontent.com/istio/istio"
 GRAFANA_REPO = "https://grafana.github.io/helm-charts"
 KIALI_REPO = "https://kiali.org/helm-charts"
 CONFIG_DIR = "/etc/tracing"
@@ -95,7 +97,7 @@ ADDONS: dict[str, AddonVersions] = {
         prometheus=Chart(PROMETHEUS_REPO, "prometheus", "27.20.0"),
         grafana=Chart(GRAFANA_REPO, "grafana", "9.2.2"),
         kiali=Chart(KIALI_REPO, "kiali-server", "2.11.0"),
-        kiali_image="v2.11",
+        kiali_image="v2.11.0",  # the chart's own default; v2.11 is a moving tag
         kiali_v2=True,
         tracing={
             "jaeger": TracingBackend("docker.io/jaegertracing/jaeger:2.17.0", 16686, "/status", 13133, ui_path="/jaeger",
@@ -103,9 +105,12 @@ ADDONS: dict[str, AddonVersions] = {
             "zipkin": TracingBackend("docker.io/openzipkin/zipkin-slim:2.23.14", 9411, "/health", 9411,
                                      env={"STORAGE_TYPE": "mem"}),
         },
-        # Istio publishes each release's dashboards on grafana.com; Grafana fetches them at start.
-        grafana_dashboards={"istio-mesh": 7639, "istio-service": 7636, "istio-workload": 7630,
-                            "istio-performance": 11829, "istio-control-plane": 7645},
+        # The dashboards of the installed release, fetched by Grafana at start from Istio's repository at the
+        # release's tag (the ones its samples/addons/grafana.yaml bundles); grafana.com's ids would pin no release.
+        grafana_dashboards={"istio-mesh": "istio-mesh-dashboard.gen.json", "istio-service": "istio-service-dashboard.json",
+                            "istio-workload": "istio-workload-dashboard.json",
+                            "istio-performance": "istio-performance-dashboard.json",
+                            "istio-control-plane": "pilot-dashboard.gen.json"},
     ),
 }
 
@@ -118,7 +123,9 @@ ISTIO_DASHBOARD_NAMES = tuple(name for names in ISTIO_DASHBOARD_FILES.values() f
 PROMETHEUS_PORT, GRAFANA_PORT, KIALI_PORT, ZIPKIN_PORT = 9090, 3000, 20001, 9411
 TRACING_UID = 10001  # an unprivileged uid the tracing images run under; they write nothing outside /tmp
 GRAFANA_ADMIN_SECRET = "grafana-admin"
-NO_SIDECAR = {"sidecar.istio.io/inject": "false"}  # the add-ons read the mesh from outside it, as Istio's own do
+# The add-ons read the mesh from outside it, as Istio's own do. Istio 1.6's injector reads only the annotation;
+# current Istio prefers the label: both are set wherever a chart takes them.
+NO_SIDECAR = {"sidecar.istio.io/inject": "false"}
 ADDON_RESOURCES = resources("100m", "256Mi", "1000m", "1Gi")
 
 
@@ -157,6 +164,7 @@ class ObservabilityArgs:
     addons: AddonVersions
     services: list[MonitoredService]
     istio_dashboards: dict[str, dict[str, str]]
+    istio_version: str
     app_namespace: str
     namespace: str  # the Istio namespace, where Istio's add-ons live and its mesh config points
     gateway_labels: dict[str, str]
@@ -242,6 +250,7 @@ def prometheus_values(args: ObservabilityArgs) -> dict[str, Any]:
         "server": {
             "fullnameOverride": "prometheus",
             "podLabels": NO_SIDECAR,
+            "podAnnotations": NO_SIDECAR,
             "service": {"type": "ClusterIP", "servicePort": PROMETHEUS_PORT},
             "retention": settings.retention,
             "persistentVolume": {"enabled": True, "size": settings.storage_size} if settings.storage_size else {"enabled": False},
@@ -259,6 +268,17 @@ def _provider(name: str) -> dict[str, Any]:
             "options": {"path": f"/var/lib/grafana/dashboards/{name}"}}
 
 
+# Grafana's chart downloads with `curl -skf` by default (no TLS check). Verified TLS, redirects followed, and an
+# HTTP error fails Grafana's start instead of leaving an empty dashboard. No `datasource` rewrite: the chart pipes
+# that through sed, which would hide a failed download, and Istio's dashboards pick the datasource themselves.
+DASHBOARD_CURL_OPTIONS = "-sSLf"
+
+
+def fetched_dashboard(istio_version: str, file: str) -> dict[str, str]:
+    return {"url": f"{ISTIO_DASHBOARDS_URL}/{istio_version}/manifests/addons/dashboards/{file}",
+            "curlOptions": DASHBOARD_CURL_OPTIONS}
+
+
 def grafana_values(args: ObservabilityArgs, dashboard_maps: dict[str, str]) -> dict[str, Any]:
     fetched = {} if args.istio_dashboards else args.addons.grafana_dashboards
     providers = [*dashboard_maps, *(["istio"] if fetched else [])]
@@ -266,6 +286,7 @@ def grafana_values(args: ObservabilityArgs, dashboard_maps: dict[str, str]) -> d
         "rbac": {"pspEnabled": False},
         "testFramework": {"enabled": False},
         "podLabels": {"app": "grafana", **NO_SIDECAR},
+        "podAnnotations": NO_SIDECAR,
         # The admin password is generated and read from a Secret; anonymous access and sign-up stay off.
         "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
         "grafana.ini": {"auth.anonymous": {"enabled": False}, "users": {"allow_sign_up": False},
@@ -280,7 +301,7 @@ def grafana_values(args: ObservabilityArgs, dashboard_maps: dict[str, str]) -> d
         "dashboardsConfigMaps": dashboard_maps,
     }
     if fetched:
-        values["dashboards"] = {"istio": {name: {"gnetId": gnet_id, "datasource": "Prometheus"} for name, gnet_id in fetched.items()}}
+        values["dashboards"] = {"istio": {name: fetched_dashboard(args.istio_version, file) for name, file in fetched.items()}}
     return values
 
 
@@ -292,17 +313,22 @@ def kiali_values(args: ObservabilityArgs) -> dict[str, Any]:
     tracing = settings.tracing
     # Kiali reads traces from Jaeger's query API only.
     jaeger = tracing.enabled and tracing.backend == "jaeger"
-    deployment: dict[str, Any] = {"image_version": addons.kiali_image, "pod_labels": NO_SIDECAR, "service_type": "ClusterIP",
+    deployment: dict[str, Any] = {"image_version": addons.kiali_image, "service_type": "ClusterIP",
                                   "view_only_mode": args.production, "resources": _resources(ADDON_RESOURCES)}
-    # The 1.x charts create an Ingress for /kiali by default; nothing here is exposed outside the cluster.
+    # The Service is `kiali` whatever the chart version's naming defaults: 2.x names everything after
+    # deployment.instance_name, 1.x after the usual name overrides.
+    naming: dict[str, Any] = {}
     if addons.kiali_v2:
-        deployment.update(cluster_wide_access=True, ingress={"enabled": False})
+        deployment.update(cluster_wide_access=True, ingress={"enabled": False}, instance_name="kiali", pod_labels=NO_SIDECAR)
     else:
-        deployment.update(accessible_namespaces=["**"], ingress_enabled=False)
+        # The 1.x charts create an Ingress for /kiali by default; nothing here is exposed outside the cluster. They
+        # have no pod_labels (and Istio 1.6's injector reads only the annotation).
+        deployment.update(accessible_namespaces=["**"], ingress_enabled=False, pod_annotations=NO_SIDECAR)
+        naming = {"nameOverride": "kiali", "fullnameOverride": "kiali"}
+    # Kiali 2 would otherwise try Jaeger's gRPC port (16685); Kiali 1.22 speaks HTTP only and has no such key.
+    protocol = {"use_grpc": False} if addons.kiali_v2 else {}
     return {
-        # The Service is `kiali` whatever the chart version's naming defaults.
-        "nameOverride": "kiali",
-        "fullnameOverride": "kiali",
+        **naming,
         "istio_namespace": ns,
         # Sign in with a Kubernetes token: no anonymous admin.
         "auth": {"strategy": "token"},
@@ -312,8 +338,8 @@ def kiali_values(args: ObservabilityArgs) -> dict[str, Any]:
             # Grafana admits no anonymous reader, and handing Kiali its admin password would spread it: Kiali's
             # Grafana links stay off; the dashboards are one port-forward away.
             "grafana": {"enabled": False},
-            # Jaeger's HTTP query API on the tracing Service (Kiali 2 would otherwise try gRPC on 16685).
-            "tracing": {"enabled": True, internal: _host("tracing", ns, 80, "/jaeger"), "use_grpc": False} if jaeger else {"enabled": False},
+            # Jaeger's HTTP query API on the tracing Service.
+            "tracing": {"enabled": True, internal: _host("tracing", ns, 80, "/jaeger"), **protocol} if jaeger else {"enabled": False},
         },
     }
 

@@ -25,6 +25,10 @@ from components.security import Caller, authorization_spec
 from components.traffic import GATEWAY_NAME, destination_rule_spec, virtual_service_spec
 from config.settings import GatewaySettings, ImageSettings, Resilience, ServiceSettings
 
+# The provider's server-side apply then forces the fields it declares, taking them back from another manager (the
+# autoscaler's, once autoscaling is off) instead of failing on the conflict.
+TAKE_BACK_FIELDS = {"pulumi.com/patchForce": "true"}
+
 
 @dataclass(frozen=True)
 class MeshServiceArgs:
@@ -42,6 +46,8 @@ class MeshServiceArgs:
     outbound: dict[str, Any]  # the Sidecars' outbound policy (REGISTRY_ONLY in production)
     gateway: GatewaySettings | None  # set for the front end, which the ingress gateway serves
     after: list[pulumi.Resource]  # the mesh's control plane: CRDs, istiod and its webhooks
+    # Versions whose autoscaling this update turns off: their autoscaler stays, pinned, for one more update.
+    autoscalers_handing_over: frozenset[str] = frozenset()
 
 
 class MeshService(pulumi.ComponentResource):
@@ -98,12 +104,19 @@ class MeshService(pulumi.ComponentResource):
         name = f"{spec.name}-{version}"
         replicas = settings.replicas_of(version)
         autoscaled = settings.autoscaling.enabled
+        scaler = (settings.autoscaling.min_replicas, settings.autoscaling.max_replicas) if autoscaled else (
+            (replicas, replicas) if version in args.autoscalers_handing_over else None)
+        if scaler and not autoscaled:
+            pulumi.log.warn(f"{spec.name} {version}: autoscaling is off; this update pins its HorizontalPodAutoscaler at "
+                            f"{replicas} replicas so the count moves there without a fight, and the next `pulumi up` "
+                            "removes it", resource=self)
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
-            metadata=metadata(name, args.namespace, pod_labels),
+            # Server-side apply takes .spec.replicas back from the autoscaler's manager once there is none.
+            metadata=metadata(name, args.namespace, pod_labels, annotations=TAKE_BACK_FIELDS),
             spec=k8s.apps.v1.DeploymentSpecArgs(
-                # Left to the autoscaler when there is one: two owners of .spec.replicas fight on every update.
-                replicas=None if autoscaled else replicas,
+                # Under an autoscaler this is only the count a new Deployment starts at: the update keeps the live count.
+                replicas=scaler[0] if scaler else replicas,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
                 strategy=k8s.apps.v1.DeploymentStrategyArgs(type="RollingUpdate", rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(
                     max_surge="25%", max_unavailable=0 if args.production else "25%")),
@@ -112,12 +125,14 @@ class MeshService(pulumi.ComponentResource):
                     spec=self._pod_spec(spec, version, tier, labels),
                 ),
             ),
-            opts=self._opts("workload", *self._data_ready(tier)),
+            opts=pulumi.ResourceOptions.merge(self._opts("workload", *self._data_ready(tier)), pulumi.ResourceOptions(
+                # The autoscaler owns the live count: the provider leaves it as it is, instead of resetting it.
+                ignore_changes=["spec.replicas"] if scaler else None)),
         )
         if args.production or replicas > 1 or autoscaled:
             self._disruption_budget(name, labels, deployment)
-        if autoscaled:
-            self._autoscaler(name, deployment)
+        if scaler:
+            self._autoscaler(name, deployment, *scaler)
         return deployment
 
     def _data_ready(self, tier: str) -> list[pulumi.Resource]:
@@ -149,7 +164,7 @@ class MeshService(pulumi.ComponentResource):
             opts=self._opts("workload", deployment),
         )
 
-    def _autoscaler(self, name: str, deployment: k8s.apps.v1.Deployment) -> None:
+    def _autoscaler(self, name: str, deployment: k8s.apps.v1.Deployment, minimum: int, maximum: int) -> None:
         autoscaling = self._args.kubernetes.autoscaling
         scaling = self._args.settings.autoscaling
         autoscaling.HorizontalPodAutoscaler(
@@ -157,8 +172,9 @@ class MeshService(pulumi.ComponentResource):
             metadata=metadata(name, self._args.namespace),
             spec=autoscaling.HorizontalPodAutoscalerSpecArgs(
                 scale_target_ref=autoscaling.CrossVersionObjectReferenceArgs(api_version="apps/v1", kind="Deployment", name=name),
-                min_replicas=scaling.min_replicas,
-                max_replicas=scaling.max_replicas,
+                # Pinned (minimum == maximum) it holds the count without metrics: the controller enforces the range first.
+                min_replicas=minimum,
+                max_replicas=maximum,
                 metrics=[autoscaling.MetricSpecArgs(type="Resource", resource=autoscaling.ResourceMetricSourceArgs(
                     name="cpu", target=autoscaling.MetricTargetArgs(type="Utilization", average_utilization=scaling.target_cpu_percent)))],
             ),

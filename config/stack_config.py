@@ -12,6 +12,8 @@ from typing import Any
 import pulumi
 from pydantic import BaseModel, ValidationError
 
+from config.deployed import DeployedFacts, change_problems
+from config.live_cluster import LiveCluster, cluster_problems
 from config.rules import Problem, SecretSetting, check_settings
 from config.settings import PROJECT, SECRET_KEYS, Settings
 
@@ -45,6 +47,14 @@ class RawStackConfig:
         return SecretSetting(present=key in self.values, is_secret=key in self.secret_keys)
 
 
+def kubernetes_provider_config() -> dict[str, str | None]:
+    """Where the Kubernetes provider finds its cluster; no cluster at all when it renders YAML instead."""
+    everything = {**pulumi.runtime.get_config_env(), **pulumi.runtime.config.CONFIG.get()}
+    if everything.get("kubernetes:renderYamlToDirectory"):
+        return {"kubeconfig": None, "context": None, "cluster": None, "rendering": "true"}
+    return {key: everything.get(f"kubernetes:{key}") for key in ("kubeconfig", "context", "cluster")}
+
+
 @dataclass(frozen=True)
 class StackSecrets:
     """Secret config values, only ever as Pulumi secret Outputs."""
@@ -57,8 +67,13 @@ def stack_file_name() -> str:
     return f"Pulumi.{pulumi.get_stack()}.yaml"
 
 
-def load_settings(raw: RawStackConfig, stack_file: str) -> Settings:
-    """The validated settings, or StackConfigError listing every problem with its key and fix."""
+def load_settings(raw: RawStackConfig, stack_file: str, deployed: DeployedFacts | None = None,
+                  live: LiveCluster | None = None) -> Settings:
+    """The validated settings, or StackConfigError listing every problem with its key and fix.
+
+    `deployed` is what the stack's last update left running, `live` the cluster it deploys to, where known: changes
+    an update cannot make, and a kubernetesVersion the cluster does not run, are problems too.
+    """
     data, problems = _decode(raw)
     try:
         settings = Settings.model_validate(data)
@@ -67,6 +82,8 @@ def load_settings(raw: RawStackConfig, stack_file: str) -> Settings:
     if not problems:
         # Rules that span sections only make sense once every section parsed.
         problems = check_settings(settings, {key: raw.secret_setting(key) for key in SECRET_KEYS})
+    if not problems:
+        problems = change_problems(settings, deployed) + cluster_problems(settings, live)
     if problems:
         raise StackConfigError(format_problems(problems, stack_file))
     return settings

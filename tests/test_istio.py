@@ -38,8 +38,10 @@ def test_istio_16_charts_come_from_the_release_archive_cache_with_global_values(
     for name in ("istiod", "istio-ingressgateway"):
         files = [asset.get("path") for asset in installed[name].inputs["valueYamlFiles"]]
         assert files == [str(charts / "global.yaml")]
-    for release in installed.values():
+    for name, release in installed.items():
         assert "repositoryOpts" not in release.inputs
+        if name == "istio-base":
+            continue  # it runs no image
         # The git-tag charts default to test images; the hub and tag are always set explicitly.
         assert release.inputs["values"]["global"]["hub"] == "docker.io/istio"
         assert release.inputs["values"]["global"]["tag"] == "1.6.14"
@@ -80,13 +82,39 @@ def test_prod_values_suit_a_cloud_cluster(prod):
     istiod = installed["istiod"].inputs["values"]
     assert istiod["global"]["jwtPolicy"] == "third-party-jwt"
     assert istiod["meshConfig"]["outboundTrafficPolicy"] == {"mode": "REGISTRY_ONLY"}
-    assert istiod["pilot"]["replicaCount"] == 2
+    # The chart's HPA decides istiod's replicas (it ignores replicaCount then); two at least in production.
+    assert (istiod["pilot"]["autoscaleEnabled"], istiod["pilot"]["autoscaleMin"]) == (True, 2)
+    assert "replicaCount" not in istiod["pilot"]
     values = installed["istio-ingressgateway"].inputs["values"]
     gateway = values["gateways"]["istio-ingressgateway"]
     assert gateway["type"] == "LoadBalancer"
     assert all("nodePort" not in port for port in gateway["ports"])
     assert (gateway["autoscaleEnabled"], gateway["autoscaleMin"], gateway["autoscaleMax"]) == (True, 2, 6)
-    assert values["global"]["defaultPodDisruptionBudget"] == {"enabled": True}
+    assert istiod["global"]["defaultPodDisruptionBudget"] == {"enabled": True}
+
+
+# What Istio 1.6.14's gateway chart labels the gateway pods with in istio-system (templates/deployment.yaml: the
+# values' gateways.istio-ingressgateway.labels, then `release: istio`, `heritage: Tiller`, `chart: gateways`).
+GATEWAY_POD_LABELS_1_6 = {"app": "istio-ingressgateway", "istio": "ingressgateway", "release": "istio",
+                          "heritage": "Tiller", "chart": "gateways"}
+
+
+def test_the_production_gateway_budget_selects_the_gateway_pods(prod):
+    values = releases(prod)["istio-ingressgateway"].inputs["values"]
+    # The chart's own budget selects `release: istio-ingressgateway` (the release name), which no pod carries.
+    assert values["global"]["defaultPodDisruptionBudget"] == {"enabled": False}
+    (budget,) = [r for r in prod.of_type("PodDisruptionBudget") if r.metadata.get("namespace") == "istio-system"]
+    selector = budget.inputs["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= GATEWAY_POD_LABELS_1_6.items() and budget.inputs["spec"]["minAvailable"] == 1
+    gateway = prod.named("Gateway", "bee-travels-gateway").inputs["spec"]["selector"]
+    assert gateway.items() <= selector.items()  # the very pods the Gateway routes through
+    assert prod.depends_on(budget, releases(prod)["istio-ingressgateway"])
+
+
+def test_the_base_chart_gets_only_the_values_it_reads(prod, current):
+    # Istio's base chart templates read istioNamespace (and imagePullSecrets, istiod.enableAnalysis, which stay unset).
+    for run in (prod, current):
+        assert releases(run)["istio-base"].inputs["values"] == {"global": {"istioNamespace": "istio-system"}}
 
 
 def test_app_namespace_is_injected_by_label_and_waits_for_istiod(dev):

@@ -1,5 +1,6 @@
 """MongoDB: pinned image, persistent volume, secret credentials, seeding after the database, safety in prod."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -230,9 +231,75 @@ def test_clients_connect_to_every_member_of_the_replica_set(prod):
     assert url.value.endswith("?authSource=admin&replicaSet=rs0")
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (used only to parse the script)")
-def test_replica_set_script_is_valid_javascript():
-    from components.mongodb import replica_set_script
+# A replica set as the mongo shell sees it, in Node: enough of `rs` and `db` for the Job's scripts, and as strict
+# as MongoDB 4.4 about reconfigurations (one member added or removed at a time, a rising config version).
+FAKE_REPLICA_SET = r"""
+const [script, start] = process.argv.slice(1);
+const set = {reconfigs: 0, ...JSON.parse(start)};
+const log = [];
+const hosts = (c) => c.members.map((m) => m.host);
+globalThis.print = (line) => log.push(String(line));
+globalThis.tojson = (value) => JSON.stringify(value);
+globalThis.sleep = () => {};
+globalThis.rs = {
+  status: () => set.config ? {ok: 1} : {ok: 0, code: 94, errmsg: "no replset config has been received"},
+  initiate: (config) => { if (set.config) return {ok: 0, code: 23}; set.config = {...config, version: 1}; set.reconfigs = 0; return {ok: 1}; },
+};
+globalThis.db = {
+  isMaster: () => set.config ? {ismaster: true, primary: set.config.members[0].host} : {ismaster: false},
+  adminCommand: (command) => {
+    if (command.replSetGetConfig) return {ok: 1, config: JSON.parse(JSON.stringify(set.config))};
+    const next = command.replSetReconfig, now = hosts(set.config);
+    const changed = hosts(next).filter((h) => !now.includes(h)).length + now.filter((h) => !hosts(next).includes(h)).length;
+    if (next.version !== set.config.version + 1) return {ok: 0, errmsg: "version must rise by one"};
+    if (changed > 1) return {ok: 0, errmsg: "only one voting member can be added or removed per reconfig"};
+    if (new Set(next.members.map((m) => m._id)).size !== next.members.length) return {ok: 0, errmsg: "duplicate _id"};
+    set.config = next; set.reconfigs += 1; return {ok: 1};
+  },
+};
+try { new Function(script)(); } catch (error) { log.push("ERROR " + error.message); }
+console.log(JSON.stringify({log, members: set.config ? hosts(set.config) : [], reconfigs: set.reconfigs || 0}));
+"""
 
-    result = subprocess.run(["node", "-e", "new Function(process.argv[1])", replica_set_script(3)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+
+def _in_fake_replica_set(script: str, members: int | None) -> dict:
+    """Run a Job script against a fake set of `members` (None: never initiated); its log and the members after."""
+    from components.mongodb import member_hosts
+
+    assert shutil.which("node"), "node is needed to run the replica-set scripts (the README's setup installs it)"
+    start = {"config": None} if members is None else {
+        "config": {"_id": "rs0", "version": 1, "members": [{"_id": i, "host": h} for i, h in enumerate(member_hosts(members))]}}
+    result = subprocess.run(["node", "-e", FAKE_REPLICA_SET, script, json.dumps(start)], capture_output=True, text=True, check=True)
+    return json.loads(result.stdout)
+
+
+def _members_after(before: int | None, want: int) -> dict:
+    from components.mongodb import member_hosts, members_script, replica_set_script
+
+    initiated = _in_fake_replica_set(replica_set_script(want), before)
+    assert initiated["log"][-1] == "mongodb-0.mongodb-headless:27017", initiated["log"]  # the primary, for the next step
+    start = len(initiated["members"]) if initiated["members"] else None
+    reconciled = _in_fake_replica_set(members_script(want), start)
+    assert not [line for line in reconciled["log"] if line.startswith("ERROR")], reconciled["log"]
+    assert sorted(reconciled["members"]) == sorted(member_hosts(want))
+    return reconciled
+
+
+def test_a_new_replica_set_is_initiated_with_every_member_and_left_alone_after():
+    assert _members_after(None, 3)["reconfigs"] == 0
+    assert _members_after(3, 3)["reconfigs"] == 0
+
+
+@pytest.mark.parametrize(("before", "after"), [(3, 5), (3, 7), (5, 3), (7, 3)])
+def test_changing_the_member_count_adds_or_removes_members_one_at_a_time(before, after):
+    assert _members_after(before, after)["reconfigs"] == abs(after - before)
+
+
+def test_the_replica_set_job_reruns_when_the_member_count_changes():
+    three, five = (run_stack("prod", {"mongodb.replicas": count}) for count in (3, 5))
+    env = [{e["name"]: e.get("value") for e in run.named("Job", "mongodb-replica-set-init").inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
+           for run in (three, five)]
+    # The Job's pod template is immutable: a different script makes the provider replace the Job, so it runs again.
+    assert env[0]["MEMBERS_SCRIPT"] != env[1]["MEMBERS_SCRIPT"]
+    (command,) = [c["command"][-1] for c in five.named("Job", "mongodb-replica-set-init").inputs["spec"]["template"]["spec"]["containers"]]
+    assert '--host "$primary"' in command and "$MEMBERS_SCRIPT" in command and "pipefail" in command

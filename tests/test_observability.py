@@ -212,6 +212,43 @@ def test_nothing_is_exposed_outside_the_cluster_and_no_ui_is_anonymous(any_stack
     assert kiali["deployment"].get("ingress_enabled") is False or kiali["deployment"].get("ingress") == {"enabled": False}
 
 
+# What the pinned kiali-server charts read (their values.yaml and templates): 1.22.0 has deployment.pod_annotations
+# but no pod_labels, no external_services.tracing.use_grpc (the server learned it in 1.31), and names resources with
+# nameOverride/fullnameOverride; 2.11.0 names every resource after deployment.instance_name and has no overrides,
+# and its default image is v2.11.0.
+KIALI_1_22_UNREAD = ("deployment.pod_labels", "external_services.tracing.use_grpc")
+KIALI_2_11_UNREAD = ("nameOverride", "fullnameOverride")
+
+
+def _has(values: dict, dotted: str) -> bool:
+    for part in dotted.split("."):
+        if not isinstance(values, dict) or part not in values:
+            return False
+        values = values[part]
+    return True
+
+
+def test_every_add_on_pod_opts_out_of_injection_the_way_istio_1_6_reads_it(dev, current):
+    # Istio 1.6.14's injector (pkg/kube/inject/inject.go, injectRequired) reads the pod annotation only.
+    opt_out = {"sidecar.istio.io/inject": "false"}
+    for run in (dev, current):
+        assert release(run, "prometheus")["values"]["server"]["podAnnotations"] == opt_out
+        assert release(run, "grafana")["values"]["podAnnotations"] == opt_out
+        assert release(run, "kiali")["values"]["deployment"].get("pod_annotations", opt_out) == opt_out
+        for deployment in run.within("Observability").of_type("Deployment"):
+            assert deployment.inputs["spec"]["template"]["metadata"]["annotations"].items() >= opt_out.items()
+
+
+def test_kiali_gets_only_keys_its_pinned_chart_reads_and_is_named_kiali(dev, current):
+    old, new = release(dev, "kiali")["values"], release(current, "kiali")["values"]
+    assert [key for key in KIALI_1_22_UNREAD if _has(old, key)] == []
+    assert old["deployment"]["pod_annotations"] == {"sidecar.istio.io/inject": "false"}  # what Istio 1.6 honours
+    assert old["fullnameOverride"] == "kiali"
+    assert [key for key in KIALI_2_11_UNREAD if _has(new, key)] == []
+    assert new["deployment"]["instance_name"] == "kiali" and new["deployment"]["pod_labels"] == {"sidecar.istio.io/inject": "false"}
+    assert new["deployment"]["image_version"] == "v2.11.0"
+
+
 def test_uis_reach_each_other_at_the_services_the_charts_create(any_stack):
     prometheus = release(any_stack, "prometheus")["values"]["server"]
     namespace = release(any_stack, "prometheus")["namespace"]
@@ -240,9 +277,21 @@ def test_istio_1_6_dashboards_come_from_the_release_archive(dev, istio_chart_cac
     assert "dashboards" not in release(dev, "grafana")["values"]  # nothing fetched from the internet
 
 
-def test_current_istio_fetches_its_dashboards_by_grafana_id(current):
-    dashboards = release(current, "grafana")["values"]["dashboards"]["istio"]
-    assert all(isinstance(d["gnetId"], int) for d in dashboards.values())
+def test_current_istio_fetches_the_dashboards_of_its_own_release_verified_and_failing_loudly(current):
+    values = release(current, "grafana")["values"]
+    dashboards = values["dashboards"]["istio"]
+    # Istio 1.30.3's samples/addons/grafana.yaml bundles these files of manifests/addons/dashboards at its tag.
+    tag = "https://raw.githubusercontent.com/istio/istio/1.30.3/manifests/addons/dashboards/"
+    assert {d["url"].removeprefix(tag) for d in dashboards.values()} == {
+        "istio-mesh-dashboard.gen.json", "istio-service-dashboard.json", "istio-workload-dashboard.json",
+        "istio-performance-dashboard.json", "pilot-dashboard.gen.json"}
+    for dashboard in dashboards.values():
+        assert "gnetId" not in dashboard  # grafana.com ids download revision 1 unless pinned
+        # The chart's download script: `set -euf`, then curl <options> ... > file; piped through sed (hiding
+        # curl's status) when `datasource` is set. Its default options are -skf: no TLS verification.
+        options = dashboard["curlOptions"]
+        assert options.startswith("-") and "k" not in options and "f" in options and "L" in options
+        assert "datasource" not in dashboard and "b64content" not in dashboard
 
 
 def test_missing_istio_dashboards_stop_the_program_before_anything_is_registered(tmp_path, monkeypatch):

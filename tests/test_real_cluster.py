@@ -15,6 +15,7 @@ import base64
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ from tools.stack_run import DELETE, ROOT, run_stack, set_path, unwrap
 
 ISTIO_CRDS = ROOT.parent / "shared" / "schemas" / "istio-crds" / "crd-all-1.30.3.yaml"
 STACK = "current"
-MEMBERS = 3  # prod's MongoDB replica set
+VOLUMES = 5  # prod's 3 MongoDB members, and the 5 they grow to
 
 
 def _kubectl(kubeconfig: Path, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -45,7 +46,7 @@ def cluster(tmp_path_factory):
     started = subprocess.run([script, "start"], env=env, capture_output=True, text=True, check=False)
     assert started.returncode == 0, f"the simulated cluster did not start (make sim-cluster-tools builds it):\n{started.stderr[-3000:]}"
     kubeconfig = Path(subprocess.run([script, "kubeconfig"], env=env, capture_output=True, text=True, check=True).stdout.strip())
-    for member in range(MEMBERS):
+    for member in range(VOLUMES):
         _kubectl(kubeconfig, "apply", "-f", "-", stdin=json.dumps({
             "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"mongodb-data-{member}"},
             "spec": {"capacity": {"storage": "100Gi"}, "accessModes": ["ReadWriteOnce"],
@@ -249,6 +250,67 @@ def test_step_4_retiring_the_old_version_plans_what_the_readme_says(stack):
     assert _weights(kubeconfig, "hotel") == {"v2": 100}
 
 
+GROW_TO_FIVE = {  # the README's "more members": in place, the connection Secret updated, not replaced
+    ("kubernetes:apps/v1:StatefulSet", "mongodb-statefulset"): "update",
+    ("kubernetes:policy/v1:PodDisruptionBudget", "mongodb-pdb"): "update",
+    ("kubernetes:core/v1:Secret", "mongodb-connection"): "update",
+    # Its pod template is immutable: the Job is replaced, so it runs again with the new members.
+    ("kubernetes:batch/v1:Job", "mongodb-replica-set-init"): "create-replacement",
+}
+
+
+def test_growing_the_replica_set_changes_the_members_in_place(stack):
+    workspace, kubeconfig, _ = stack
+    _set(workspace, "mongodb.replicas", VOLUMES)
+    assert _plan(workspace) == GROW_TO_FIVE
+    _up(workspace)
+    members = _live(kubeconfig, "statefulset", "mongodb", "bee-travels")
+    assert members["spec"]["replicas"] == VOLUMES and members["status"].get("readyReplicas") == VOLUMES
+    assert _live(kubeconfig, "poddisruptionbudget", "mongodb", "bee-travels")["spec"]["minAvailable"] == 3
+    job = _live(kubeconfig, "job", "mongodb-replica-set-init", "bee-travels")
+    assert job["status"].get("succeeded") == 1
+    env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert all(f"mongodb-{member}.mongodb-headless:27017" in env["MEMBERS_SCRIPT"] for member in range(VOLUMES))
+
+
+def _settles_at(kubeconfig: Path, deployment: str, replicas: int, seconds: float = 60) -> bool:
+    """The live Deployment's count reaches `replicas` (the autoscaler controller acts within its 15 s sync)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if _live(kubeconfig, "deployment", deployment, "bee-travels")["spec"]["replicas"] == replicas:
+            return True
+        time.sleep(2)
+    return False
+
+
+def _autoscaler(kubeconfig: Path, name: str) -> tuple[int, int] | None:
+    live = _live(kubeconfig, "horizontalpodautoscalers.autoscaling", name, "bee-travels")
+    return (live["spec"]["minReplicas"], live["spec"]["maxReplicas"]) if live else None
+
+
+def test_autoscaling_on_then_off_moves_the_count_without_a_drop_or_a_conflict(stack):
+    """The controller manager's autoscaler runs here (without metrics it still holds a Deployment to its range)."""
+    workspace, kubeconfig, _ = stack
+    _set(workspace, "services.currencyexchange.autoscaling",
+         {"enabled": True, "minReplicas": 3, "maxReplicas": 4, "targetCpuPercent": 70})
+    _up(workspace)
+    assert _autoscaler(kubeconfig, "currencyexchange-v1") == (3, 4)
+    assert _settles_at(kubeconfig, "currencyexchange-v1", 3)  # the autoscaler's manager now owns the count
+    _set(workspace, "services.currencyexchange.autoscaling.enabled", False)
+    _up(workspace)
+    assert _autoscaler(kubeconfig, "currencyexchange-v1") == (2, 2)  # pinned at prod's fixed 2 for this update
+    assert _settles_at(kubeconfig, "currencyexchange-v1", 2)
+    # Also a new count: the pinned autoscaler would scale it back, so it is re-pinned there first...
+    _set(workspace, "services.currencyexchange.replicas", 3)
+    _up(workspace)
+    assert _autoscaler(kubeconfig, "currencyexchange-v1") == (3, 3) and _settles_at(kubeconfig, "currencyexchange-v1", 3)
+    # ...and removed by the next update, whose count the server takes from the autoscaler's manager without a conflict.
+    _up(workspace)
+    assert _autoscaler(kubeconfig, "currencyexchange-v1") is None
+    assert _settles_at(kubeconfig, "currencyexchange-v1", 3, seconds=20)
+    assert _plan(workspace) == {}
+
+
 # ---- 3. mistakes and teardown ----------------------------------------------------------------------
 
 def test_a_bad_edit_changes_nothing_on_the_server(stack):
@@ -266,11 +328,31 @@ def test_a_bad_edit_changes_nothing_on_the_server(stack):
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
 
 
+@pytest.mark.parametrize(("edits", "key", "fix"), [
+    ({"istio.revision": "1-30"}, "istio.revision", "create a new stack"),
+    ({"istio.version": "1.6.14", "kubernetesVersion": "1.18"}, "istio.version", "create a new stack"),
+    # Istio 1.30 supports 1.32, so only the live server's own /version shows the stack file is wrong.
+    ({"kubernetesVersion": "1.32"}, "kubernetesVersion", 'runs Kubernetes 1.33.13; set kubernetesVersion: "1.33"'),
+])
+def test_a_change_the_running_stack_cannot_take_is_refused_before_anything_is_registered(stack, edits, key, fix):
+    """The stack's own outputs, read back through the real engine, say what runs; the API server says its version."""
+    workspace, kubeconfig, _ = stack
+    before = _live(kubeconfig, "virtualservices.networking.istio.io", "carrental", "bee-travels")
+    saved = _stack_file(workspace).read_text()
+    for path, value in edits.items():
+        _set(workspace, path, value)
+    refused = workspace.pulumi("up", "--stack", STACK, "--yes", "--skip-preview", check=False)
+    _stack_file(workspace).write_text(saved)
+    assert refused.returncode != 0 and f"{PROJECT}:{key}: " in refused.output and fix in refused.output, refused.output[-3000:]
+    after = _live(kubeconfig, "virtualservices.networking.istio.io", "carrental", "bee-travels")
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+
 def test_destroy_stops_at_the_protected_data_and_the_volume_claims_survive(stack):
     workspace, kubeconfig, _ = stack
     refused = workspace.pulumi("destroy", "--stack", STACK, "--yes", "--skip-preview", check=False, timeout=1500)
     assert refused.returncode != 0
     assert "protect" in refused.output
     claims = json.loads(_kubectl(kubeconfig, "get", "pvc", "-n", "bee-travels", "-o", "json").stdout)["items"]
-    assert len(claims) == MEMBERS and all(claim["status"]["phase"] == "Bound" for claim in claims)
+    assert len(claims) == VOLUMES and all(claim["status"]["phase"] == "Bound" for claim in claims)
     assert _live(kubeconfig, "secret", "mongodb-root", "bee-travels") is not None

@@ -42,7 +42,8 @@ def test_helm_releases_are_listed_with_chart_version_and_values(rendered):
     assert set(by_name) == {"istio-base", "istio-ingressgateway", "istiod", "prometheus", "grafana", "kiali"}
     for name in ("istio-base", "istio-ingressgateway", "istiod"):
         assert by_name[name]["chart"].startswith(".cache/istio/istio-1.6.14/manifests/charts/")
-        assert isinstance(by_name[name]["values"], dict) and by_name[name]["values"]["global"]["tag"] == "1.6.14"
+        assert isinstance(by_name[name]["values"], dict) and by_name[name]["values"]["global"]["istioNamespace"] == "istio-system"
+    assert by_name["istiod"]["values"]["global"]["tag"] == by_name["istio-ingressgateway"]["values"]["global"]["tag"] == "1.6.14"
     for name in ("prometheus", "grafana", "kiali"):
         assert by_name[name]["repository"].startswith("https://") and by_name[name]["version"]
         assert isinstance(by_name[name]["values"], dict) and by_name[name]["values"]

@@ -25,6 +25,11 @@ HEADER = {
 
 _TYPES = {bool: "boolean", str: "string", int: "integer"}
 
+# The kubernetes provider's own settings, for every stack. Secrets are updated in place, not replaced: the MongoDB
+# connection Secret lists the members, so a member-count change rewrites it, and in production it is protected,
+# which refuses a replacement (running clients keep the old member list, which still finds the set).
+PROVIDER_CONFIG = {"kubernetes:enableSecretMutable": {"value": True}}
+
 
 def config_block() -> dict:
     defaults = Settings().model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -37,7 +42,7 @@ def config_block() -> dict:
             "default": defaults[key],
         }
     block["cloudDatabase"]["description"] += " " + secret_keys_note()
-    return block
+    return {**block, **PROVIDER_CONFIG}
 
 
 def secret_keys_note() -> str:

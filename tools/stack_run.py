@@ -8,15 +8,17 @@ loop and mock monitor, so runs never share state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import copy
 import functools
 import itertools
 import json
 import logging
+import os
 import re
 import runpy
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,8 @@ from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
+
+from config.deployed import READ_STACK_OUTPUTS
 
 ROOT = Path(__file__).resolve().parents[1]
 # libyaml's parser when PyYAML has it: the pure-Python one costs ~13 ms of every run on the stack files.
@@ -328,7 +332,13 @@ class _Mocks(pulumi.runtime.Mocks):
             state["status"] = {"name": args.inputs.get("name", args.name), "namespace": args.inputs.get("namespace", "default"), "status": "deployed"}
         return f"{args.name}-id", state
 
+    def __init__(self, last_outputs: Mapping[str, Any] | None = None):
+        # Secret outputs come back elided here: the program must not depend on reading them.
+        self.last_outputs = {key: "[secret]" if isinstance(value, Secret) else value for key, value in (last_outputs or {}).items()}
+
     def call(self, args: pulumi.runtime.MockCallArgs):
+        if args.token == READ_STACK_OUTPUTS:
+            return {"name": args.args.get("name"), "outputs": self.last_outputs, "secretOutputNames": []}
         return {}
 
 
@@ -383,10 +393,12 @@ def run_stack(
     stack_file: Path | None = None,
     preview: bool = False,
     program: Callable[[], object] | None = None,
+    last_outputs: Mapping[str, Any] | None = None,
 ) -> StackRun:
     """Run the program for a stack; `overrides` are `pulumi config set --path` edits, `secrets` set secret keys.
 
     `program` replaces __main__.py (the benchmark's floor registers plain resources through the same engine).
+    `last_outputs` are the stack outputs its previous update left (a day-2 run); none: a stack never deployed.
     """
     values, secure = load_stack_values(stack, stack_file)
     values = copy.deepcopy(values)
@@ -395,14 +407,15 @@ def run_stack(
     for key in secrets or {}:
         values.setdefault(key, None)
     config, secret_keys = encode_config(values, secure, secrets or {})
-    return contextvars.Context().run(_run, stack, config, secret_keys, preview, program or _main_program)
+    return contextvars.Context().run(_run, stack, config, secret_keys, preview, program or _main_program, last_outputs)
 
 
 def _main_program() -> object:
     return runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
 
 
-def _run(stack: str, config: dict[str, str], secret_keys: list[str], preview: bool, program: Callable[[], object]) -> StackRun:
+def _run(stack: str, config: dict[str, str], secret_keys: list[str], preview: bool, program: Callable[[], object],
+         last_outputs: Mapping[str, Any] | None = None) -> StackRun:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     # The SDK sends each RPC from a worker thread, which makes itself an event loop; owning those threads
@@ -416,11 +429,13 @@ def _run(stack: str, config: dict[str, str], secret_keys: list[str], preview: bo
     logger.addHandler(_ListHandler(logs))
     try:
         pulumi.runtime.set_all_config(config, secret_keys)
-        monitor = _RecordingMonitor(_Mocks())
-        pulumi.runtime.set_mocks(_Mocks(), project=PROJECT, stack=stack, preview=preview, monitor=monitor, logger=logger)
+        mocks = _Mocks(last_outputs)
+        monitor = _RecordingMonitor(mocks)
+        pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, logger=logger)
         error: BaseException | None = None
         try:
-            _sync_await(run_pulumi_func(program))
+            with _no_cluster():
+                _sync_await(run_pulumi_func(program))
         except Exception as exc:  # the program's own error is what the tests look at
             error = exc
         outputs = {} if error else _resolve_outputs()
@@ -431,6 +446,20 @@ def _run(stack: str, config: dict[str, str], secret_keys: list[str], preview: bo
         workers.shutdown(wait=True)
         for worker_loop in worker_loops:
             worker_loop.close()
+
+
+@contextlib.contextmanager
+def _no_cluster() -> Iterator[None]:
+    """The mock engine deploys nowhere: the program must not find a cluster to ask for its version."""
+    previous = os.environ.get("KUBECONFIG")
+    os.environ["KUBECONFIG"] = os.devnull
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("KUBECONFIG", None)
+        else:
+            os.environ["KUBECONFIG"] = previous
 
 
 def _give_thread_a_loop(loops: list[asyncio.AbstractEventLoop]) -> None:
