@@ -60,12 +60,11 @@ class Result:
 class Workspace:
     """One project folder and one file backend; stacks in it are created with `init`."""
 
-    def __init__(self, root: Path, kubeconfig: Path | None = None):
+    def __init__(self, root: Path, kubeconfig: Path | None = None, source: Path = ROOT):
         self.root = root
         self.project = root / "project"
         self.project.mkdir(parents=True)
-        for name in PROGRAM_FILES:
-            (self.project / name).symlink_to(ROOT / name)
+        self.use_program(source)
         (root / "state").mkdir()
         self.passphrase = secrets.token_urlsafe(24)
         bin_dir = toolchain_bin()
@@ -83,6 +82,18 @@ class Workspace:
             "KUBECONFIG": str(kubeconfig or root / "no-cluster"),
             "NO_COLOR": "1",
         }
+
+    def use_program(self, source: Path) -> None:
+        """Run the program (and read the stack files) of `source`: this repository, or an older tree of it."""
+        self.source = source
+        # Older trees' components imported from tools/; today's program must run without it.
+        for name in (*PROGRAM_FILES, *(("tools",) if source != ROOT else ())):
+            link = self.project / name
+            if link.is_symlink():
+                link.unlink()
+            target = source / name if (source / name).exists() else ROOT / name  # the venv is this repository's
+            if (source / name).exists() or name == ".venv":
+                link.symlink_to(target)
 
     def pulumi(self, *args: str, check: bool = True, timeout: float = 600, events: bool = False) -> Result:
         log = self.root / f"events-{secrets.token_hex(4)}.jsonl"
@@ -104,15 +115,22 @@ class Workspace:
         self.pulumi("stack", "init", stack)
         stack_file = self.project / f"Pulumi.{stack}.yaml"
         salt = (yaml.safe_load(stack_file.read_text()) or {}).get("encryptionsalt")
-        committed = yaml.safe_load((ROOT / f"Pulumi.{base}.yaml").read_text()) or {}
+        self.write_stack_file(stack, base, overrides, salt)
+        for key, value in (secret_values or {}).items():
+            self.pulumi("config", "set", "--secret", "--stack", stack, "--", key, value)
+        return stack_file
+
+    def write_stack_file(self, stack: str, base: str, overrides: Mapping[str, Any] | None = None, salt: str | None = None) -> None:
+        """Pulumi.<stack>.yaml as the program's own Pulumi.<base>.yaml with `overrides`, keeping the stack's salt."""
+        stack_file = self.project / f"Pulumi.{stack}.yaml"
+        if salt is None:
+            salt = (yaml.safe_load(stack_file.read_text()) or {}).get("encryptionsalt")
+        committed = yaml.safe_load((self.source / f"Pulumi.{base}.yaml").read_text()) or {}
         values = {key.removeprefix(f"{PROJECT}:"): value for key, value in (committed.get("config") or {}).items()}
         for path, value in (overrides or {}).items():
             set_path(values, path, value)
         document = {"encryptionsalt": salt, "config": {f"{PROJECT}:{key}": value for key, value in values.items()}}
         stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
-        for key, value in (secret_values or {}).items():
-            self.pulumi("config", "set", "--secret", "--stack", stack, "--", key, value)
-        return stack_file
 
     def preview(self, stack: str, *extra: str, check: bool = True) -> Result:
         return self.pulumi("preview", "--stack", stack, "--json", "--policy-pack", str(ROOT / "policy"), *extra,
