@@ -6,12 +6,20 @@ from builders.catalogue import FRONTEND
 from builders.charts import require_local_charts
 from builders.compat import KubernetesApis
 from builders.monitoring_rules import monitored_services
-from builders.workloads import DataConnections, accounts_on_tier, service_accounts
+from builders.workloads import DataConnections, identities_on_tier, service_accounts
 from components.cloud_database import CloudDatabase, CloudDatabaseArgs
 from components.gateway_tls import SelfSignedCertificate, SelfSignedCertificateArgs
-from components.istio import ISTIO_NAMESPACE, IstioMesh, IstioMeshArgs, chart_source, gateway_service_account, repository_charts
-from components.mongodb import SEED_ACCOUNT, MongoDB, MongoDBArgs
-from components.observability import Observability, ObservabilityArgs, addon_versions, enabled_charts, istio_dashboards
+from components.istio import (
+    ISTIO_NAMESPACE,
+    IstioMesh,
+    IstioMeshArgs,
+    chart_source,
+    gateway_service_account,
+    repository_charts,
+    sidecar_needs_account_token,
+)
+from components.mongodb import MongoDB, MongoDBArgs
+from components.observability import ZIPKIN_PORT, Observability, ObservabilityArgs, addon_versions, enabled_charts, istio_dashboards
 from components.security import AccessPlan, MeshSecurity, MeshSecurityArgs, outbound_policy
 from components.service import MeshService, MeshServiceArgs
 from components.traffic import TrafficRules, TrafficRulesArgs, external_hosts, external_hosts_by_identity
@@ -30,6 +38,7 @@ require_local_charts([*repository_charts(settings.istio), *enabled_charts(settin
                      settings.helm.charts_dir, stack_file_name())
 dashboards = istio_dashboards(charts) if settings.observability.grafana else {}
 kubernetes = KubernetesApis(settings.kubernetes_minor)
+account_token = sidecar_needs_account_token(settings.istio)
 namespace = settings.app_namespace
 
 # 2. Mesh: Istio base -> istiod -> ingress gateway, and the app namespace with injection.
@@ -43,6 +52,7 @@ seeded = settings.services_using("mongodb")
 mongodb = MongoDB("mongodb", MongoDBArgs(
     settings=settings.mongodb, images=settings.images, namespace=mesh.app_namespace, seeded_services=seeded,
     istio_minor=settings.istio.minor, kubernetes=kubernetes, production=settings.production, after=mesh.prerequisites,
+    mount_account_token=account_token,
 )) if seeded else None
 cloud = CloudDatabase("cloud-database", CloudDatabaseArgs(
     url=secrets.cloud_database_url, cert=secrets.cloud_database_cert, namespace=mesh.app_namespace, after=mesh.prerequisites,
@@ -53,8 +63,8 @@ accounts = service_accounts(settings.services)
 egress = external_hosts_by_identity(settings.services, settings.cloud_database)
 plan = AccessPlan(
     service_accounts=accounts, namespace=namespace, istio_namespace=ISTIO_NAMESPACE,
-    gateway_service_account=gateway_service_account(settings.istio),
-    mongo_clients=(*accounts_on_tier(accounts, "mongodb"), SEED_ACCOUNT, *mongodb.peer_accounts) if mongodb else (),
+    gateway_service_account=gateway_service_account(settings.istio), gateway_pod_labels=mesh.gateway_selector,
+    mongo_clients=(*identities_on_tier(accounts, "mongodb"), *mongodb.own_clients) if mongodb else (),
     mongo_hosts=mongodb.service_hosts if mongodb else (), external_hosts=egress,
 )
 callers = plan.call_graph()
@@ -72,9 +82,11 @@ services = {name: MeshService(name, MeshServiceArgs(
         cloud_secret=cloud.secret if cloud else None, cloud_has_cert=bool(cloud and cloud.has_cert),
     ),
     callers=callers.get(name, []) if settings.security.authorization else None,
+    network_callers=callers.get(name, []) if settings.security.network_policies else None,
+    network_egress={tier: plan.network_egress(name, tier) for tier in service.tiers} if settings.security.network_policies else None,
     egress={tier: plan.sidecar_egress(name, tier) for tier in service.tiers} if settings.security.restrict_egress else None,
     outbound=outbound_policy(settings.production), gateway=settings.gateway if name == FRONTEND else None,
-    after=mesh.prerequisites, autoscalers_handing_over=handing_over.get(name, frozenset()),
+    after=mesh.prerequisites, autoscalers_handing_over=handing_over.get(name, frozenset()), mount_account_token=account_token,
 )) for name, service in settings.services.items()}
 
 # 5. Gateway and mesh-wide policy: the Gateway (and its certificate), egress ServiceEntries, mTLS, deny-by-default.
@@ -90,6 +102,7 @@ traffic = TrafficRules("traffic", TrafficRulesArgs(
 ))
 security = MeshSecurity("security", MeshSecurityArgs(
     security=settings.security, plan=plan, production=settings.production, after=mesh.prerequisites,
+    telemetry_ports=(ZIPKIN_PORT,) if settings.observability.tracing.enabled else (),
 ))
 
 # 6. Observability: Prometheus with a service-level rule per deployed version, Grafana, tracing and Kiali, as set.
@@ -98,7 +111,7 @@ observability = Observability("observability", ObservabilityArgs(
     services=monitored_services({name: tuple(service.versions) for name, service in settings.services.items()},
                                 {name: settings.service_level_of(name) for name in settings.services}),
     istio_dashboards=dashboards, istio_version=settings.istio.version, app_namespace=namespace, namespace=mesh.gateway_namespace,
-    gateway_labels=mesh.gateway_selector, production=settings.production, after=mesh.prerequisites,
+    gateway_labels=mesh.gateway_selector, production=settings.production, kubernetes=kubernetes, after=mesh.prerequisites,
 ))
 
 # 7. Outputs.

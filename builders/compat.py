@@ -52,6 +52,16 @@ class KubernetesApis:
         return k8s.autoscaling.v2 if self.minor >= 23 else k8s.autoscaling.v2beta2
 
     @property
+    def seccomp_annotations(self) -> dict[str, str]:
+        """The container runtime's default seccomp profile, up to 1.18: only the alpha pod annotation exists there."""
+        return {"seccomp.security.alpha.kubernetes.io/pod": "runtime/default"} if self.minor < 19 else {}
+
+    def pod_security_context(self, **fields) -> k8s.core.v1.PodSecurityContextArgs:
+        """A pod-level security context with the runtime's default seccomp profile (the field from 1.19)."""
+        profile = k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault") if self.minor >= 19 else None
+        return k8s.core.v1.PodSecurityContextArgs(seccomp_profile=profile, **fields)
+
+    @property
     def pod_disruption_budget_api(self) -> str:
         return "policy/v1" if self.minor >= 21 else "policy/v1beta1"
 

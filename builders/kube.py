@@ -35,6 +35,9 @@ def moved_from(kind: str) -> pulumi.Alias:
     return pulumi.Alias(parent=f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{type_}::{name}")
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "bee-travels"}
+# The label NetworkPolicies select namespaces by. The API server sets it from Kubernetes 1.21; the stack sets it on
+# its own namespaces too, so the same policies work on 1.18.
+NAMESPACE_LABEL = "kubernetes.io/metadata.name"
 
 
 def metadata(name: str, namespace: str | None = None, labels: dict[str, str] | None = None,

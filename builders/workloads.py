@@ -52,6 +52,24 @@ def identity_labels(service: str, tier: str) -> dict[str, str]:
     return {"app": service, TIER_LABEL: tier}
 
 
+@dataclass(frozen=True)
+class Identity:
+    """A workload identity: its ServiceAccount, which Istio's rules name, and its pods' labels, which NetworkPolicies select."""
+
+    account: str
+    pod_labels: tuple[tuple[str, str], ...]
+    namespace: str | None = None  # None: the app namespace
+
+
+def identity(account: str, pod_labels: dict[str, str], namespace: str | None = None) -> Identity:
+    return Identity(account, tuple(sorted(pod_labels.items())), namespace)
+
+
+def identities_on_tier(accounts: dict[str, dict[str, str]], tier: str) -> tuple[Identity, ...]:
+    """The identities of every version on `tier`, across services."""
+    return tuple(identity(by_tier[tier], identity_labels(service, tier)) for service, by_tier in accounts.items() if tier in by_tier)
+
+
 def image(images: ImageSettings, spec: ServiceSpec, tier: str) -> str:
     return f"{images.registry}/{spec.image_for(tier)}:{images.tag}"
 

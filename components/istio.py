@@ -13,7 +13,7 @@ import pulumi_kubernetes as k8s
 from builders import istio_archive
 from builders.charts import Chart, ChartRef, ChartsMissingError, chart_ref
 from builders.compat import KubernetesApis
-from builders.kube import helm_release, metadata
+from builders.kube import NAMESPACE_LABEL, helm_release, metadata
 from config.settings import HelmSettings, IstioSettings, Resources, TracingSettings
 
 ISTIO_NAMESPACE = "istio-system"
@@ -190,6 +190,13 @@ def gateway_service_account(istio: IstioSettings) -> str:
     return "istio-ingressgateway-service-account" if istio.minor == "1.6" else "istio-ingressgateway"
 
 
+def sidecar_needs_account_token(istio: IstioSettings) -> bool:
+    """Istio 1.6 under first-party-jwt proves a sidecar to istiod with the pod's own ServiceAccount token; a
+    third-party JWT (every current Istio) comes in the projected istio-token volume the injector adds, so no pod
+    needs the API token mounted."""
+    return istio.minor == "1.6" and istio.jwt_policy == "first-party-jwt"
+
+
 def injection_labels(istio: IstioSettings) -> dict[str, str]:
     # A revisioned istiod's injector selects istio.io/rev; istio-injection would take precedence, so never both.
     return {"istio.io/rev": istio.revision} if istio.revision else {"istio-injection": "enabled"}
@@ -209,7 +216,8 @@ class IstioMesh(pulumi.ComponentResource):
         istio, charts = args.istio, args.charts
 
         namespace = k8s.core.v1.Namespace(
-            f"{name}-namespace", metadata=metadata(ISTIO_NAMESPACE), opts=pulumi.ResourceOptions(parent=self)
+            f"{name}-namespace", metadata=metadata(ISTIO_NAMESPACE, labels={NAMESPACE_LABEL: ISTIO_NAMESPACE}),
+            opts=pulumi.ResourceOptions(parent=self)
         )
         base = self._release(name, "base", "istio-base", charts.base, base_values(), args, [namespace], with_globals=False)
         istiod_name = f"istiod-{istio.revision}" if istio.revision else "istiod"
@@ -221,7 +229,7 @@ class IstioMesh(pulumi.ComponentResource):
         # Pods created before istiod's injector is up would start without sidecars, so the namespace waits.
         app_namespace = k8s.core.v1.Namespace(
             f"{name}-app-namespace",
-            metadata=metadata(args.app_namespace, labels=injection_labels(istio)),
+            metadata=metadata(args.app_namespace, labels={NAMESPACE_LABEL: args.app_namespace, **injection_labels(istio)}),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[istiod], protect=args.production,
                                         retain_on_delete=args.production),
         )

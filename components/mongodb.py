@@ -11,6 +11,7 @@ import pulumi_random as random
 from builders.catalogue import SEED_IMAGES
 from builders.compat import KubernetesApis
 from builders.kube import metadata
+from builders.workloads import Identity, identity
 from config.settings import ImageSettings, MongoSettings
 
 SERVICE_NAME = "mongo"  # the host name the Bee Travels v2 images were built against
@@ -47,6 +48,7 @@ class MongoDBArgs:
     kubernetes: KubernetesApis
     production: bool
     after: list[pulumi.Resource]
+    mount_account_token: bool = False  # only where the sidecar authenticates with it (Istio 1.6, first-party-jwt)
 
 
 def member_hosts(replicas: int) -> list[str]:
@@ -141,9 +143,10 @@ class MongoDB(pulumi.ComponentResource):
 
     connection_url: pulumi.Output[str]
     connection_secret_name: str
-    # The Services clients connect through, and the identities of members that talk to each other.
+    # The Services clients connect through, and the identities of its own that connect to it: the seeding Jobs and,
+    # in a replica set, the members.
     service_hosts: tuple[str, ...]
-    peer_accounts: tuple[str, ...]
+    own_clients: tuple[Identity, ...]
     # The seeding Job of each seeded service.
     jobs: dict[str, k8s.batch.v1.Job]
 
@@ -154,7 +157,8 @@ class MongoDB(pulumi.ComponentResource):
         self._keep = pulumi.ResourceOptions(parent=self, protect=args.production, retain_on_delete=args.production)
         replica_set = args.settings.replicas > 1
         self.service_hosts = (SERVICE_NAME, HEADLESS_SERVICE) if replica_set else (SERVICE_NAME,)
-        self.peer_accounts = (MEMBER_ACCOUNT,) if replica_set else ()
+        self.own_clients = (identity(SEED_ACCOUNT, SEED_POD_LABELS),
+                            *((identity(MEMBER_ACCOUNT, LABELS),) if replica_set else ()))
         self.connection_secret_name = CONNECTION_SECRET
 
         root_secret, connection_secret = self._credentials()
@@ -298,8 +302,10 @@ class MongoDB(pulumi.ComponentResource):
                 backoff_limit=4,
                 active_deadline_seconds=JOB_DEADLINE_SECONDS,
                 template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels, annotations=self._args.kubernetes.seccomp_annotations or None),
                     spec=k8s.core.v1.PodSpecArgs(restart_policy="Never", service_account_name=SEED_ACCOUNT,
+                                                 automount_service_account_token=self._args.mount_account_token,
+                                                 security_context=self._args.kubernetes.pod_security_context(run_as_non_root=True),
                                                  containers=[container], volumes=volumes),
                 ),
             ),
@@ -370,10 +376,12 @@ class MongoDB(pulumi.ComponentResource):
             replicas=settings.replicas,
             selector=k8s.meta.v1.LabelSelectorArgs(match_labels=LABELS),
             template=k8s.core.v1.PodTemplateSpecArgs(
-                metadata=k8s.meta.v1.ObjectMetaArgs(labels={**LABELS, "version": f"mongo-{settings.version}"}),
+                metadata=k8s.meta.v1.ObjectMetaArgs(labels={**LABELS, "version": f"mongo-{settings.version}"},
+                                                    annotations=args.kubernetes.seccomp_annotations or None),
                 spec=k8s.core.v1.PodSpecArgs(
                     service_account_name=account.metadata.apply(lambda meta: meta["name"]),
-                    security_context=k8s.core.v1.PodSecurityContextArgs(
+                    automount_service_account_token=args.mount_account_token,
+                    security_context=args.kubernetes.pod_security_context(
                         run_as_non_root=True, run_as_user=MONGO_UID, run_as_group=MONGO_UID, fs_group=MONGO_UID),
                     init_containers=[self._keyfile_copier(settings, container.resources)] if keyfile else None,
                     containers=[container],

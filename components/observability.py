@@ -13,6 +13,7 @@ import pulumi_random as random
 import yaml
 
 from builders.charts import Chart, chart_ref
+from builders.compat import KubernetesApis
 from builders.kube import helm_release, metadata
 from builders.monitoring_rules import MonitoredService, alerting_rules, dashboard_json, recording_rules
 from components.istio import PROJECT_ROOT, ChartSource
@@ -169,6 +170,7 @@ class ObservabilityArgs:
     namespace: str  # the Istio namespace, where Istio's add-ons live and its mesh config points
     gateway_labels: dict[str, str]
     production: bool
+    kubernetes: KubernetesApis
     after: list[pulumi.Resource]
     charts_dir: str | None = None  # helm.chartsDir: install the charts from this folder, not their repositories
 
@@ -418,8 +420,11 @@ class Observability(pulumi.ComponentResource):
                 replicas=1,  # traces live in its memory: one copy, lost on restart, as Istio's own add-on
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
                 template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels={**labels, **NO_SIDECAR}, annotations=NO_SIDECAR),
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels={**labels, **NO_SIDECAR},
+                                                        annotations={**NO_SIDECAR, **self._args.kubernetes.seccomp_annotations}),
                     spec=k8s.core.v1.PodSpecArgs(
+                        automount_service_account_token=False,  # no sidecar, and it never talks to the API
+                        security_context=self._args.kubernetes.pod_security_context(run_as_non_root=True, run_as_user=TRACING_UID),
                         containers=[k8s.core.v1.ContainerArgs(
                             name="tracing", image=backend.image, args=list(backend.args) or None,
                             env=[k8s.core.v1.EnvVarArgs(name=key, value=value) for key, value in backend.env.items()] or None,

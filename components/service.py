@@ -21,7 +21,14 @@ from builders.workloads import (
     writable_app_copy,
     writable_folders,
 )
-from components.security import Caller, authorization_spec
+from components.security import (
+    Caller,
+    Destination,
+    authorization_spec,
+    egress_network_policy_spec,
+    ingress_network_policy_spec,
+    network_policy,
+)
 from components.traffic import GATEWAY_NAME, destination_rule_spec, virtual_service_spec
 from config.settings import GatewaySettings, ImageSettings, Resilience, ServiceSettings
 
@@ -42,10 +49,16 @@ class MeshServiceArgs:
     mtls: bool
     data: DataConnections
     callers: list[Caller] | None  # who may call it; None when authorization is off
+    # The same call graph for the NetworkPolicy layer: who may connect, and, per data tier, where its pods may
+    # connect; None when the stack has no NetworkPolicies.
+    network_callers: list[Caller] | None
+    network_egress: dict[str, list[Destination]] | None
     egress: dict[str, list[str]] | None  # per data tier, the hosts its pods may reach; None when egress is open
     outbound: dict[str, Any]  # the Sidecars' outbound policy (REGISTRY_ONLY in production)
     gateway: GatewaySettings | None  # set for the front end, which the ingress gateway serves
     after: list[pulumi.Resource]  # the mesh's control plane: CRDs, istiod and its webhooks
+    # Whether pods mount their ServiceAccount's API token: only where the sidecar authenticates with it.
+    mount_account_token: bool = False
     # Versions whose autoscaling this update turns off: their autoscaler stays, pinned, for one more update.
     autoscalers_handing_over: frozenset[str] = frozenset()
 
@@ -66,6 +79,8 @@ class MeshService(pulumi.ComponentResource):
         self._routes()
         if args.callers is not None:
             self._authorization(args.callers)
+        if args.network_callers is not None:
+            self._network_policies(args.network_callers, args.network_egress or {})
         for tier, hosts in (args.egress or {}).items():
             self._sidecar(tier, hosts)
         self.register_outputs({
@@ -121,7 +136,7 @@ class MeshService(pulumi.ComponentResource):
                 strategy=k8s.apps.v1.DeploymentStrategyArgs(type="RollingUpdate", rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(
                     max_surge="25%", max_unavailable=0 if args.production else "25%")),
                 template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=pod_labels),
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=pod_labels, annotations=args.kubernetes.seccomp_annotations or None),
                     spec=self._pod_spec(spec, version, tier, labels),
                 ),
             ),
@@ -148,6 +163,8 @@ class MeshService(pulumi.ComponentResource):
         args = self._args
         return k8s.core.v1.PodSpecArgs(
             service_account_name=self.accounts[tier],
+            automount_service_account_token=args.mount_account_token,
+            security_context=args.kubernetes.pod_security_context(run_as_non_root=True),
             containers=[container(spec, version, tier, args.settings, args.images, args.data)],
             init_containers=[writable_app_copy(spec, args.images)] if tier == "cloud" else None,
             volumes=[k8s.core.v1.VolumeArgs(name=volume, empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(
@@ -203,6 +220,17 @@ class MeshService(pulumi.ComponentResource):
                        self._opts("traffic", subsets, *ready))
 
     # ---- security ------------------------------------------------------------------------------
+
+    def _network_policies(self, callers: list[Caller], egress: dict[str, list[Destination]]) -> None:
+        args = self._args
+        # Born here: no former parent to alias.
+        opts = pulumi.ResourceOptions(parent=self, depends_on=args.after)
+        network_policy(f"{self._name}-ingress-network", f"{self._name}-ingress", args.namespace_name,
+                       ingress_network_policy_spec(self._name, self._spec.port, callers), opts)
+        for tier, destinations in egress.items():
+            account = self.accounts[tier]
+            network_policy(f"{account}-egress-network", f"{account}-egress", args.namespace_name,
+                           egress_network_policy_spec(identity_labels(self._name, tier), destinations), opts)
 
     def _authorization(self, callers: list[Caller]) -> None:
         istio_resource(f"security-allow-{self._name}", "AuthorizationPolicy", f"allow-{self._name}", self._args.namespace_name,

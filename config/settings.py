@@ -350,6 +350,7 @@ class SecuritySettings(Section):
     mtls_mode: MtlsMode = "STRICT"
     authorization: bool = Field(True, description="Deny by default and allow only the app's call graph.")
     restrict_egress: bool = Field(True, description="Sidecar resources limiting each workload's egress to what it calls.")
+    network_policies: bool = Field(True, description="Kubernetes NetworkPolicies admitting exactly the call graph (deny by default; DNS, istiod, scraping allowed): a second layer for traffic that does not meet a sidecar. Inert on a CNI without NetworkPolicy support.")
 
 
 class TracingSettings(Section):

@@ -16,6 +16,7 @@ from typing import Any
 from pulumi_policy import (
     EnforcementLevel,
     PolicyConfigSchema,
+    PolicyResource,
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
@@ -285,6 +286,62 @@ def validate_no_root(args: ResourceValidationArgs, report_violation: ReportViola
                              f"{container.role} {container.name} {problem}.")
 
 
+# ---- rule: the runtime's default seccomp profile on every pod ------------------------------------
+
+SECCOMP_ANNOTATION = "seccomp.security.alpha.kubernetes.io/pod"  # Kubernetes <= 1.18, before the field existed
+CONFINED_PROFILES = {"RuntimeDefault", "Localhost"}
+
+
+def _pod_annotations(resource_type: str, props: Mapping[str, Any]) -> Mapping[str, Any]:
+    path = _WORKLOAD_POD_SPEC_PATHS.get(kind_of(resource_type)[1])
+    return dig(props, *path[:-1], "metadata", "annotations") or {} if path else {}
+
+
+def seccomp_problem(resource_type: str, props: Mapping[str, Any]) -> str | None:
+    spec = pod_spec(resource_type, props)
+    if spec is None:
+        return None
+    if dig(spec, "securityContext", "seccompProfile", "type") in CONFINED_PROFILES:
+        return None
+    annotation = str(_pod_annotations(resource_type, props).get(SECCOMP_ANNOTATION, ""))
+    if annotation in ("runtime/default", "docker/default") or annotation.startswith("localhost/"):
+        return None
+    unconfined = [c.name for c in containers(spec)
+                  if dig(c.spec, "securityContext", "seccompProfile", "type") not in CONFINED_PROFILES]
+    return f"runs containers {unconfined} without a seccomp profile" if unconfined else None
+
+
+def validate_seccomp(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    problem = seccomp_problem(args.resource_type, args.props)
+    if problem:
+        report_violation(f"{kind_of(args.resource_type)[1]} {object_name(args.props, args.name)} {problem}; set the "
+                         "pod's securityContext.seccompProfile.type: RuntimeDefault (Kubernetes 1.19+) or the "
+                         f"{SECCOMP_ANNOTATION}: runtime/default pod annotation (1.18 and older).")
+
+
+# ---- rule: no API token in pods that do not use it ------------------------------------------------
+
+def _sidecars_use_account_token(resources: list[PolicyResource]) -> bool:
+    """Istio 1.6's sidecar proves itself to istiod with the pod's own token under first-party-jwt; otherwise (and on
+    every current Istio) it gets a projected istio-token volume from the injector."""
+    return any(r.resource_type == HELM_RELEASE and dig(r.props, "values", "global", "jwtPolicy") == "first-party-jwt"
+               for r in resources)
+
+
+def validate_api_tokens(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    allowed = _sidecars_use_account_token(args.resources)
+    for resource in args.resources:
+        spec = pod_spec(resource.resource_type, resource.props)
+        if spec is None or spec.get("automountServiceAccountToken") is False:
+            continue
+        if allowed and spec.get("automountServiceAccountToken") is True:
+            continue  # mounted on purpose, for the sidecar
+        report_violation(f"{kind_of(resource.resource_type)[1]} {object_name(resource.props, resource.name)} mounts its "
+                         "ServiceAccount's API token, which nothing in it uses; set automountServiceAccountToken: false"
+                         + ("" if allowed else " (the sidecar authenticates with its projected istio-token)")
+                         + ".", resource.urn)
+
+
 # ---- rule: MongoDB (stateful data) protected in prod ----------------------------------------------
 
 def validate_data_protected(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
@@ -405,6 +462,17 @@ POLICIES = [
         name="no-privileged-or-root",
         description="No container runs privileged, as root, with privilege escalation or on the node's namespaces.",
         validate=validate_no_root,
+    ),
+    ResourceValidationPolicy(
+        name="runtime-default-seccomp",
+        description="Every pod runs under the container runtime's default seccomp profile (or a local one).",
+        validate=validate_seccomp,
+    ),
+    StackValidationPolicy(
+        name="no-unneeded-api-token",
+        description="Pods do not mount a ServiceAccount API token unless their sidecar authenticates with it "
+                    "(Istio 1.6 with first-party-jwt), and then say so explicitly.",
+        validate=validate_api_tokens,
     ),
     ResourceValidationPolicy(
         name="data-protected-in-prod",

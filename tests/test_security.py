@@ -2,6 +2,7 @@
 
 import pytest
 
+from builders.catalogue import CATALOGUE
 from tools.stack_run import run_stack
 
 NS = "bee-travels"
@@ -184,3 +185,101 @@ def test_only_cloud_tier_pods_may_leave_for_the_cloud_database():
     for tier in tiers:
         assert ("./db.example.com" in egress[("hotel", tier)]) == (tier == "cloud"), tier
     assert "db-example-com" in {e.k8s_name for e in run.of_type("ServiceEntry")}
+
+
+# ---- the NetworkPolicy layer -----------------------------------------------------------------------
+
+GATEWAY = ("istio-system", "ingressgateway")  # the gateway's pods, rendered by its chart, not by the stack
+
+
+def _pod_identities(run):
+    """(namespace, labels, ServiceAccount) of every pod template the stack renders, plus the gateway's."""
+    pods = []
+    for workload in run.of_type("Deployment", "StatefulSet", "Job"):
+        template = workload.inputs["spec"]["template"]
+        account = template["spec"].get("serviceAccountName")
+        pods.append((workload.metadata["namespace"], template["metadata"]["labels"], account))
+    return pods
+
+
+def _accounts_selected(run, namespace, selector, gateway_account):
+    if namespace == GATEWAY[0]:
+        return {gateway_account} if selector == {"istio": GATEWAY[1]} else set()
+    return {account for ns, labels, account in _pod_identities(run)
+            if ns == namespace and selector.items() <= labels.items()}
+
+
+def network_edges(run, gateway_account):
+    """(caller ServiceAccount, callee app, port) admitted by the ingress rules, and opened by the egress rules."""
+    ingress, egress = set(), set()
+    for policy in run.of_type("NetworkPolicy"):
+        spec, namespace = policy.inputs["spec"], policy.metadata["namespace"]
+        selector = spec["podSelector"].get("matchLabels", {})
+        for rule in spec.get("ingress", []):
+            if "app" not in selector:
+                continue  # the namespace-wide rules: scraping from Istio's namespace
+            for peer in rule.get("from", []):
+                peer_namespace = peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name", namespace)
+                for account in _accounts_selected(run, peer_namespace, peer["podSelector"]["matchLabels"], gateway_account):
+                    ingress |= {(account, selector["app"], port["port"]) for port in rule["ports"]}
+        for rule in spec.get("egress", []):
+            for peer in rule.get("to", []):
+                if "podSelector" in peer and "namespaceSelector" not in peer:
+                    callee = peer["podSelector"]["matchLabels"]["app"]
+                    for account in _accounts_selected(run, namespace, selector, gateway_account):
+                        egress |= {(account, callee, port["port"]) for port in rule["ports"]}
+    return ingress, egress
+
+
+@pytest.mark.parametrize(("stack", "gateway_account"), [("dev", "istio-ingressgateway-service-account"),
+                                                        ("prod", "istio-ingressgateway-service-account"),
+                                                        ("current", "istio-ingressgateway")])
+def test_network_policies_admit_exactly_the_edges_the_authorization_rules_allow(stack, gateway_account, request):
+    run = request.getfixturevalue(stack)
+    ingress, egress = network_edges(run, gateway_account)
+    authorized = {(caller.rsplit("/sa/", 1)[1], callee) for caller, callee in allowed_edges(run)}
+    assert {(account, app) for account, app, _ in ingress} == authorized
+    # Each caller's own egress rules open the same edges (the gateway's namespace is the charts', not the stack's).
+    assert egress == {edge for edge in ingress if edge[0] != gateway_account}
+    ports = {name: spec.port for name, spec in CATALOGUE.items()}
+    assert all(port == ports.get(app, 27017) for _, app, port in ingress), "a rule opens a port other than the callee's"
+
+
+def test_everything_else_is_denied_and_only_dns_istiod_and_scraping_are_open_namespace_wide(prod, current):
+    for run in (prod, current):
+        shared = {p.k8s_name: p.inputs["spec"] for p in run.of_type("NetworkPolicy") if p.inputs["spec"]["podSelector"] == {}}
+        assert shared["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+        assert {port["port"] for port in shared["allow-dns"]["egress"][0]["ports"]} == {53}
+        istio = shared["allow-istio"]
+        assert [port["port"] for port in istio["egress"][0]["ports"]][0] == 15012
+        assert [port["port"] for port in istio["ingress"][0]["ports"]] == [15020, 15090]
+        assert istio["egress"][0]["to"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "istio-system"}}}]
+    (istio_namespace,) = [n for n in prod.of_type("Namespace") if n.k8s_name == "istio-system"]
+    assert istio_namespace.metadata["labels"]["kubernetes.io/metadata.name"] == "istio-system"  # not automatic on 1.18
+
+
+def test_only_pods_that_call_a_host_outside_the_cluster_may_leave_it_and_only_on_its_port():
+    run = run_stack("prod", {"services.hotel.versions.v3": {"tier": "cloud"}, "services.hotel.weights": {"v1": 80, "v2": 10, "v3": 10},
+                             "cloudDatabase.host": "db.example.com"},
+                    secrets={"cloudDatabaseUrl": "mongodb://user:pw@db.example.com:27017/beetravels?tls=true"})
+    assert run.error is None, run.error
+    outside = {p.k8s_name: [port["port"] for rule in p.inputs["spec"]["egress"] if any("ipBlock" in peer for peer in rule.get("to", []))
+                            for port in rule["ports"]]
+               for p in run.of_type("NetworkPolicy") if p.inputs["spec"].get("egress")}
+    entries = {e.inputs["spec"]["hosts"][0]: [port["number"] for port in e.inputs["spec"]["ports"]] for e in run.of_type("ServiceEntry")}
+    assert {name: ports for name, ports in outside.items() if ports} == {
+        "hotel-cloud-egress": entries["db.example.com"],
+        # The currency service's exchange-rates API, its one host outside the cluster.
+        "currencyexchange-egress": [port for host, ports in entries.items() if host != "db.example.com" for port in ports]}
+
+
+@pytest.mark.parametrize(("tracing", "ports"), [(True, [15012, 9411]), (False, [15012])])
+def test_tracing_opens_the_collector_port_in_istios_namespace(tracing, ports):
+    run = run_stack("dev", {"observability.tracing.enabled": tracing})
+    (istio,) = [p for p in run.of_type("NetworkPolicy") if p.k8s_name == "allow-istio"]
+    assert [port["port"] for port in istio.inputs["spec"]["egress"][0]["ports"]] == ports
+
+
+def test_network_policies_can_be_left_to_the_mesh():
+    run = run_stack("dev", {"security.networkPolicies": False})
+    assert run.error is None and run.of_type("NetworkPolicy") == []

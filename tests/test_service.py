@@ -33,7 +33,8 @@ def test_every_resource_of_an_existing_stack_keeps_its_urn_or_an_alias_to_it(sta
 def test_each_service_owns_what_exists_because_of_it(dev):
     hotel = dev.within("MeshService", "hotel")
     kinds = sorted({r.kind for r in hotel.resources if r.custom})
-    assert kinds == ["AuthorizationPolicy", "Deployment", "DestinationRule", "Service", "ServiceAccount", "Sidecar", "VirtualService"]
+    assert kinds == ["AuthorizationPolicy", "Deployment", "DestinationRule", "NetworkPolicy", "Service", "ServiceAccount",
+                     "Sidecar", "VirtualService"]
     assert {r.k8s_name for r in hotel.of_type("Deployment")} == {"hotel-v1", "hotel-v2"}
     assert {r.k8s_name for r in hotel.of_type("ServiceAccount")} == {"hotel", "hotel-mongodb"}
     names = {r.k8s_name for r in hotel.resources if r.custom}

@@ -189,3 +189,28 @@ def test_a_new_version_is_a_change_of_stack_data_only():
     assert deployment.inputs["spec"]["replicas"] == 2
     assert env_of(deployment)["SERVICE"]["value"] == "car-rental-v3"
     assert isinstance(run.outputs["mongoConnectionUrl"], Secret)
+
+
+def _pod_templates(run):
+    return {f"{w.kind} {w.k8s_name}": w.inputs["spec"]["template"] for w in run.of_type("Deployment", "StatefulSet", "Job")}
+
+
+@pytest.mark.parametrize(("stack", "annotation", "field"), [("dev", True, False), ("prod", True, False), ("current", False, True)])
+def test_every_pod_runs_under_the_runtimes_default_seccomp_profile(stack, annotation, field, request):
+    """Kubernetes 1.18 (dev, prod) knows only the pod annotation; 1.19+ (current Istio on 1.33) the field."""
+    templates = _pod_templates(request.getfixturevalue(stack))
+    assert len(templates) >= 10
+    for name, template in templates.items():
+        annotations = template["metadata"].get("annotations") or {}
+        assert (annotations.get("seccomp.security.alpha.kubernetes.io/pod") == "runtime/default") == annotation, name
+        profile = (template["spec"].get("securityContext") or {}).get("seccompProfile")
+        assert (profile == {"type": "RuntimeDefault"}) == field, name
+
+
+@pytest.mark.parametrize(("stack", "sidecar_uses_token"), [("dev", True), ("prod", False), ("current", False)])
+def test_pods_mount_an_api_token_only_where_the_sidecar_authenticates_with_it(stack, sidecar_uses_token, request):
+    # dev: Istio 1.6 with first-party-jwt, whose sidecar proves itself with the pod's own token; prod's third-party
+    # JWT and current Istio's come in a projected istio-token volume. The add-ons run without a sidecar.
+    for name, template in _pod_templates(request.getfixturevalue(stack)).items():
+        in_mesh = not (template["metadata"].get("annotations") or {}).get("sidecar.istio.io/inject") == "false"
+        assert template["spec"]["automountServiceAccountToken"] is (sidecar_uses_token and in_mesh), name

@@ -91,7 +91,8 @@ def test_the_pack_entry_point_registers_every_rule_as_mandatory(monkeypatch):
     assert captured["enforcement_level"] == pulumi_policy.EnforcementLevel.MANDATORY
     assert sorted(p.name for p in captured["policies"]) == sorted([
         "prod-strict-mtls", "virtualservice-weights-sum-100", "container-requests-and-limits", "pinned-images",
-        "no-privileged-or-root", "data-protected-in-prod", "no-loadbalancer-except-gateway", "secrets-from-pulumi-secrets"])
+        "no-privileged-or-root", "data-protected-in-prod", "no-loadbalancer-except-gateway", "secrets-from-pulumi-secrets",
+        "runtime-default-seccomp", "no-unneeded-api-token"])
 
 
 def test_pack_manifest_names_python_runtime_and_its_requirements():
@@ -319,3 +320,44 @@ def test_the_gateway_chart_is_recognised_however_helm_is_given_it(chart):
     assert policies_hit(evaluate(gateway)) == set()
     other = changed(run, kind("Release", "istio-ingress-gateway"), lambda r: r.inputs.update(chart="/charts/gatekeeper-1.30.3.tgz"))
     assert policies_hit(evaluate(other)) == {"no-loadbalancer-except-gateway"}
+
+
+# ---- seccomp and API tokens ------------------------------------------------------------------------
+
+def _template(resource: Registered) -> dict:
+    return resource.inputs["spec"]["template"]
+
+
+def test_a_pod_without_a_seccomp_profile_is_rejected_on_either_kubernetes(dev, current):
+    # Kubernetes 1.18 (dev) has only the pod annotation; 1.33 (current Istio) the securityContext field.
+    without_annotation = changed(dev, kind("Deployment", "hotel-v1"), lambda r: _template(r)["metadata"].pop("annotations"))
+    without_field = changed(current, kind("Deployment", "hotel-v1"),
+                            lambda r: _template(r)["spec"]["securityContext"].pop("seccompProfile"))
+    for resources in (without_annotation, without_field):
+        violations = evaluate(resources)
+        assert policies_hit(violations) == {"runtime-default-seccomp"}
+        assert "hotel-v1" in violations[0][1] and "RuntimeDefault" in violations[0][1]
+
+
+def test_a_container_level_profile_on_every_container_satisfies_seccomp(current):
+    def per_container(resource: Registered) -> None:
+        spec = _template(resource)["spec"]
+        spec["securityContext"].pop("seccompProfile")
+        for container in spec["containers"]:
+            container["securityContext"]["seccompProfile"] = {"type": "RuntimeDefault"}
+    assert evaluate(changed(current, kind("Deployment", "hotel-v1"), per_container)) == []
+
+
+def test_a_pod_mounting_an_api_token_nothing_uses_is_rejected(prod):
+    mounted = changed(prod, kind("Deployment", "hotel-v1"), lambda r: _template(r)["spec"].update(automountServiceAccountToken=True))
+    violations = evaluate(mounted)
+    assert policies_hit(violations) == {"no-unneeded-api-token"} and "hotel-v1" in violations[0][1]
+    defaulted = changed(prod, kind("Job"), lambda r: _template(r)["spec"].pop("automountServiceAccountToken"))
+    assert policies_hit(evaluate(defaulted)) == {"no-unneeded-api-token"}
+
+
+def test_under_first_party_jwt_the_token_is_mounted_on_purpose_and_must_say_so(dev):
+    # dev runs Istio 1.6 with first-party-jwt: its sidecars authenticate with the pod's token.
+    assert all(_template(d)["spec"]["automountServiceAccountToken"] is True for d in dev.within("MeshService").of_type("Deployment"))
+    implicit = changed(dev, kind("Deployment", "hotel-v1"), lambda r: _template(r)["spec"].pop("automountServiceAccountToken"))
+    assert policies_hit(evaluate(implicit)) == {"no-unneeded-api-token"}
