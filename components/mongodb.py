@@ -443,11 +443,16 @@ class MongoDB(pulumi.ComponentResource):
                 k8s.core.v1.EnvVarArgs(name=CONNECTION_KEY, value_from=k8s.core.v1.EnvVarSourceArgs(
                     secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
                         name=connection_secret.metadata.apply(lambda meta: meta["name"]), key=CONNECTION_KEY))),
+                # The image's root is read-only: no bytecode files, and anything else temporary goes to /tmp.
+                k8s.core.v1.EnvVarArgs(name="PYTHONDONTWRITEBYTECODE", value="1"),
+                k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp"),
             ],
             resources=JOB_RESOURCES,
             security_context=k8s.core.v1.SecurityContextArgs(
-                run_as_non_root=True, run_as_user=1000, allow_privilege_escalation=False,
+                run_as_non_root=True, run_as_user=1000, allow_privilege_escalation=False, read_only_root_filesystem=True,
                 capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"])),
+            volume_mounts=[k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")],
         )
         return self._job(f"{name}-seed-{service}", f"seed-{service}", labels, container,
+                         volumes=[k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="64Mi"))],
                          depends_on=[database_up, connection_secret])

@@ -128,6 +128,13 @@ GRAFANA_ADMIN_SECRET = "grafana-admin"
 # current Istio prefers the label: both are set wherever a chart takes them.
 NO_SIDECAR = {"sidecar.istio.io/inject": "false"}
 ADDON_RESOURCES = resources("100m", "256Mi", "1000m", "1Gi")
+# The small helpers the charts run beside their servers (Prometheus' config reloader, Grafana's dashboard download).
+HELPER_RESOURCES = resources("10m", "32Mi", "100m", "64Mi")
+# Without a volume, Prometheus keeps its data on an emptyDir: capped, so a busy mesh cannot fill the node's disk
+# (past it the kubelet evicts the pod, which loses only what it would lose on any restart).
+PROMETHEUS_SCRATCH_LIMIT = "4Gi"
+CONFINED_CONTAINER = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                      "capabilities": {"drop": ["ALL"]}}
 
 
 class DashboardsMissingError(pulumi.RunError):
@@ -249,6 +256,8 @@ def prometheus_values(args: ObservabilityArgs) -> dict[str, Any]:
         "prometheus-pushgateway": {"enabled": False},
         "kube-state-metrics": {"enabled": False},
         "prometheus-node-exporter": {"enabled": False},
+        "configmapReload": {"prometheus": {"resources": _resources(HELPER_RESOURCES),
+                                           "containerSecurityContext": CONFINED_CONTAINER}},
         "server": {
             "fullnameOverride": "prometheus",
             "podLabels": NO_SIDECAR,
@@ -256,6 +265,7 @@ def prometheus_values(args: ObservabilityArgs) -> dict[str, Any]:
             "service": {"type": "ClusterIP", "servicePort": PROMETHEUS_PORT},
             "retention": settings.retention,
             "persistentVolume": {"enabled": True, "size": settings.storage_size} if settings.storage_size else {"enabled": False},
+            "emptyDir": {"sizeLimit": PROMETHEUS_SCRATCH_LIMIT},
             "resources": _resources(ADDON_RESOURCES),
             "global": {"scrape_interval": "15s", "evaluation_interval": "15s"},
         },
@@ -304,6 +314,8 @@ def grafana_values(args: ObservabilityArgs, dashboard_maps: dict[str, str]) -> d
     }
     if fetched:
         values["dashboards"] = {"istio": {name: fetched_dashboard(args.istio_version, file) for name, file in fetched.items()}}
+        # The chart's own security context for the download (no escalation, no capabilities, RuntimeDefault) stays.
+        values["downloadDashboards"] = {"resources": _resources(HELPER_RESOURCES)}
     return values
 
 

@@ -303,3 +303,13 @@ def test_the_replica_set_job_reruns_when_the_member_count_changes():
     assert env[0]["MEMBERS_SCRIPT"] != env[1]["MEMBERS_SCRIPT"]
     (command,) = [c["command"][-1] for c in five.named("Job", "mongodb-replica-set-init").inputs["spec"]["template"]["spec"]["containers"]]
     assert '--host "$primary"' in command and "$MEMBERS_SCRIPT" in command and "pipefail" in command
+
+
+def test_every_container_of_the_data_tier_has_a_read_only_root(prod, current):
+    for run in (prod, current):
+        for workload in run.within("MongoDB").of_type("StatefulSet", "Job"):
+            spec = workload.inputs["spec"]["template"]["spec"]
+            for container in [*spec.get("initContainers", []), *spec["containers"]]:
+                assert container["securityContext"]["readOnlyRootFilesystem"] is True, (workload.k8s_name, container["name"])
+                writable = {m["mountPath"] for m in container.get("volumeMounts", [])}
+                assert "/tmp" in writable or container["name"] == "keyfile", (workload.k8s_name, container["name"])

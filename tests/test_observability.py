@@ -341,3 +341,21 @@ def test_the_signals_compute_what_they_say_under_prometheus(tmp_path):
               expect(p95_latency_ms(scope, "5m"), 95, 955)]
     (tmp_path / "signals.yml").write_text(yaml.safe_dump({"tests": [{"interval": "1m", "input_series": series, "promql_expr_test": checks}]}))
     _promtool("test", "rules", "signals.yml", cwd=tmp_path)
+
+
+def test_the_charts_helper_containers_get_requests_limits_and_no_privileges(dev, current):
+    # prometheus 19.6.1 / 27.20.0: configmapReload.prometheus.{resources,containerSecurityContext} default to {};
+    # grafana 9.2.2: downloadDashboards.resources defaults to {} (it downloads only on current Istio).
+    for run in (dev, current):
+        reload = release(run, "prometheus")["values"]["configmapReload"]["prometheus"]
+        assert set(reload["resources"]) == {"requests", "limits"}
+        assert reload["containerSecurityContext"]["allowPrivilegeEscalation"] is False
+        assert reload["containerSecurityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert set(release(current, "grafana")["values"]["downloadDashboards"]["resources"]) == {"requests", "limits"}
+
+
+def test_prometheus_without_a_volume_cannot_fill_the_nodes_disk():
+    run = run_stack("dev", {"observability.prometheus": True, "observability.storageSize": None})
+    assert run.error is None, run.error
+    server = release(run, "prometheus")["values"]["server"]
+    assert server["persistentVolume"] == {"enabled": False} and server["emptyDir"]["sizeLimit"].endswith("Gi")
