@@ -228,6 +228,8 @@ class MeshService(pulumi.ComponentResource):
         network_policy(f"{self._name}-ingress-network", f"{self._name}-ingress", args.namespace_name,
                        ingress_network_policy_spec(self._name, self._spec.port, callers), opts)
         for tier, destinations in egress.items():
+            if not destinations:
+                continue  # it calls nothing: the namespace's deny-by-default and DNS/istiod rules are all it gets
             account = self.accounts[tier]
             network_policy(f"{account}-egress-network", f"{account}-egress", args.namespace_name,
                            egress_network_policy_spec(identity_labels(self._name, tier), destinations), opts)

@@ -283,3 +283,10 @@ def test_tracing_opens_the_collector_port_in_istios_namespace(tracing, ports):
 def test_network_policies_can_be_left_to_the_mesh():
     run = run_stack("dev", {"security.networkPolicies": False})
     assert run.error is None and run.of_type("NetworkPolicy") == []
+
+
+def test_no_network_policy_declares_an_empty_rule_list(any_stack):
+    # The API server drops an empty `egress: []`, so the live object would never match what was declared; an identity
+    # that calls nothing gets no egress policy of its own (the namespace's deny-by-default covers it).
+    for policy in any_stack.of_type("NetworkPolicy"):
+        assert all(policy.inputs["spec"].get(key) != [] for key in ("ingress", "egress")), policy.k8s_name

@@ -24,7 +24,10 @@ OLD_CODE = "f9c170a6fc9d1c80bb3dd24b65c18d0ea733bbd7"
 STACK = "upgraded"
 # Replaced by today's code on purpose: the replica-set Job's script now also reconciles the members (its pod
 # template is immutable, so a new script is a new Job, which runs again and changes nothing on a settled set).
-REPLACED_ON_PURPOSE = {("kubernetes:batch/v1:Job", "mongodb-replica-set-init")}
+REPLACED_ON_PURPOSE = {("kubernetes:batch/v1:Job", "mongodb-replica-set-init"),
+                       # The seeding Jobs now run on a read-only root: replaced, they run again, and the seeder drops
+                       # and re-inserts the bundled catalogue, as it does on every change of the seed image.
+                       *(("kubernetes:batch/v1:Job", f"mongodb-seed-{service}") for service in ("carrental", "destination", "hotel"))}
 COMPONENT_TYPES = ("beetravels:",)  # our ComponentResources: logical groupings, nothing on the server
 # Kinds today's code adds that the old code had none of: the NetworkPolicy layer.
 ADDED_SINCE = {"kubernetes:networking.k8s.io/v1:NetworkPolicy"}
