@@ -48,12 +48,12 @@ def metadata(name: str, namespace: str | None = None, labels: dict[str, str] | N
 
 
 def istio_resource(resource_name: str, kind: str, name: str, namespace: str, spec: dict[str, Any],
-                   opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
+                   opts: pulumi.ResourceOptions, annotations: dict[str, str] | None = None) -> k8s.apiextensions.CustomResource:
     return k8s.apiextensions.CustomResource(
         resource_name,
         api_version=ISTIO_API_VERSIONS[kind],
         kind=kind,
-        metadata=metadata(name, namespace),
+        metadata=metadata(name, namespace, annotations=annotations),
         spec=spec,
         opts=opts,
     )

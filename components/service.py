@@ -29,7 +29,7 @@ from components.security import (
     ingress_network_policy_spec,
     network_policy,
 )
-from components.traffic import GATEWAY_NAME, destination_rule_spec, virtual_service_spec
+from components.traffic import GATEWAY_NAME, MIRROR_WRITES_ACCEPTED, destination_rule_spec, virtual_service_spec
 from config.settings import GatewaySettings, ImageSettings, Resilience, ServiceSettings
 
 # The provider's server-side apply then forces the fields it declares, taking them back from another manager (the
@@ -204,7 +204,8 @@ class MeshService(pulumi.ComponentResource):
         """The versions the VirtualService sends traffic to: weighted above zero, or the target of a match route."""
         settings = self._args.settings
         weighted = [version for version, weight in settings.effective_weights().items() if weight > 0]
-        return list(dict.fromkeys([*weighted, *(route.version for route in settings.match_routes)]))
+        mirrored = [settings.mirror.version] if settings.mirror else []
+        return list(dict.fromkeys([*weighted, *(route.version for route in settings.match_routes), *mirrored]))
 
     def _routes(self) -> None:
         # Subset first, then the route, and the route only once the versions it sends traffic to are ready:
@@ -215,9 +216,11 @@ class MeshService(pulumi.ComponentResource):
                                  destination_rule_spec(name, args.settings, args.resilience, args.mtls, ns), self._opts("traffic"))
         ready = [self.deployments[version] for version in self.routed_versions()]
         gateway_ref = f"{ns}/{GATEWAY_NAME}"
+        mirror = args.settings.mirror
         istio_resource(f"traffic-{name}-virtual-service", "VirtualService", name, ns,
                        virtual_service_spec(name, args.settings, args.resilience, ns, args.gateway, gateway_ref),
-                       self._opts("traffic", subsets, *ready))
+                       self._opts("traffic", subsets, *ready),
+                       annotations={MIRROR_WRITES_ACCEPTED: "true"} if mirror and mirror.safe_to_mirror else None)
 
     # ---- security ------------------------------------------------------------------------------
 

@@ -11,8 +11,11 @@ import pulumi
 from builders.catalogue import CATALOGUE, ExternalHost
 from builders.kube import istio_resource
 from config.settings import CloudDatabaseSettings, Fault, GatewaySettings, MatchRoute, Resilience, ServiceSettings
+from config.units import parse_duration
 
 GATEWAY_NAME = "bee-travels-gateway"
+# On a VirtualService that mirrors to a version keeping data (mongodb, cloud): the stack file said it is safe.
+MIRROR_WRITES_ACCEPTED = "bee-travels.io/mirror-writes-accepted"
 
 
 @dataclass(frozen=True)
@@ -84,8 +87,32 @@ def _fault(fault: Fault) -> dict[str, Any]:
     return spec
 
 
+def _sticky_route(service: str, settings: ServiceSettings, namespace: str) -> dict[str, Any] | None:
+    sticky = settings.sticky
+    if sticky is None:
+        return None
+    cookie = MatchRoute(version=sticky.version, cookie=sticky.cookie, value=sticky.version)
+    return {"name": f"sticky-{sticky.version}", "match": [_match(cookie)],
+            "route": [{"destination": _destination(service, sticky.version, namespace)}]}
+
+
+def _sticky_cookie(settings: ServiceSettings) -> dict[str, Any]:
+    """Set on the canary's answers in the weighted split: the browser sends it back, and the sticky route matches it."""
+    sticky = settings.sticky
+    cookie = f"{sticky.cookie}={sticky.version}; Max-Age={int(parse_duration(sticky.lifetime))}; Path=/; HttpOnly; SameSite=Lax"
+    return {"response": {"add": {"set-cookie": cookie}}}
+
+
+def _mirror(service: str, settings: ServiceSettings, namespace: str) -> dict[str, Any]:
+    mirror = settings.mirror
+    if mirror is None:
+        return {}
+    return {"mirror": {"host": host(service, namespace), "subset": mirror.version, "port": {"number": 80}},
+            "mirrorPercentage": {"value": mirror.percent}}
+
+
 def http_routes(service: str, settings: ServiceSettings, resilience: Resilience, namespace: str) -> list[dict[str, Any]]:
-    """Header/cookie routes first (first match wins), then the weighted split from the stack file."""
+    """Header/cookie routes first (first match wins), then the sticky canary's cookie, then the weighted split."""
     common: dict[str, Any] = {"timeout": resilience.timeout}
     retries = resilience.retries
     common["retries"] = ({"attempts": retries.attempts, "perTryTimeout": retries.per_try_timeout, "retryOn": retries.retry_on}
@@ -97,11 +124,19 @@ def http_routes(service: str, settings: ServiceSettings, resilience: Resilience,
          "route": [{"destination": _destination(service, route.version, namespace)}], **common}
         for route in settings.match_routes
     ]
+    sticky = _sticky_route(service, settings, namespace)
+    if sticky is not None:
+        routes.append({**sticky, **common})
     weights = settings.effective_weights()
     weighted = [{"destination": _destination(service, version, namespace), "weight": weight} for version, weight in weights.items()]
+    if settings.sticky is not None:
+        for leg in weighted:
+            if leg["destination"]["subset"] == settings.sticky.version:
+                leg["headers"] = _sticky_cookie(settings)
     if len(weighted) == 1:
         weighted[0].pop("weight")  # a single destination takes all traffic; Istio reads no weight as 100
-    routes.append({"name": "weighted", "route": weighted, **common})
+    # The mirror copies only the weighted split: requests a match route sends on purpose stay where they were sent.
+    routes.append({"name": "weighted", "route": weighted, **common, **_mirror(service, settings, namespace)})
     return routes
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from builders.catalogue import CATALOGUE
@@ -91,11 +92,49 @@ def _callees_deployed(settings, _secrets):
                 yield Problem(f"services.{callee}", f"{name} calls {callee}, which this stack does not deploy; add services.{callee}")
 
 
+def _not_deployed(service: ServiceSettings) -> str:
+    return f"which this stack does not deploy (deployed: {', '.join(service.versions)})"
+
+
 def _match_routes(settings, _secrets):
+    today = datetime.now(UTC).date()
     for name, service in _catalogued(settings):
         for index, route in enumerate(service.match_routes):
             if route.version not in service.versions:
-                yield Problem(f"services.{name}.matchRoutes[{index}].version", f"routes to {route.version}, which this stack does not deploy (deployed: {', '.join(service.versions)})")
+                yield Problem(f"services.{name}.matchRoutes[{index}].version", f"routes to {route.version}, {_not_deployed(service)}")
+            if route.expires and date.fromisoformat(route.expires) < today:
+                yield Problem(f"services.{name}.matchRoutes[{index}].expires", f"{route.expires} has passed (today is {today.isoformat()}, UTC): remove this {route.header or route.cookie} route or move its date")
+
+
+WRITING_TIERS = ("mongodb", "cloud")
+
+
+def _mirrors(settings, _secrets):
+    for name, service in _catalogued(settings):
+        mirror, path = service.mirror, f"services.{name}.mirror"
+        if mirror is None:
+            continue
+        if mirror.version not in service.versions:
+            yield Problem(f"{path}.version", f"mirrors to {mirror.version}, {_not_deployed(service)}")
+            continue
+        if service.effective_weights().get(mirror.version) == 100:
+            yield Problem(f"{path}.version", f"{mirror.version} already takes all of {name}'s traffic; mirror to a version that takes less, or remove the mirror")
+        tier = service.versions[mirror.version].tier
+        if tier in WRITING_TIERS and not mirror.safe_to_mirror:
+            yield Problem(f"{path}.safeToMirror", f"{mirror.version} keeps its data on the {tier} tier, so every mirrored request it handles would write a second time; mirror a json-tier version, or set safeToMirror: true if {mirror.version} writes nothing on the requests it gets")
+
+
+def _sticky_canaries(settings, _secrets):
+    for name, service in _catalogued(settings):
+        sticky, path = service.sticky, f"services.{name}.sticky"
+        if sticky is None:
+            continue
+        if sticky.version not in service.versions:
+            yield Problem(f"{path}.version", f"keeps users on {sticky.version}, {_not_deployed(service)}")
+        elif not service.effective_weights().get(sticky.version):
+            yield Problem(f"{path}.version", f"{sticky.version} gets no share of the weighted split, so no one is ever given the cookie; give it a weight above 0 or remove sticky")
+        if any(route.cookie == sticky.cookie for route in service.match_routes):
+            yield Problem(f"{path}.cookie", f"cookie {sticky.cookie} is also a match route's cookie; give the sticky canary a cookie of its own")
 
 
 # ---- data tiers --------------------------------------------------------------------------------
@@ -256,7 +295,7 @@ def _observability(settings, _secrets):
 
 
 RULES: tuple[Rule, ...] = (
-    _known_services, _version_names, _tiers_supported, _weights, _match_routes, _callees_deployed,
+    _known_services, _version_names, _tiers_supported, _weights, _match_routes, _mirrors, _sticky_canaries, _callees_deployed,
     _mongodb_enabled, _mongodb_members, _cloud_database,
     _replicas, _production_security, _identities_for_authorization, _gateway_tls, _faults, _retry_budget,
     _istio_kubernetes, _node_ports, _image_tags, _observability,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -278,6 +279,15 @@ class Fault(Section):
         return self
 
 
+def _iso_date(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a date; write it as YYYY-MM-DD") from None
+    return value
+
+
 class MatchRoute(Section):
     """Requests carrying a header (or cookie) value go to one version, ahead of the weighted split."""
 
@@ -285,6 +295,7 @@ class MatchRoute(Section):
     header: str | None = None
     cookie: str | None = None
     value: str
+    expires: Annotated[str | None, AfterValidator(_iso_date)] = Field(None, description="YYYY-MM-DD (UTC) after which the stack is refused until this route is removed or its date moved: test routes do not outlive their test.")
 
     @model_validator(mode="after")
     def _one_key(self) -> MatchRoute:
@@ -292,6 +303,28 @@ class MatchRoute(Section):
             raise ValueError("give exactly one of header or cookie")
         if self.header is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", self.header):
             raise ValueError(f"header {self.header!r}: Istio matches lower-case header names of letters, digits and '-'")
+        return self
+
+
+class Mirror(Section):
+    """A copy of a share of the live traffic goes to a version as well; its answers are dropped."""
+
+    version: str
+    percent: Annotated[float, Field(gt=0, le=100)] = 100.0
+    safe_to_mirror: bool = Field(False, description="The version writes nothing a copied request could harm (mongodb- and cloud-tier versions are refused otherwise: each mirrored request would write a second time).")
+
+
+class Sticky(Section):
+    """Whoever the weighted split sends to the canary keeps getting it, through a cookie set on its answers."""
+
+    version: str
+    cookie: str = "bee-canary"
+    lifetime: Duration = Field("1h", description="How long the browser keeps the cookie (Max-Age).")
+
+    @model_validator(mode="after")
+    def _cookie_name(self) -> Sticky:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", self.cookie):
+            raise ValueError(f"cookie {self.cookie!r}: use letters, digits, '_' and '-'")
         return self
 
 
@@ -304,6 +337,8 @@ class ServiceSettings(Section):
     versions: dict[str, VersionSettings] = Field(min_length=1)
     weights: dict[str, Weight] = Field(default_factory=dict, description="Percent of traffic per version; must add up to 100.")
     match_routes: list[MatchRoute] = Field(default_factory=list)
+    mirror: Mirror | None = Field(None, description="Copy a share of this service's live traffic to one more version (answers dropped).")
+    sticky: Sticky | None = Field(None, description="Keep whoever got the canary on it, by a cookie on its answers and a route on that cookie.")
     replicas: StrictInt = Field(1, ge=1)
     resources: Resources = resources("100m", "128Mi", "500m", "256Mi")
     autoscaling: Autoscaling = Autoscaling()

@@ -342,6 +342,42 @@ def validate_api_tokens(args: StackValidationArgs, report_violation: ReportViola
                          + ".", resource.urn)
 
 
+# ---- rule: no mirrored traffic into versions that write data --------------------------------------
+
+TIER_LABEL = "data-tier"  # the stack's pod label for where a version keeps its data
+WRITING_TIERS = ("mongodb", "cloud")
+MIRROR_WRITES_ACCEPTED = "bee-travels.io/mirror-writes-accepted"
+
+
+def _mirrored_subsets(virtual_service: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    for route in dig(virtual_service, "spec", "http") or []:
+        mirror = route.get("mirror") or {}
+        if mirror.get("host") and mirror.get("subset"):
+            yield mirror["host"].split(".", 1)[0], mirror["subset"]
+
+
+def validate_mirrors(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    tiers: dict[tuple[str, str], str] = {}
+    for resource in args.resources:
+        if kind_of(resource.resource_type)[1] == "Deployment":
+            labels = dig(resource.props, "spec", "template", "metadata", "labels") or {}
+            if labels.get("app") and labels.get("version"):
+                tiers[(labels["app"], labels["version"])] = labels.get(TIER_LABEL, "")
+    for resource in args.resources:
+        if kind_of(resource.resource_type)[1] != "VirtualService":
+            continue
+        if dig(resource.props, "metadata", "annotations", MIRROR_WRITES_ACCEPTED) == "true":
+            continue
+        for service, subset in _mirrored_subsets(resource.props):
+            tier = tiers.get((service, subset), "")
+            if tier in WRITING_TIERS:
+                report_violation(f"VirtualService {object_name(resource.props, resource.name)} mirrors traffic to "
+                                 f"{service} {subset}, which keeps its data on the {tier} tier: every mirrored request "
+                                 "would write a second time. Mirror a version that writes nothing, or mark the "
+                                 f"VirtualService {MIRROR_WRITES_ACCEPTED}: \"true\" (safeToMirror in the stack file).",
+                                 resource.urn)
+
+
 # ---- rule: MongoDB (stateful data) protected in prod ----------------------------------------------
 
 def validate_data_protected(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
@@ -473,6 +509,11 @@ POLICIES = [
         description="Pods do not mount a ServiceAccount API token unless their sidecar authenticates with it "
                     "(Istio 1.6 with first-party-jwt), and then say so explicitly.",
         validate=validate_api_tokens,
+    ),
+    StackValidationPolicy(
+        name="no-mirrored-writes",
+        description="Traffic is mirrored only to versions that write no data, unless the stack says it is safe.",
+        validate=validate_mirrors,
     ),
     ResourceValidationPolicy(
         name="data-protected-in-prod",

@@ -166,3 +166,73 @@ def test_istio_resources_wait_for_the_crds_and_istiod(any_stack):
             assert any_stack.depends_on(resource, releases["istio-base"]), resource.name
             assert any_stack.depends_on(resource, releases["istiod"]), resource.name
             assert resource.manifest()["apiVersion"] in ("networking.istio.io/v1beta1",)
+
+
+# ---- mirroring, sticky canaries, expiring match routes ---------------------------------------------
+
+def _refused(run, key):
+    assert run.error is not None and run.resources == [], "the stack must be refused before anything is registered"
+    line = next((line for line in str(run.error).splitlines() if f"bee-travels-mesh:{key}:" in line), None)
+    assert line is not None, str(run.error)
+    return line
+
+
+def test_a_mirror_copies_a_share_of_the_weighted_split_to_a_version_that_writes_nothing():
+    run = run_stack("dev", {"services.currencyexchange.versions.v2": {"tier": "json"},
+                            "services.currencyexchange.weights": {"v1": 100, "v2": 0},
+                            "services.currencyexchange.mirror": {"version": "v2", "percent": 25}})
+    assert run.error is None, run.error
+    spec = virtual_service(run, "currencyexchange")
+    weighted = spec["http"][-1]
+    assert weighted["mirror"] == {"host": "currencyexchange.bee-travels.svc.cluster.local", "subset": "v2", "port": {"number": 80}}
+    assert weighted["mirrorPercentage"] == {"value": 25}
+    # The route waits for the mirrored version's pods too: a mirror to pods that do not exist yet would only fail.
+    assert run.depends_on(run.named("VirtualService", "currencyexchange"), run.named("Deployment", "currencyexchange-v2"))
+
+
+def test_mirroring_into_a_version_that_writes_data_is_refused_unless_marked_safe():
+    line = _refused(run_stack("dev", {"services.hotel.mirror": {"version": "v2"}}), "services.hotel.mirror.safeToMirror")
+    assert "mongodb tier" in line and "write a second time" in line
+    safe = run_stack("dev", {"services.hotel.mirror": {"version": "v2", "safeToMirror": True}})
+    assert safe.error is None, safe.error
+    assert safe.named("VirtualService", "hotel").metadata["annotations"] == {"bee-travels.io/mirror-writes-accepted": "true"}
+
+
+@pytest.mark.parametrize(("mirror", "key", "fragment"), [
+    ({"version": "v9"}, "services.hotel.mirror.version", "does not deploy"),
+    ({"version": "v1", "percent": 0}, "services.hotel.mirror.percent", "greater than 0"),
+])
+def test_a_mirror_to_nothing_is_refused(mirror, key, fragment):
+    assert fragment in _refused(run_stack("dev", {"services.hotel.mirror": mirror}), key)
+
+
+def test_a_sticky_canary_sets_its_cookie_on_the_canarys_answers_and_routes_on_it():
+    run = run_stack("dev", {"services.bee-ui.versions.v2": {"tier": "json"}, "services.bee-ui.weights": {"v1": 90, "v2": 10},
+                            "services.bee-ui.sticky": {"version": "v2", "lifetime": "2h"}})
+    assert run.error is None, run.error
+    http = virtual_service(run, "bee-ui")["http"]
+    sticky = next(route for route in http if route["name"] == "sticky-v2")
+    assert http.index(sticky) == len(http) - 2  # after the stack's own match routes, before the split
+    assert sticky["route"][0]["destination"]["subset"] == "v2"
+    import re
+    pattern = sticky["match"][0]["headers"]["cookie"]["regex"]
+    assert re.match(pattern, "theme=dark; bee-canary=v2") and not re.match(pattern, "bee-canary=v1")
+    legs = {leg["destination"]["subset"]: leg for leg in http[-1]["route"]}
+    assert legs["v2"]["headers"] == {"response": {"add": {"set-cookie": "bee-canary=v2; Max-Age=7200; Path=/; HttpOnly; SameSite=Lax"}}}
+    assert "headers" not in legs["v1"]
+
+
+def test_a_sticky_canary_that_no_one_can_reach_is_refused():
+    line = _refused(run_stack("dev", {"services.hotel.sticky": {"version": "v2"}, "services.hotel.weights": {"v1": 100, "v2": 0}}),
+                    "services.hotel.sticky.version")
+    assert "no share of the weighted split" in line
+
+
+def test_a_match_route_past_its_expiry_refuses_the_stack_until_removed_or_extended():
+    route = {"header": "x-bee-canary", "value": "true", "version": "v2"}
+    line = _refused(run_stack("dev", {"services.hotel.matchRoutes": [{**route, "expires": "2020-01-31"}]}),
+                    "services.hotel.matchRoutes[0].expires")
+    assert "2020-01-31 has passed" in line and "remove this x-bee-canary route or move its date" in line
+    assert run_stack("dev", {"services.hotel.matchRoutes": [{**route, "expires": "2999-12-31"}]}).error is None
+    assert "YYYY-MM-DD" in _refused(run_stack("dev", {"services.hotel.matchRoutes": [{**route, "expires": "next week"}]}),
+                                    "services.hotel.matchRoutes.0.expires")

@@ -50,6 +50,15 @@ def test_pull_requests_preview_dev_and_prod_with_the_policy_pack_and_comment():
     assert "make test" in [s.get("run") for s in preview["jobs"]["test"]["steps"]]
 
 
+def test_pull_requests_get_one_traffic_summary_from_the_base_and_head_renders():
+    runs = "\n".join(str(s.get("run", "")) for s in load("preview.yml")["jobs"]["test"]["steps"])
+    # The base is rendered by its own program, so the summary compares what each side would deploy.
+    assert "git worktree add ../base \"$BASE_SHA\"" in runs and "cd ../base && .venv/bin/python -m tools.render" in runs
+    assert ".venv/bin/python -m tools.traffic_diff rendered-base rendered" in runs
+    # One comment found by its marker and updated, never one per push (or someone else's edited).
+    assert "startswith(\\\"$marker\\\")" in runs and "-X PATCH" in runs
+
+
 def test_pulumi_version_in_ci_is_the_pinned_toolchains():
     pinned = re.search(r"^PULUMI_VERSION=(\S+)", (ROOT / "tools" / "toolchain" / "versions").read_text(), re.MULTILINE).group(1)
     action = next(s for s in load("pulumi-stack.yml")["jobs"]["pulumi"]["steps"] if "pulumi/actions" in s.get("uses", ""))

@@ -92,7 +92,7 @@ def test_the_pack_entry_point_registers_every_rule_as_mandatory(monkeypatch):
     assert sorted(p.name for p in captured["policies"]) == sorted([
         "prod-strict-mtls", "virtualservice-weights-sum-100", "container-requests-and-limits", "pinned-images",
         "no-privileged-or-root", "data-protected-in-prod", "no-loadbalancer-except-gateway", "secrets-from-pulumi-secrets",
-        "runtime-default-seccomp", "no-unneeded-api-token"])
+        "runtime-default-seccomp", "no-unneeded-api-token", "no-mirrored-writes"])
 
 
 def test_pack_manifest_names_python_runtime_and_its_requirements():
@@ -361,3 +361,25 @@ def test_under_first_party_jwt_the_token_is_mounted_on_purpose_and_must_say_so(d
     assert all(_template(d)["spec"]["automountServiceAccountToken"] is True for d in dev.within("MeshService").of_type("Deployment"))
     implicit = changed(dev, kind("Deployment", "hotel-v1"), lambda r: _template(r)["spec"].pop("automountServiceAccountToken"))
     assert policies_hit(evaluate(implicit)) == {"no-unneeded-api-token"}
+
+
+# ---- mirroring -------------------------------------------------------------------------------------
+
+def _mirror_to(run: StackRun, service: str, version: str) -> list[Registered]:
+    def add_mirror(resource: Registered) -> None:
+        weighted = next(route for route in resource.inputs["spec"]["http"] if route["name"] == "weighted")
+        weighted["mirror"] = {"host": f"{service}.bee-travels.svc.cluster.local", "subset": version}
+    return changed(run, kind("VirtualService", service), add_mirror)
+
+
+def test_mirroring_into_a_version_that_writes_data_is_rejected(dev):
+    violations = evaluate(_mirror_to(dev, "hotel", "v2"))  # dev's hotel v2 keeps its data in MongoDB
+    assert policies_hit(violations) == {"no-mirrored-writes"} and "mongodb tier" in violations[0][1]
+    assert evaluate(_mirror_to(dev, "hotel", "v1")) == []  # v1 reads bundled JSON
+
+
+def test_a_mirror_the_stack_file_marks_safe_passes(istio_chart_cache):
+    run = run_stack("dev", {"services.hotel.mirror": {"version": "v2", "percent": 10, "safeToMirror": True},
+                            "services.hotel.weights": {"v1": 100, "v2": 0}, "services.hotel.matchRoutes": []})
+    assert run.error is None, run.error
+    assert evaluate(run.resources) == []
