@@ -413,6 +413,8 @@ class CanarySettings(Section):
     max_latency_increase_percent: Annotated[float, Field(ge=0)] = Field(25.0, description="How much higher, in percent, the canary's p95 latency may be than the stable version's.")
     latency_tolerance_ms: Annotated[float, Field(ge=0)] = Field(10.0, description="A p95 this many milliseconds above stable's is never a regression, whatever the percentage (fast services sit in coarse histogram buckets).")
     prometheus_url: str = Field("http://localhost:9090", description="Prometheus the promotion reads (the README port-forwards it here); --prometheus overrides.")
+    min_step_duration: Duration = Field("0s", description="Least time a weight must have been live (since the commit that last changed it) before the promotion loop moves it again.")
+    auto_rollback: bool = Field(False, description="The promotion loop applies a rollback at once (only that service's route), then opens a pull request recording it.")
 
     @model_validator(mode="after")
     def _steps_climb_to_100(self) -> CanarySettings:

@@ -86,9 +86,22 @@ def test_e2e_runs_nightly_and_on_demand_on_a_cgroup_v1_runner_and_always_cleans_
     assert (delete["run"], delete["if"]) == ("make delete-cluster", "always()")
 
 
-@pytest.mark.parametrize("name, writes", [("preview.yml", {"pull-requests"}), ("deploy.yml", set()), ("e2e.yml", set())])
+def test_the_promotion_loop_runs_hourly_per_stack_with_history_and_its_secrets():
+    workflow = load("promote.yml")
+    assert workflow["on"]["schedule"] and "workflow_dispatch" in workflow["on"]
+    job = workflow["jobs"]["promote"]
+    assert job["strategy"]["matrix"]["stack"] == ["dev", "prod"]
+    checkout = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["fetch-depth"] == 0  # bake time comes from the history of the stack file
+    loop = next(s for s in job["steps"] if "tools.promotion_loop" in str(s.get("run", "")))
+    assert loop["env"]["CANARY_WEBHOOK_URL"] == "${{ secrets.CANARY_WEBHOOK_URL }}"
+    assert '--stack "${{ matrix.stack }}"' in loop["run"]
+
+
+@pytest.mark.parametrize("name, writes", [("preview.yml", {"pull-requests"}), ("deploy.yml", set()), ("e2e.yml", set()),
+                                          ("promote.yml", {"contents", "pull-requests"})])
 def test_workflows_grant_no_more_than_they_need(name, writes):
     permissions = load(name)["permissions"]
-    assert permissions.get("contents") == "read"
+    assert permissions.get("contents") == ("write" if "contents" in writes else "read")
     assert {scope for scope, level in permissions.items() if level == "write"} == writes
     assert "permissions" not in load("pulumi-stack.yml")  # the shared job inherits its caller's

@@ -525,9 +525,9 @@ def retirement_lines(settings: Settings, candidates: Candidates) -> list[str]:
 
 # ---- pulumi up through the Automation API ------------------------------------------------------
 
-def apply(stack: str, stack_file: Path) -> int | None:
-    """`pulumi up` with the policy pack, as scripts/up.sh runs it; an exit code if it failed."""
-    print(f"Applying: pulumi up --stack {stack} --policy-pack policy")
+def apply(stack: str, stack_file: Path, targets: Sequence[str] = ()) -> int | None:
+    """`pulumi up` with the policy pack, as scripts/up.sh runs it (only `targets`, when given); an exit code if it failed."""
+    print(f"Applying: pulumi up --stack {stack} --policy-pack policy" + "".join(f" --target {urn}" for urn in targets))
     # A stack file inside another project folder (a copy of the program) is run there; every command the Automation
     # API runs for the update then reads that stack file, its encryption salt included.
     project = stack_file.parent if (stack_file.parent / "Pulumi.yaml").is_file() else ROOT
@@ -535,7 +535,8 @@ def apply(stack: str, stack_file: Path) -> int | None:
     try:
         target = automation.select_stack(stack_name=stack, work_dir=str(project),
                                          opts=automation.LocalWorkspaceOptions(env_vars=_backend_defaults()))
-        target.up(on_output=print, policy_packs=[str(ROOT / "policy")], **({} if in_place else {"config_file": str(stack_file)}))
+        target.up(on_output=print, policy_packs=[str(ROOT / "policy")], **({"target": list(targets)} if targets else {}),
+                  **({} if in_place else {"config_file": str(stack_file)}))
     except Exception as error:  # the CLI's failures come in several types; each one leaves the edit in place
         print(f"error: pulumi up failed: {error}\nThe edit to {stack_file.name} stays; fix the cause and run "
               f"`make up STACK={stack}`, or revert the file.", file=sys.stderr)
@@ -570,28 +571,51 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def promote(args: argparse.Namespace, stack_file: Path) -> int:
+@dataclass(frozen=True)
+class Judgement:
+    """One service's canary judged: the decision, the report a person reads, and the stack file it leads to."""
+
+    settings: Settings
+    candidates: Candidates
+    decision: Decision
+    report: list[str]
+    changes: dict[str, int]
+    before: str
+    after: str  # equal to `before` unless the decision moves a weight
+
+
+def judge(stack: str, service: str, stack_file: Path, prometheus: str | None = None, canary: str | None = None,
+          stable: str | None = None, timeout: float = 10.0) -> Judgement:
     if not stack_file.is_file():
-        raise PromotionError(f"{stack_file} does not exist; create the stack with `pulumi stack init {args.stack}` or pass --stack-file")
+        raise PromotionError(f"{stack_file} does not exist; create the stack with `pulumi stack init {stack}` or pass --stack-file")
     before = _read(stack_file)
-    settings = load_stack_settings(args.stack, stack_file)
-    candidates = choose_candidates(settings, args.stack, args.service, args.canary, args.stable, stack_file.name)
-    level = settings.service_level_of(args.service)
-    bars, url = Bars.of(settings.canary, level), args.prometheus or settings.canary.prometheus_url
-    print(header(candidates, level.window, url))
+    settings = load_stack_settings(stack, stack_file)
+    candidates = choose_candidates(settings, stack, service, canary, stable, stack_file.name)
+    level = settings.service_level_of(service)
+    bars, url = Bars.of(settings.canary, level), prometheus or settings.canary.prometheus_url
+    report = [header(candidates, level.window, url)]
     decision = decide_before_measuring(candidates, settings.canary.steps)
     if decision is None:
-        canary, stable = read_figures(url, settings.app_namespace, candidates, level.window, args.timeout)
-        print("\n".join(figure_lines(canary, stable, bars)))
-        decision = decide(candidates, canary, stable, bars, settings.canary.steps)
-    print("\n".join(decision_lines(decision, candidates)))
+        measured_canary, measured_stable = read_figures(url, settings.app_namespace, candidates, level.window, timeout)
+        report += figure_lines(measured_canary, measured_stable, bars)
+        decision = decide(candidates, measured_canary, measured_stable, bars, settings.canary.steps)
+    report += decision_lines(decision, candidates)
     if decision.action is Action.COMPLETE or decision.weights.get(candidates.canary) == 100:
-        print("\n".join(retirement_lines(settings, candidates)))
+        report += retirement_lines(settings, candidates)
+    changes, after = {}, before
     if decision.action in (Action.ADVANCE, Action.ROLLBACK):
         changes = ordered_changes(decision, candidates)
-        after = edit_weights(before, args.service, changes)
-        check_edit(before, after, args.service, changes)
-        write_validated(args.stack, stack_file, before, after)
+        after = edit_weights(before, service, changes)
+        check_edit(before, after, service, changes)
+    return Judgement(settings, candidates, decision, report, changes, before, after)
+
+
+def promote(args: argparse.Namespace, stack_file: Path) -> int:
+    judged = judge(args.stack, args.service, stack_file, args.prometheus, args.canary, args.stable, args.timeout)
+    decision, candidates, changes = judged.decision, judged.candidates, judged.changes
+    print("\n".join(judged.report))
+    if changes:
+        write_validated(args.stack, stack_file, judged.before, judged.after)
         print(edit_line(stack_file, candidates, changes))
         if not args.apply:
             print("\n".join(next_step_lines(decision, args.stack)))
