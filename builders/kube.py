@@ -47,13 +47,19 @@ def metadata(name: str, namespace: str | None = None, labels: dict[str, str] | N
     )
 
 
+# The provider's server-side apply then forces the fields it declares, taking them back from another manager (a hand
+# edit with kubectl, or the autoscaler's count once autoscaling is off) instead of failing on the conflict: the
+# stack file is what runs, and drift is undone by the next update.
+TAKE_BACK_FIELDS = {"pulumi.com/patchForce": "true"}
+
+
 def istio_resource(resource_name: str, kind: str, name: str, namespace: str, spec: dict[str, Any],
                    opts: pulumi.ResourceOptions, annotations: dict[str, str] | None = None) -> k8s.apiextensions.CustomResource:
     return k8s.apiextensions.CustomResource(
         resource_name,
         api_version=ISTIO_API_VERSIONS[kind],
         kind=kind,
-        metadata=metadata(name, namespace, annotations=annotations),
+        metadata=metadata(name, namespace, annotations={**TAKE_BACK_FIELDS, **(annotations or {})}),
         spec=spec,
         opts=opts,
     )

@@ -10,7 +10,7 @@ import pulumi_kubernetes as k8s
 
 from builders.catalogue import CATALOGUE, ServiceSpec
 from builders.compat import KubernetesApis
-from builders.kube import istio_resource, metadata, moved_from
+from builders.kube import TAKE_BACK_FIELDS, istio_resource, metadata, moved_from
 from builders.workloads import (
     SERVICE_PORT,
     DataConnections,
@@ -31,10 +31,6 @@ from components.security import (
 )
 from components.traffic import GATEWAY_NAME, MIRROR_WRITES_ACCEPTED, destination_rule_spec, virtual_service_spec
 from config.settings import GatewaySettings, ImageSettings, Resilience, ServiceSettings
-
-# The provider's server-side apply then forces the fields it declares, taking them back from another manager (the
-# autoscaler's, once autoscaling is off) instead of failing on the conflict.
-TAKE_BACK_FIELDS = {"pulumi.com/patchForce": "true"}
 
 
 @dataclass(frozen=True)

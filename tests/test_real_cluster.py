@@ -328,6 +328,30 @@ def test_a_bad_edit_changes_nothing_on_the_server(stack):
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
 
 
+def _drift(workspace: Workspace, kubeconfig: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "tools.drift", "--stack", STACK,
+                           "--stack-file", str(_stack_file(workspace)), "--kubeconfig", str(kubeconfig)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_a_hand_edited_route_is_drift_that_the_nightly_checks_report_and_the_next_up_takes_back(stack):
+    workspace, kubeconfig, _ = stack
+    assert _drift(workspace, kubeconfig).returncode == 0
+    weights = _weights(kubeconfig, "carrental")
+    live = _live(kubeconfig, "virtualservices.networking.istio.io", "carrental", "bee-travels")["spec"]["http"]
+    index = next(i for i, route in enumerate(live) if route["name"] == "weighted")
+    _kubectl(kubeconfig, "patch", "virtualservices.networking.istio.io", "carrental", "-n", "bee-travels", "--type=json", "-p",
+             json.dumps([{"op": "replace", "path": f"/spec/http/{index}/route/{leg}/weight", "value": 50} for leg in (0, 1)]))
+    found = _drift(workspace, kubeconfig)
+    assert found.returncode == 1, found.stdout + found.stderr
+    assert "carrental route weighted: live v1 50%, v2 50%; stack file v1 90%, v2 10%" in found.stdout
+    refreshed = workspace.pulumi("preview", "--stack", STACK, "--refresh", "--expect-no-changes", check=False)
+    assert refreshed.returncode != 0, "a refreshed preview must see the hand edit"
+    # The hand edit made kubectl the weights' field manager; the update takes them back instead of a conflict.
+    _up(workspace)
+    assert _weights(kubeconfig, "carrental") == weights and _drift(workspace, kubeconfig).returncode == 0
+
+
 @pytest.mark.parametrize(("edits", "key", "fix"), [
     ({"istio.revision": "1-30"}, "istio.revision", "create a new stack"),
     ({"istio.version": "1.6.14", "kubernetesVersion": "1.18"}, "istio.version", "create a new stack"),

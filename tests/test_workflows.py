@@ -98,8 +98,18 @@ def test_the_promotion_loop_runs_hourly_per_stack_with_history_and_its_secrets()
     assert '--stack "${{ matrix.stack }}"' in loop["run"]
 
 
+def test_drift_is_checked_nightly_both_ways_and_each_check_fails_on_its_own():
+    job = load("drift.yml")["jobs"]["drift"]
+    assert "schedule" in load("drift.yml")["on"] and job["strategy"]["matrix"]["stack"] == ["dev", "prod"]
+    runs = {step.get("name"): step for step in job["steps"]}
+    preview = runs["A refreshed preview plans nothing"]["run"]
+    assert "--refresh" in preview and "--expect-no-changes" in preview and "--policy-pack policy" in preview
+    routes = runs["The live routes are the stack file's"]
+    assert "tools.drift" in routes["run"] and routes["if"] == "always()"
+
+
 @pytest.mark.parametrize("name, writes", [("preview.yml", {"pull-requests"}), ("deploy.yml", set()), ("e2e.yml", set()),
-                                          ("promote.yml", {"contents", "pull-requests"})])
+                                          ("promote.yml", {"contents", "pull-requests"}), ("drift.yml", set())])
 def test_workflows_grant_no_more_than_they_need(name, writes):
     permissions = load(name)["permissions"]
     assert permissions.get("contents") == ("write" if "contents" in writes else "read")
