@@ -1,4 +1,4 @@
-# Entry points named in README.md. `make up` deploys the dev stack; `make test` runs every check offline.
+# Entry points named in README.md. `make up` deploys the stack this machine can run (dev or dev-current); `make test` runs every check offline.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -7,13 +7,15 @@ STACK ?= dev
 ISTIO_VERSION ?= 1.6.14
 # The pinned toolchain's versions (CLI, providers, simulated cluster) live in one file.
 include tools/toolchain/versions
-KIND_VERSION := v0.14.0
+# One kind for both generations of node image (tools/up_plan.py pins the images and says why).
+KIND_VERSION := v0.29.0
 LEGACY_SCHEMAS := .cache/kubernetes-validate-legacy
 
-.PHONY: help venv schemas promtool toolchain sim-cluster-tools sim-cluster sim-cluster-stop test lint config-schema istio-charts policy-pack render bench up preview destroy delete-cluster deploy-deps e2e-checks promote
+.PHONY: help venv schemas promtool toolchain sim-cluster-tools sim-cluster sim-cluster-stop test lint config-schema istio-charts policy-pack render bench up down preview destroy delete-cluster deploy-deps e2e-checks promote
 
 help:
-	@echo "make up        set up and run 'pulumi up' on the $(STACK) stack (local state, kind cluster if no context)"
+	@echo "make up        set up and run 'pulumi up': with no context, a kind cluster and the stack it can run (dev on cgroup v1, dev-current otherwise)"
+	@echo "make down      destroy what 'make up' deployed, then delete the kind cluster if 'make up' created it"
 	@echo "make test      set up and run every check: unit, mock-engine and schema tests, then the real Pulumi CLI on every stack"
 	@echo "make toolchain build or find the pinned Pulumi CLI, language host and providers (prints the folder holding them)"
 	@echo "make sim-cluster / sim-cluster-stop  a local Kubernetes 1.33 API server with fake nodes (writes a kubeconfig)"
@@ -86,6 +88,11 @@ render: $(VENV)/.installed-runtime
 bench: venv schemas
 	$(BIN)/python -m bench.program_scaling --profile 200 --cold 5 --suite --setup --write docs/performance.md
 
+# The real CLI's preview and up of dev-shaped, 20- and 200-service stacks on fresh simulated clusters (own ports), next to kubectl's dry-run.
+.PHONY: bench-real
+bench-real: venv toolchain sim-cluster-tools policy-pack
+	$(BIN)/python -m bench.real_cluster --write docs/performance.md
+
 config-schema: venv
 	$(BIN)/python -m tools.config_schema
 
@@ -98,10 +105,14 @@ policy/venv/.installed: policy/requirements.txt
 	policy/venv/bin/pip install --quiet -r policy/requirements.txt
 	touch $@
 
-RUN_STACK_SCRIPT = STACK=$(STACK) PULUMI_VERSION=$(PULUMI_VERSION) KIND_VERSION=$(KIND_VERSION) ISTIO_VERSION=$(ISTIO_VERSION) scripts/up.sh
+# STACK_ORIGIN tells up.sh whether STACK was given or is only the default above ("file").
+RUN_STACK_SCRIPT = STACK=$(STACK) STACK_ORIGIN="$(origin STACK)" PULUMI_VERSION=$(PULUMI_VERSION) KIND_VERSION=$(KIND_VERSION) scripts/up.sh
 
 up: $(VENV)/.installed-runtime
 	$(RUN_STACK_SCRIPT) up
+
+down: $(VENV)/.installed-runtime
+	$(RUN_STACK_SCRIPT) down
 
 preview: $(VENV)/.installed-runtime
 	$(RUN_STACK_SCRIPT) preview
@@ -109,7 +120,7 @@ preview: $(VENV)/.installed-runtime
 destroy: $(VENV)/.installed-runtime
 	$(RUN_STACK_SCRIPT) destroy
 
-delete-cluster:
+delete-cluster: $(VENV)/.installed-runtime
 	$(RUN_STACK_SCRIPT) delete-cluster
 
 # What a CI job needs before `pulumi preview`/`up` through pulumi/actions: the program's venv, the pack's, the charts.

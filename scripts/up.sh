@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
 # Runs a Pulumi operation on a stack from a fresh machine: pinned Pulumi CLI, a Kubernetes context
 # (a local kind cluster when none is configured), the Istio charts, local file state and a passphrase.
-# Usage: scripts/up.sh up|preview|destroy|e2e|delete-cluster
-#   STACK, PULUMI_VERSION, KIND_VERSION, ISTIO_VERSION come from the Makefile; PULUMI_YES=1 answers "yes" (CI).
+# Usage: scripts/up.sh up|down|preview|destroy|e2e|delete-cluster
+#   STACK, PULUMI_VERSION, KIND_VERSION come from the Makefile; STACK_ORIGIN=file (make's $(origin STACK)) means
+#   STACK is only the Makefile's default, so `up` chooses the stack that fits this machine. PULUMI_YES=1 answers "yes" (CI).
+# Which stack, which cluster and the exact kind/pulumi commands are decided by tools/up_plan.py (tested there);
+# this script installs what they need, runs them, and records what `up` created so `down` removes just that.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 operation=${1:-up}
-STACK=${STACK:-dev}
 PULUMI_VERSION=${PULUMI_VERSION:?set by the Makefile}
-KIND_VERSION=${KIND_VERSION:?set by the Makefile}
-ISTIO_VERSION=${ISTIO_VERSION:-1.6.14}
 KIND_CLUSTER=${KIND_CLUSTER:-bee-travels}
-# Kubernetes 1.18 is the newest release Istio 1.6 supports; the digest is the one kind v0.14.0 published.
-KIND_NODE_IMAGE=${KIND_NODE_IMAGE:-kindest/node:v1.18.20@sha256:738cdc23ed4be6cc0b7ea277a2ebcc454c8373d7d8fb991a7fcdbd126188e6d7}
+requested_stack=${STACK:-}
+[ "${STACK_ORIGIN:-}" = "file" ] && requested_stack=""
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+plan() { "$PWD/.venv/bin/python" -m tools.up_plan "$@"; }
 
-export PATH="$HOME/.pulumi/bin:$HOME/.local/bin:$PATH"
+export PATH="$HOME/.pulumi/bin:$PATH"
+
+# What the plan assigns (tools/up_plan.py prints them as quoted shell assignments).
+stack="" istio_version="" context="" kind_version="" kind_cluster="" next_steps=""
+create_cluster=() deploy=() destroy=() delete_cluster=()
 
 ensure_pulumi() {
   if command -v pulumi >/dev/null && [ "$(pulumi version 2>/dev/null)" = "v$PULUMI_VERSION" ]; then
@@ -28,49 +33,38 @@ ensure_pulumi() {
   curl -fsSL https://get.pulumi.com | sh -s -- --version "$PULUMI_VERSION" --no-edit-path
 }
 
-current_context() {
-  "$PWD/.venv/bin/python" - <<'PY'
-import os, pathlib, yaml
-path = os.environ.get("KUBECONFIG", str(pathlib.Path.home() / ".kube" / "config")).split(os.pathsep)[0]
-try:
-    print((yaml.safe_load(open(path)) or {}).get("current-context") or "")
-except OSError:
-    print("")
-PY
-}
-
-ensure_cluster() {
-  local context
-  context=$(current_context)
-  if [ -n "$context" ]; then
-    say "using the current Kubernetes context: $context"
+ensure_kind() {
+  # The pinned kind, beside the clone, so a kind already on PATH at another version is neither used nor replaced.
+  local version=$1 folder os arch
+  folder="$PWD/.cache/kind/$version"
+  export PATH="$folder:$PATH"
+  if [ -x "$folder/kind" ] && kind version | grep -q " $version "; then
     return
   fi
-  command -v docker >/dev/null || die "no Kubernetes context is configured and Docker (needed for a kind cluster) is not installed"
-  # Kubernetes before 1.19 cannot run on a cgroup v2 host (a Kubernetes limitation, see kind's known issues).
-  if [ "$(stat -fc %T /sys/fs/cgroup 2>/dev/null)" = "cgroup2fs" ]; then
-    die "this host uses cgroup v2, where a Kubernetes 1.18 kind node cannot start, and Istio 1.6 supports only Kubernetes 1.15-1.18.
-Point kubectl at a 1.15-1.18 cluster (kubectl config use-context ...), or run this on a cgroup v1 host, then run the command again."
+  os=$(uname -s | tr '[:upper:]' '[:lower:]')
+  arch=$(uname -m); [ "$arch" = "x86_64" ] && arch=amd64; [ "$arch" = "aarch64" ] && arch=arm64
+  say "installing kind $version from its GitHub release (into $folder), checked against the release's sha256"
+  mkdir -p "$folder"
+  local base="https://github.com/kubernetes-sigs/kind/releases/download/$version/kind-$os-$arch"
+  curl -fsSLo "$folder/kind-$os-$arch" "$base"
+  curl -fsSLo "$folder/kind-$os-$arch.sha256sum" "$base.sha256sum"
+  if command -v sha256sum >/dev/null; then
+    (cd "$folder" && sha256sum -c "kind-$os-$arch.sha256sum" >/dev/null)
+  else
+    (cd "$folder" && shasum -a 256 -c "kind-$os-$arch.sha256sum" >/dev/null)
   fi
-  if ! command -v kind >/dev/null; then
-    say "installing kind $KIND_VERSION with the official binary release (into ~/.local/bin)"
-    mkdir -p "$HOME/.local/bin"
-    local arch; arch=$(uname -m); [ "$arch" = "x86_64" ] && arch=amd64; [ "$arch" = "aarch64" ] && arch=arm64
-    curl -fsSLo "$HOME/.local/bin/kind" "https://kind.sigs.k8s.io/dl/$KIND_VERSION/kind-$(uname -s | tr '[:upper:]' '[:lower:]')-$arch"
-    chmod +x "$HOME/.local/bin/kind"
-  fi
-  say "creating kind cluster '$KIND_CLUSTER' ($KIND_NODE_IMAGE)"
-  kind create cluster --name "$KIND_CLUSTER" --image "$KIND_NODE_IMAGE" --config scripts/kind-config.yaml --wait 120s
+  mv "$folder/kind-$os-$arch" "$folder/kind"
+  chmod +x "$folder/kind"
 }
 
 ensure_charts() {
-  case "$ISTIO_VERSION" in
-    1.6.*) make --no-print-directory istio-charts ISTIO_VERSION="$ISTIO_VERSION" ;;
-    *) say "Istio $ISTIO_VERSION charts come from the official Helm repository; nothing to fetch" ;;
+  case "$1" in
+    1.6.*) make --no-print-directory istio-charts ISTIO_VERSION="$1" ;;
+    *) say "Istio $1 charts come from the official Helm repository; nothing to fetch" ;;
   esac
 }
 
-ensure_backend() {
+use_local_backend() {
   # Local file state and a generated passphrase, both git-ignored; back them up, they are the stack's memory.
   mkdir -p .pulumi-state
   export PULUMI_BACKEND_URL=${PULUMI_BACKEND_URL:-file://$PWD/.pulumi-state}
@@ -81,7 +75,11 @@ ensure_backend() {
     fi
     export PULUMI_CONFIG_PASSPHRASE_FILE="$PWD/.pulumi-passphrase"
   fi
-  pulumi stack select "$STACK" --create --non-interactive >/dev/null
+}
+
+ensure_stack() {
+  use_local_backend
+  pulumi stack select "$stack" --create --non-interactive >/dev/null
 }
 
 ensure_policy_pack() {
@@ -89,41 +87,90 @@ ensure_policy_pack() {
   make --no-print-directory policy-pack
 }
 
+run_up() {
+  local planned yes_flag=()
+  [ "${PULUMI_YES:-}" = "1" ] && yes_flag=(--yes)
+  # The plan says which stack and why before anything is installed or created, and stops here if nothing fits.
+  planned=$(plan up --stack "$requested_stack" --kind-cluster "$KIND_CLUSTER" --kind-version "${KIND_VERSION:-}" ${yes_flag[@]+"${yes_flag[@]}"})
+  eval "$planned"
+  ensure_pulumi
+  if [ ${#create_cluster[@]} -gt 0 ]; then
+    ensure_kind "$kind_version"
+    "${create_cluster[@]}"
+  fi
+  # After kind made the cluster (`kind create` fails on a name already taken), before anything is deployed to it.
+  plan record --stack "$stack" --context "$context" --created-cluster "$kind_cluster"
+  ensure_charts "$istio_version"
+  ensure_stack
+  ensure_policy_pack
+  "${deploy[@]}"
+  printf '\n%s\n' "$next_steps"
+}
+
+run_down() {
+  local planned yes_flag=()
+  [ "${PULUMI_YES:-}" = "1" ] && yes_flag=(--yes)
+  planned=$(plan down --kind-version "${KIND_VERSION:-}" ${yes_flag[@]+"${yes_flag[@]}"})
+  eval "$planned"
+  [ -n "$stack" ] || exit 0
+  ensure_pulumi
+  use_local_backend
+  # A failed destroy stops here and keeps the cluster, so what is left can still be destroyed.
+  "${destroy[@]}"
+  if [ ${#delete_cluster[@]} -gt 0 ]; then
+    ensure_kind "$kind_version"
+    "${delete_cluster[@]}"
+  fi
+  plan forget
+}
+
+run_delete_cluster() {
+  local planned
+  planned=$(plan delete-cluster --kind-version "${KIND_VERSION:-}")
+  eval "$planned"
+  [ ${#delete_cluster[@]} -gt 0 ] || exit 0
+  ensure_kind "$kind_version"
+  "${delete_cluster[@]}"
+  # The stack's objects lived in that cluster; nothing of this deployment is left to remove.
+  plan forget
+}
+
 run_e2e() {
   # Checks a deployed stack through the gateway (tools/e2e.py); the plain-text check needs STRICT mTLS, so a
   # stack that is not STRICT is switched with `pulumi config set` and updated first (this edits the stack file).
   local namespace gateway=${E2E_GATEWAY:-http://localhost:8080}
-  namespace=$(pulumi stack output appNamespace --stack "$STACK")
+  namespace=$(pulumi stack output appNamespace --stack "$stack")
   kubectl wait -n "$namespace" --for=condition=Available deployment --all --timeout=600s
-  pulumi stack output --stack "$STACK" --json > .e2e-outputs.json
+  pulumi stack output --stack "$stack" --json > .e2e-outputs.json
   .venv/bin/python -m tools.e2e --namespace "$namespace" all --outputs .e2e-outputs.json --gateway "$gateway" --requests "${REQUESTS:-400}"
-  if [ "$(pulumi stack output mtlsMode --stack "$STACK")" != "STRICT" ]; then
-    say "switching $STACK to STRICT mTLS for the plain-text check"
-    pulumi config set --stack "$STACK" --path security.mtlsMode STRICT
+  if [ "$(pulumi stack output mtlsMode --stack "$stack")" != "STRICT" ]; then
+    say "switching $stack to STRICT mTLS for the plain-text check"
+    pulumi config set --stack "$stack" --path security.mtlsMode STRICT
     ensure_policy_pack
-    pulumi up --stack "$STACK" --policy-pack policy --yes --skip-preview
+    pulumi up --stack "$stack" --policy-pack policy --yes --skip-preview
     .venv/bin/python -m tools.e2e --namespace "$namespace" plaintext --service hotel
   fi
 }
 
-yes=()
-[ "${PULUMI_YES:-}" = "1" ] && yes=(--yes --skip-preview)
+run_on_stack() {
+  # preview, destroy, e2e: the stack asked for, else the one `make up` deployed, else dev.
+  local yes=()
+  [ "${PULUMI_YES:-}" = "1" ] && yes=(--yes --skip-preview)
+  eval "$(plan stack --stack "$requested_stack")"
+  ensure_pulumi
+  ensure_charts "$istio_version"
+  ensure_stack
+  case "$operation" in
+    preview) ensure_policy_pack; pulumi preview --stack "$stack" --diff --policy-pack policy ;;
+    destroy) pulumi destroy --stack "$stack" ${yes[@]+"${yes[@]}"} ;;
+    e2e) run_e2e ;;
+  esac
+}
 
 case "$operation" in
-  delete-cluster)
-    kind delete cluster --name "$KIND_CLUSTER"
-    exit 0 ;;
-  up|preview|destroy|e2e) ;;
-  *) die "unknown operation '$operation' (up, preview, destroy, e2e or delete-cluster)" ;;
-esac
-
-ensure_pulumi
-[ "$operation" = "up" ] && ensure_cluster
-ensure_charts
-ensure_backend
-case "$operation" in
-  up) ensure_policy_pack; pulumi up --stack "$STACK" --policy-pack policy "${yes[@]}" ;;
-  preview) ensure_policy_pack; pulumi preview --stack "$STACK" --diff --policy-pack policy ;;
-  destroy) pulumi destroy --stack "$STACK" "${yes[@]}" ;;
-  e2e) run_e2e ;;
+  up) run_up ;;
+  down) run_down ;;
+  delete-cluster) run_delete_cluster ;;
+  preview|destroy|e2e) run_on_stack ;;
+  *) die "unknown operation '$operation' (up, down, preview, destroy, e2e or delete-cluster)" ;;
 esac
