@@ -83,9 +83,17 @@ def _resources(resources: Resources) -> dict[str, Any]:
     return resources.model_dump(mode="json")
 
 
+# The runtime's default seccomp profile on Istio's own pods: Istio 1.6's charts take pod annotations only (and the
+# clusters it runs on, 1.18 and older, know only the annotation); current charts take the securityContext field.
+SECCOMP_ANNOTATION = {"seccomp.security.alpha.kubernetes.io/pod": "runtime/default"}
+RUNTIME_DEFAULT = {"type": "RuntimeDefault"}
+
+
 def global_values(args: IstioMeshArgs) -> dict[str, Any]:
     istio = args.istio
     values: dict[str, Any] = {"hub": istio.hub, "tag": istio.image_tag, "istioNamespace": ISTIO_NAMESPACE}
+    if istio.minor != "1.6":
+        values["proxy"] = {"seccompProfile": RUNTIME_DEFAULT}  # every injected sidecar, the gateway's included
     if istio.minor == "1.6":
         # third-party-jwt needs the API server to issue projected service-account tokens (GKE, EKS, AKS and
         # kubeadm 1.20+ do); kind and older kubeadm clusters at 1.18 need first-party-jwt.
@@ -128,6 +136,7 @@ def istiod_values(args: IstioMeshArgs) -> dict[str, Any]:
             # The chart scales istiod with an HPA by default and then ignores replicaCount; say so, and set its floor.
             "autoscaleEnabled": True,
             "autoscaleMin": 2 if args.production else 1,
+            **({"podAnnotations": SECCOMP_ANNOTATION} if istio.minor == "1.6" else {"seccompProfile": RUNTIME_DEFAULT}),
         },
         # kubelet probes are plain HTTP; with STRICT mTLS the sidecar must answer them for the app.
         "sidecarInjectorWebhook": {"rewriteAppHTTPProbe": True},
@@ -165,6 +174,7 @@ def gateway_values(args: IstioMeshArgs) -> dict[str, Any]:
                 "autoscaleMax": gateway.autoscaling.max_replicas,
                 "cpu": {"targetAverageUtilization": gateway.autoscaling.target_cpu_percent},
                 "resources": _resources(gateway.resources),
+                "podAnnotations": SECCOMP_ANNOTATION,
             }},
         }
     values: dict[str, Any] = {

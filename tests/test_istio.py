@@ -176,3 +176,15 @@ def test_api_versions_follow_the_target_kubernetes_version(stack, overrides, pdb
     assert run.error is None, run.error
     assert {r.manifest()["apiVersion"] for r in run.of_type("PodDisruptionBudget")} == {pdb}
     assert {r.manifest()["apiVersion"] for r in run.of_type("HorizontalPodAutoscaler")} == {hpa}
+
+
+def test_istios_own_pods_run_under_the_runtimes_default_seccomp_profile(prod, current):
+    # 1.6.14: pilot.podAnnotations and gateways.istio-ingressgateway.podAnnotations reach the pod templates (the
+    # charts have no seccomp value, and Kubernetes 1.18 knows only the annotation). 1.30.3: istiod's seccompProfile
+    # value and global.proxy.seccompProfile, which every sidecar the injector adds (the gateway's too) reads.
+    old, new = releases(prod), releases(current)
+    annotation = {"seccomp.security.alpha.kubernetes.io/pod": "runtime/default"}
+    assert old["istiod"].inputs["values"]["pilot"]["podAnnotations"] == annotation
+    assert old["istio-ingressgateway"].inputs["values"]["gateways"]["istio-ingressgateway"]["podAnnotations"] == annotation
+    assert new["istiod"].inputs["values"]["pilot"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert new["istiod"].inputs["values"]["global"]["proxy"]["seccompProfile"] == {"type": "RuntimeDefault"}
