@@ -49,7 +49,7 @@ def metadata(name: str, namespace: str | None = None, labels: dict[str, str] | N
 
 # The provider's server-side apply then forces the fields it declares, taking them back from another manager (a hand
 # edit with kubectl, or the autoscaler's count once autoscaling is off) instead of failing on the conflict: the
-# stack file is what runs, and drift is undone by the next update.
+# stack file is what runs, and drift is undone by the next refreshed update (`pulumi up --refresh`).
 TAKE_BACK_FIELDS = {"pulumi.com/patchForce": "true"}
 
 

@@ -88,7 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_SAME
     print(f"{args.stack}: the live routes differ from {stack_file.name}:")
     print("\n".join(f"  - {line}" for line in found))
-    print("Someone changed the cluster by hand, or an update has not been applied: `pulumi up` restores the stack file's routes.")
+    print(f"Someone changed the cluster by hand, or an update has not been applied: `pulumi up --refresh --stack {args.stack}` "
+          "restores the stack file's routes (a plain `pulumi up` compares with its state and would not see the hand edit).")
     return EXIT_DRIFT
 
 
