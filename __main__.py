@@ -99,6 +99,7 @@ traffic = TrafficRules("traffic", TrafficRulesArgs(
     tls_credential_name=certificate.credential_name if certificate else (
         settings.gateway.tls.credential_name if tls_mode == "secret" else None),
     namespace=namespace, external_hosts=external_hosts(egress), after=mesh.prerequisites,
+    rate_limit=settings.istio.ingress_gateway.rate_limit,
 ))
 security = MeshSecurity("security", MeshSecurityArgs(
     security=settings.security, plan=plan, production=settings.production, after=mesh.prerequisites,

@@ -16,6 +16,7 @@ ISTIO_API_VERSIONS = {
     "DestinationRule": "networking.istio.io/v1beta1",
     "ServiceEntry": "networking.istio.io/v1beta1",
     "Sidecar": "networking.istio.io/v1beta1",
+    "EnvoyFilter": "networking.istio.io/v1alpha3",  # never promoted beyond v1alpha3
     "PeerAuthentication": "security.istio.io/v1beta1",
     "AuthorizationPolicy": "security.istio.io/v1beta1",
 }

@@ -11,6 +11,7 @@ import pulumi_kubernetes as k8s
 from builders.catalogue import CATALOGUE, ServiceSpec
 from builders.compat import KubernetesApis
 from builders.kube import TAKE_BACK_FIELDS, istio_resource, metadata, moved_from
+from builders.rate_limits import rate_limit_filter_spec
 from builders.workloads import (
     SERVICE_PORT,
     DataConnections,
@@ -73,6 +74,8 @@ class MeshService(pulumi.ComponentResource):
         self.deployments = {version: self._deployment(version, settings.tier)
                             for version, settings in args.settings.versions.items()}
         self._routes()
+        if args.settings.rate_limit is not None:
+            self._rate_limit()
         if args.callers is not None:
             self._authorization(args.callers)
         if args.network_callers is not None:
@@ -217,6 +220,13 @@ class MeshService(pulumi.ComponentResource):
                        virtual_service_spec(name, args.settings, args.resilience, ns, args.gateway, gateway_ref),
                        self._opts("traffic", subsets, *ready),
                        annotations={MIRROR_WRITES_ACCEPTED: "true"} if mirror and mirror.safe_to_mirror else None)
+
+    def _rate_limit(self) -> None:
+        # Born here: no former parent to alias.
+        istio_resource(f"traffic-{self._name}-rate-limit", "EnvoyFilter", f"{self._name}-rate-limit", self._args.namespace_name,
+                       rate_limit_filter_spec({"app": self._name}, "SIDECAR_INBOUND", self._args.settings.rate_limit,
+                                              f"{self._name.replace('-', '_')}_rate_limit"),
+                       pulumi.ResourceOptions(parent=self, depends_on=self._args.after))
 
     # ---- security ------------------------------------------------------------------------------
 

@@ -85,6 +85,22 @@ def _weights(settings, _secrets):
             yield Problem(f"{path}.{version}", f"{version} is deployed but gets no traffic: give it a weight (0 keeps it idle) or a header/cookie route under services.{name}.matchRoutes")
 
 
+# Istio 1.6 runs Envoy 1.14, whose v2 API has no HTTP local rate limit (envoy.filters.http.local_ratelimit came with
+# Envoy 1.16 / Istio 1.8): only a connection limit (L4) and the global HTTP filter, which needs a rate-limit service.
+RATE_LIMIT_REFUSAL_1_6 = (
+    "cannot be enforced on Istio 1.6: its Envoy (1.14) has no HTTP local rate limit, only a per-connection limit and a "
+    "global rate limit that needs a separate rate-limit service and Redis, which this stack does not run. Remove it, "
+    "limit at the load balancer in front of the gateway, or move to a stack on Istio 1.30 (istio.version: 1.30.3)")
+
+
+def _rate_limits(settings, _secrets):
+    limited = [(f"services.{name}.rateLimit", service.rate_limit) for name, service in _catalogued(settings)]
+    limited.append(("istio.ingressGateway.rateLimit", settings.istio.ingress_gateway.rate_limit))
+    for path, limit in limited:
+        if limit is not None and settings.istio.minor == "1.6":
+            yield Problem(path, RATE_LIMIT_REFUSAL_1_6)
+
+
 def _callees_deployed(settings, _secrets):
     for name, _ in _catalogued(settings):
         for callee in CATALOGUE[name].calls:
@@ -295,7 +311,8 @@ def _observability(settings, _secrets):
 
 
 RULES: tuple[Rule, ...] = (
-    _known_services, _version_names, _tiers_supported, _weights, _match_routes, _mirrors, _sticky_canaries, _callees_deployed,
+    _known_services, _version_names, _tiers_supported, _weights, _match_routes, _mirrors, _sticky_canaries, _rate_limits,
+    _callees_deployed,
     _mongodb_enabled, _mongodb_members, _cloud_database,
     _replicas, _production_security, _identities_for_authorization, _gateway_tls, _faults, _retry_budget,
     _istio_kubernetes, _node_ports, _image_tags, _observability,

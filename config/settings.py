@@ -130,6 +130,26 @@ class Autoscaling(Section):
 
 # ---- mesh install ------------------------------------------------------------------------------
 
+RATE_UNITS = {"second": 1, "minute": 60, "hour": 3600}
+
+
+class RateLimit(Section):
+    """Envoy's local rate limit: a token bucket per proxy, refilled with `requests` every `per`; beyond it, `status`."""
+
+    requests: StrictInt = Field(ge=1, description="Requests admitted per unit of time, per proxy (each replica has its own bucket).")
+    per: Literal["second", "minute", "hour"] = "second"
+    burst: StrictInt | None = Field(None, ge=1, description="Bucket size: requests admitted at once; defaults to `requests`.")
+    status: StrictInt = Field(429, ge=400, le=599, description="HTTP status of a refused request.")
+
+    @property
+    def fill_interval_seconds(self) -> int:
+        return RATE_UNITS[self.per]
+
+    @property
+    def bucket(self) -> int:
+        return self.burst or self.requests
+
+
 class IngressGatewaySettings(Section):
     service_type: ServiceType = Field("LoadBalancer", description="NodePort for kind, LoadBalancer for cloud clusters.")
     http_node_port: Port | None = Field(None, description="Fixed NodePort for HTTP (30000-32767) when serviceType is NodePort.")
@@ -138,6 +158,7 @@ class IngressGatewaySettings(Section):
     autoscaling: Autoscaling = Autoscaling()
     pod_disruption_budget: bool = False
     resources: Resources = resources("100m", "128Mi", "2000m", "1Gi")
+    rate_limit: RateLimit | None = Field(None, description="Local rate limit on every request through the ingress gateway (Istio 1.30; refused on 1.6).")
 
 
 class MeshConfigSettings(Section):
@@ -338,6 +359,7 @@ class ServiceSettings(Section):
     weights: dict[str, Weight] = Field(default_factory=dict, description="Percent of traffic per version; must add up to 100.")
     match_routes: list[MatchRoute] = Field(default_factory=list)
     mirror: Mirror | None = Field(None, description="Copy a share of this service's live traffic to one more version (answers dropped).")
+    rate_limit: RateLimit | None = Field(None, description="Local rate limit on the requests this service's pods take in (Istio 1.30; refused on 1.6).")
     sticky: Sticky | None = Field(None, description="Keep whoever got the canary on it, by a cookie on its answers and a route on that cookie.")
     replicas: StrictInt = Field(1, ge=1)
     resources: Resources = resources("100m", "128Mi", "500m", "256Mi")

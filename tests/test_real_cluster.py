@@ -56,13 +56,15 @@ def cluster(tmp_path_factory):
 
 
 EDITS = {**CURRENT_ISTIO, "istio.ingressGateway.serviceType": "NodePort"}
+# Rate limits too, so the API server checks the EnvoyFilters against Istio's real EnvoyFilter CRD.
+RATE_LIMITS = {"services.destination.rateLimit": {"requests": 100}, "istio.ingressGateway.rateLimit": {"requests": 1000}}
 
 
 @pytest.fixture(scope="module")
 def stack(cluster, tmp_path_factory):
     root = tmp_path_factory.mktemp("real-cluster")
     workspace = Workspace(root / "workspace", kubeconfig=cluster)
-    edits = {**EDITS, "helm.chartsDir": str(stand_in_helm_charts(root / "charts", ISTIO_CRDS))}
+    edits = {**EDITS, **RATE_LIMITS, "helm.chartsDir": str(stand_in_helm_charts(root / "charts", ISTIO_CRDS))}
     workspace.init(STACK, "prod", edits)
     return workspace, cluster, edits
 
