@@ -357,7 +357,9 @@ def test_a_hand_edited_route_is_drift_that_the_nightly_checks_report_and_a_refre
 
 @pytest.mark.parametrize(("edits", "key", "fix"), [
     ({"istio.revision": "1-30"}, "istio.revision", "create a new stack"),
-    ({"istio.version": "1.6.14", "kubernetesVersion": "1.18"}, "istio.version", "create a new stack"),
+    # (without the rate limits, which Istio 1.6 would refuse first)
+    ({"istio.version": "1.6.14", "kubernetesVersion": "1.18", **dict.fromkeys(RATE_LIMITS, DELETE)}, "istio.version",
+     "create a new stack"),
     # Istio 1.30 supports 1.32, so only the live server's own /version shows the stack file is wrong.
     ({"kubernetesVersion": "1.32"}, "kubernetesVersion", 'runs Kubernetes 1.33.13; set kubernetesVersion: "1.33"'),
 ])
