@@ -1,0 +1,1036 @@
+"""The real engine on the simulated cluster: `pulumi preview` and `pulumi up` against `kubectl apply` of the same objects.
+
+    python -m bench.real_cluster [--sizes 20 200] [--runs 3] [--single-run-from 200] [--no-probe-checkpoints]
+                                 [--write docs/performance.md] [--save run.json | --render run.json]
+
+For the dev-shaped stack (the dev stack file on current Istio, as the cluster's Kubernetes 1.33 needs) and synthetic
+stacks of N services (`program_scaling.synthetic_catalogue`), each run starts a fresh simulated cluster
+(scripts/sim-cluster.sh) and times, with the pinned CLI, providers and policy pack:
+
+- `pulumi preview` of the stack on the empty cluster (what a first deploy's preview pays);
+- `pulumi up --skip-preview` from that empty cluster, with the engine's event log read as it is written, so each
+  resource's step (from the engine starting it to its outputs) has a wall time;
+- `kubectl apply --server-side --dry-run=server` of the Kubernetes objects the program declares (the same objects,
+  from the mock-engine run): once against a cluster holding only their namespaces and Istio's CRDs, as a create, and
+  once against the cluster the `up` left behind, as a re-apply. Neither writes anything; this is what talking to the
+  API server costs at least, one request per object.
+
+The largest stack is deployed once more with the engine's per-step state saves switched off (PULUMI_SKIP_CHECKPOINTS).
+Every timed phase records the CPU each of our processes used (engine, program, policy pack, providers, API server,
+etcd, ...) and what other processes took; it starts only once the machine is quiet, so another test suite on the same
+cores does not end up in the figures unannounced. The cluster is the benchmark's own, on its own ports and state
+folder, so it runs beside the test suite's cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from bench.program_scaling import REAL_SERVICES, machine, synthetic_catalogue
+from tests.pulumi_cli import PROGRAM_FILES, PROJECT, Workspace, stand_in_helm_charts, toolchain_bin
+from tests.stack_fixtures import CURRENT_ISTIO
+from tools.stack_run import ROOT, run_stack, unwrap
+
+SECTION = "## Real engine on the simulated cluster"
+STACK = "dev"  # the stack file every shape starts from
+ISTIO_CRDS = ROOT.parent / "shared" / "schemas" / "istio-crds" / "crd-all-1.30.3.yaml"
+# The dev stack on the Istio line the simulated cluster's Kubernetes 1.33 supports; its gateway is already a NodePort.
+DEV_SHAPED = {**CURRENT_ISTIO, "istio.ingressGateway.serviceType": "NodePort"}
+# Not the defaults of scripts/sim-cluster.sh: the test suite's cluster may be running on those.
+SIM_PORTS = {"SIM_APISERVER_PORT": "17443", "SIM_ETCD_PORT": "13379", "SIM_ETCD_PEER_PORT": "13380",
+             "SIM_KCM_PORT": "21257", "SIM_SCHEDULER_PORT": "21259", "SIM_KWOK_PORT": "21247"}
+SIM_SCRIPT = ROOT / "scripts" / "sim-cluster.sh"
+KUBE_BIN = Path(os.environ.get("KUBE_BIN", Path.home() / ".cache" / "bee-travels-toolchain" / "kube-1.33" / "bin"))
+PROVIDER_PACKAGES = ("kubernetes", "random", "tls")
+PODS_PER_NODE = 110  # the fake nodes' pod capacity (scripts/sim-cluster.sh)
+DEFAULT_SIZES = (20, 200)
+PREVIEW_TIMEOUT = 1800
+UP_TIMEOUT = 3 * 3600
+KUBECTL_RUNS = 3
+SKIP_CHECKPOINTS = "PULUMI_SKIP_CHECKPOINTS"  # the CLI's experimental switch: save the state once, at the end
+
+
+# ---- the stacks --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Shape:
+    """A stack to deploy: the dev-shaped one, or it with synthetic services added up to `services`."""
+
+    label: str
+    services: int
+    # The engine saves the whole state after every step; this runs it with only the final save, to see that cost.
+    skip_checkpoints: bool = False
+
+    @property
+    def synthetic_services(self) -> int:
+        return self.services - REAL_SERVICES
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", self.label.lower()).strip("-")
+
+    def program(self) -> str | None:
+        """The program text of a synthetic stack (None: the project's own __main__.py)."""
+        return synthetic_program(self.synthetic_services) if self.synthetic_services else None
+
+
+def shapes(sizes: tuple[int, ...], probe_checkpoints: bool = False) -> list[Shape]:
+    """The dev-shaped stack, the synthetic ones, and (probing) the largest again with checkpoints skipped."""
+    found = [Shape("dev-shaped", REAL_SERVICES), *(Shape(f"{size} services", size) for size in sizes)]
+    if probe_checkpoints:
+        found.append(Shape(f"{found[-1].label}, {SKIP_CHECKPOINTS} = true", found[-1].services, skip_checkpoints=True))
+    return found
+
+
+def synthetic_program(synthetic_services: int) -> str:
+    """A __main__.py running the project's program with the benchmark's synthetic services in the catalogue.
+
+    The catalogue is only read while the program's body runs (settings and components read it as they are built),
+    so the generator's `with` may end before the engine has resolved every output.
+    """
+    return f'''"""The project's program with {synthetic_services} synthetic services added (bench/real_cluster.py)."""
+import runpy
+import sys
+
+sys.path.append({str(ROOT)!r})  # the repository: the benchmark's generator and the program's own folders
+
+from bench.program_scaling import synthetic_catalogue  # noqa: E402
+
+with synthetic_catalogue({synthetic_services}, {STACK!r}):
+    runpy.run_path({str(ROOT / "__main__.py")!r}, run_name="__main__")
+'''
+
+
+@dataclass
+class Declared:
+    """What the program declares for a shape, from one mock-engine run, and the stack-file edits that deploy it."""
+
+    stack_edits: dict
+    resources: int  # registered resources, components included, the stack not
+    objects: list[dict]  # the Kubernetes objects it applies itself (not Helm's), as the API server receives them
+    seconds: float  # the mock engine's wall time for the run: the program's own evaluation
+
+    def count(self, kind: str) -> int:
+        return sum(obj["kind"] == kind for obj in self.objects)
+
+    @property
+    def pods(self) -> int:
+        """Pods alive at once at most: every workload's replicas, and each Job's pod."""
+        replicas = sum(obj["spec"].get("replicas", 1) for obj in self.objects if obj["kind"] in ("Deployment", "StatefulSet"))
+        return replicas + self.count("Job")
+
+    @property
+    def volumes(self) -> int:
+        """PersistentVolumes the StatefulSets' claims need (the simulated cluster has no provisioner)."""
+        return sum(obj["spec"].get("replicas", 1) * len(obj["spec"].get("volumeClaimTemplates", []))
+                   for obj in self.objects if obj["kind"] == "StatefulSet")
+
+    @property
+    def namespaces(self) -> list[str]:
+        named = {obj["metadata"]["name"] for obj in self.objects if obj["kind"] == "Namespace"}
+        return sorted(named | {obj["metadata"]["namespace"] for obj in self.objects if obj["metadata"].get("namespace")})
+
+
+def declare(shape: Shape, charts_dir: Path) -> Declared:
+    """The shape's program under the mock engine, with its synthetic services in the catalogue while it runs."""
+    with synthetic_catalogue(shape.synthetic_services, STACK) as services:
+        edits = {**DEV_SHAPED, "helm.chartsDir": str(charts_dir), **services}
+        started = time.perf_counter()
+        run = run_stack(STACK, edits)
+        seconds = time.perf_counter() - started
+    if run.error:
+        raise SystemExit(f"{shape.label} does not evaluate under the mock engine: {run.error}")
+    objects = [unwrap(resource.manifest()) for resource in run.kubernetes_objects()]
+    return Declared(edits, len(run.resources), objects, seconds)
+
+
+# ---- the simulated cluster ---------------------------------------------------------------------
+
+class SimCluster:
+    """A fresh simulated cluster in its own state folder, stopped on exit whatever happened."""
+
+    def __init__(self, state: Path, nodes: int = 2):
+        self.state = state
+        self.env = {**os.environ, **SIM_PORTS, "SIM_DIR": str(state), "SIM_NODES": str(nodes)}
+        self.kubeconfig = state / "kubeconfig"
+
+    def __enter__(self) -> SimCluster:
+        try:
+            self._script("start")
+        except BaseException:
+            self._script("stop", check=False)
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._script("stop", check=False)
+
+    def _script(self, command: str, check: bool = True) -> None:
+        done = subprocess.run([str(SIM_SCRIPT), command], env=self.env, capture_output=True, text=True, check=False)
+        if check and done.returncode != 0:
+            raise SystemExit(f"sim-cluster.sh {command} failed (make sim-cluster-tools builds it):\n{done.stderr[-3000:]}")
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        # A discovery cache of this cluster's own: another cluster on the same port must not answer from it.
+        argv = ["kubectl", "--kubeconfig", str(self.kubeconfig), "--cache-dir", str(self.state / "kube-cache"), *args]
+        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"`{' '.join(argv)}` failed:\n{done.stderr[-4000:]}")
+        return done
+
+    def apply(self, objects: list[dict] | str) -> None:
+        text = objects if isinstance(objects, str) else yaml.safe_dump_all(objects)
+        self.kubectl("apply", "--server-side", "-f", "-", stdin=text)
+
+    def server_version(self) -> str:
+        return json.loads(self.kubectl("version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
+
+    def pids(self) -> list[int]:
+        """The control plane's processes, as the script recorded them (they are not our children: it detaches them)."""
+        return [int(f.read_text()) for f in (self.state / "run").glob("*.pid") if f.read_text().strip().isdigit()]
+
+
+def nodes_for(declared: Declared) -> int:
+    """Fake nodes enough for every pod with room to spare, so no rollout waits on the scheduler for capacity."""
+    return max(2, math.ceil(1.5 * declared.pods / PODS_PER_NODE))
+
+
+def persistent_volumes(declared: Declared, state: Path) -> list[dict]:
+    return [{"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"bench-data-{index}"},
+             "spec": {"capacity": {"storage": "100Gi"}, "accessModes": ["ReadWriteOnce"],
+                      "hostPath": {"path": str(state / f"volume-{index}")}, "persistentVolumeReclaimPolicy": "Retain"}}
+            for index in range(declared.volumes)]
+
+
+def prepare_namespaces_and_crds(cluster: SimCluster, declared: Declared) -> None:
+    """The state a create needs to be accepted: the objects' namespaces and Istio's CRDs, established."""
+    cluster.apply(ISTIO_CRDS.read_text())
+    cluster.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}} for name in declared.namespaces])
+    cluster.kubectl("wait", "--for", "condition=Established", "crd", "--all", "--timeout", "120s")
+
+
+def kubectl_dry_run(cluster: SimCluster, objects_file: Path, runs: int = KUBECTL_RUNS) -> tuple[float, float]:
+    """Median wall time of a server-side dry-run apply of every object (discovery cached by a first call), and the
+    most cores other processes took during a run."""
+    cluster.kubectl("api-resources", "-o", "name")
+    walls, others = [], []
+    for _ in range(runs):
+        wait_for_a_quiet_machine(cluster.pids())
+        with CpuClock(cluster.pids()) as clock:
+            # --force-conflicts: after an `up` the fields belong to Pulumi's field manager and Secrets hold other values.
+            cluster.kubectl("apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", str(objects_file))
+        walls.append(clock.use.wall)
+        others.append(clock.use.others_cores)
+    return statistics.median(walls), max(others)
+
+
+# ---- whose CPU -------------------------------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SAMPLE_SECONDS = 0.5
+QUIET_CORES = 0.2  # others' use below which the machine counts as ours
+QUIET_WAIT = 10 * 60  # how long to wait for it before measuring anyway (the figures then say so)
+# Process roles by executable name, then (for Python) by what the interpreter runs.
+ROLES_BY_EXE = {
+    "pulumi": "engine (pulumi CLI)",
+    "pulumi-language-python": "language host (Go)",
+    "pulumi-resource-kubernetes": "Kubernetes provider (Helm inside)",
+    "pulumi-resource-random": "random and tls providers",
+    "pulumi-resource-tls": "random and tls providers",
+    "kube-apiserver": "kube-apiserver",
+    "etcd": "etcd",
+    "kube-controller-manager": "controller-manager, scheduler, kwok",
+    "kube-scheduler": "controller-manager, scheduler, kwok",
+    "kwok": "controller-manager, scheduler, kwok",
+    "kubectl": "kubectl",
+}
+ROLES_BY_ARGUMENT = {"pulumi-language-python-exec": "program (Python)", "pulumi.policy": "policy pack (Python)"}
+
+
+def _process_cpu(pid: int) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds used so far) of a live process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _role(pid: int) -> str:
+    try:
+        exe = os.path.basename(os.readlink(f"/proc/{pid}/exe")).removesuffix(" (deleted)")
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return "other of ours"
+    if exe in ROLES_BY_EXE:
+        return ROLES_BY_EXE[exe]
+    return next((role for fragment, role in ROLES_BY_ARGUMENT.items() if fragment in arguments), "other of ours")
+
+
+def _machine_busy() -> float:
+    """CPU seconds the whole machine has spent busy since boot (all cores)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
+def _ours_reaped() -> float:
+    """CPU seconds of this process and of every child it has waited for (a child's own reaped children included)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+@dataclass
+class CpuUse:
+    """Where a phase's CPU went: per role of our processes (sampled), and what the rest of the machine took."""
+
+    wall: float = 0.0
+    roles: dict[str, float] = field(default_factory=dict)
+    others: float = 0.0  # CPU seconds of processes not ours (another test suite, say)
+
+    @property
+    def others_cores(self) -> float:
+        return self.others / self.wall if self.wall else 0.0
+
+
+class CpuClock:
+    """While entered: our processes' CPU by role, sampled from /proc, and the machine's CPU that was not ours.
+
+    Ours are this process's descendants and the simulated cluster's daemons. Per role, a process's last half
+    second before it exits is not seen; what others used is exact: the machine's busy time less ours, counted by
+    the kernel for every child we reaped and read directly for the cluster's daemons.
+    """
+
+    def __init__(self, cluster_pids: list[int]):
+        self.cluster_pids = cluster_pids
+        self.use = CpuUse()
+        self._first: dict[int, float] = {}
+        self._last: dict[int, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample_until_stopped, daemon=True)
+
+    def __enter__(self) -> CpuClock:
+        self._started = time.perf_counter()
+        self._busy, self._reaped, self._cluster = _machine_busy(), _ours_reaped(), self._cluster_cpu()
+        self._sample(first=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        roles: dict[str, float] = {}
+        for pid, (role, seconds) in self._last.items():
+            roles[role] = roles.get(role, 0.0) + seconds - self._first.get(pid, 0.0)
+        self.use.roles = {role: seconds for role, seconds in sorted(roles.items(), key=lambda item: -item[1]) if seconds > 0}
+        # Either count of ours can fall short (samples miss a process's end; a child not reaped is not in the kernel's).
+        ours = max(_ours_reaped() - self._reaped + self._cluster_cpu() - self._cluster, sum(roles.values()))
+        self.use.wall = time.perf_counter() - self._started
+        self.use.others = max(0.0, _machine_busy() - self._busy - ours)
+
+    def _cluster_cpu(self) -> float:
+        return sum(found[1] for pid in self.cluster_pids if (found := _process_cpu(pid)))
+
+    def _sample_until_stopped(self) -> None:
+        while not self._stop.wait(SAMPLE_SECONDS):
+            self._sample()
+
+    def _sample(self, first: bool = False) -> None:
+        processes = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and (found := _process_cpu(int(entry.name))):
+                processes[int(entry.name)] = found
+        children: dict[int, list[int]] = {}
+        for pid, (parent, _) in processes.items():
+            children.setdefault(parent, []).append(pid)
+        ours, pending = set(self.cluster_pids), [os.getpid()]
+        while pending:
+            found = children.get(pending.pop(), [])
+            ours.update(found)
+            pending += found
+        for pid in ours & set(processes):
+            seconds = processes[pid][1]
+            if first:
+                self._first[pid] = seconds
+            role = self._last[pid][0] if pid in self._last else _role(pid)
+            self._last[pid] = (role, seconds)
+
+
+def wait_for_a_quiet_machine(cluster_pids: list[int]) -> float:
+    """Wait until other processes leave the cores to us (or QUIET_WAIT has passed); the cores they were using."""
+    deadline = time.perf_counter() + QUIET_WAIT
+    while True:
+        with CpuClock(cluster_pids) as clock:
+            time.sleep(5)
+        if clock.use.others_cores < QUIET_CORES or time.perf_counter() > deadline:
+            return clock.use.others_cores
+        print(f"  waiting: other processes are using {clock.use.others_cores:.1f} cores", flush=True)
+
+
+# ---- the real CLI ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Step:
+    """One resource's step in an update, timed from the engine starting it to its outputs."""
+
+    urn: str
+    type: str
+    seconds: float
+
+    @property
+    def custom(self) -> bool:
+        """A provider's resource, not one of our components (which span their children)."""
+        return self.type.split(":", 1)[0] in PROVIDER_PACKAGES
+
+
+@dataclass
+class UpdateTimeline:
+    steps: list[Step] = field(default_factory=list)
+    first_step: float = 0.0  # seconds from the CLI's start to the first step starting
+    last_step: float = 0.0  # and to the last step's outputs
+
+
+class EventLogClock:
+    """Follows the engine's event log while the CLI writes it and stamps each step's start and end on arrival.
+
+    The events carry timestamps of their own, but in whole seconds: too coarse for most steps.
+    """
+
+    def __init__(self, log: Path):
+        self.log = log
+        self.timeline = UpdateTimeline()
+        self._origin = 0.0
+        self._started: dict[str, tuple[float, str]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+
+    def __enter__(self) -> EventLogClock:
+        self._origin = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _follow(self) -> None:
+        while not self.log.exists():
+            if self._stop.wait(0.01):
+                return
+        with self.log.open() as stream:
+            pending = ""
+            while True:
+                pending += stream.readline()
+                if pending.endswith("\n"):
+                    self._event(json.loads(pending), time.perf_counter() - self._origin)
+                    pending = ""
+                elif self._stop.is_set():
+                    return
+                else:
+                    time.sleep(0.005)
+
+    def _event(self, event: dict, now: float) -> None:
+        if "resourcePreEvent" in event:
+            step = event["resourcePreEvent"]["metadata"]
+            if not step["type"].startswith("pulumi:"):
+                self._started[step["urn"]] = (now, step["type"])
+                self.timeline.first_step = self.timeline.first_step or now
+        elif "resOutputsEvent" in event:
+            urn = event["resOutputsEvent"]["metadata"]["urn"]
+            if urn in self._started:
+                began, type_ = self._started.pop(urn)
+                self.timeline.steps.append(Step(urn, type_, now - began))
+                self.timeline.last_step = now
+
+
+@dataclass
+class Deployment:
+    """One fresh cluster's preview and update of a shape."""
+
+    preview_cpu: CpuUse
+    up_cpu: CpuUse
+    timeline: UpdateTimeline
+    resources: int  # in the state after the update: what the engine manages, the stack and providers left out
+    state_bytes: int = 0  # the state file the update left, which the engine rewrote after every step
+
+    @property
+    def preview(self) -> float:
+        return self.preview_cpu.wall
+
+    @property
+    def up(self) -> float:
+        return self.up_cpu.wall
+
+
+def workspace_for(shape: Shape, root: Path, cluster: SimCluster, edits: dict) -> Workspace:
+    workspace = Workspace(root, kubeconfig=cluster.kubeconfig)
+    if shape.skip_checkpoints:
+        workspace.env[SKIP_CHECKPOINTS] = "true"
+    program = shape.program()
+    if program is not None:
+        (workspace.project / "__main__.py").unlink()  # the link to the project's own program
+        (workspace.project / "__main__.py").write_text(program)
+    workspace.init(STACK, STACK, edits)
+    return workspace
+
+
+def preview_and_up(workspace: Workspace, cluster: SimCluster) -> Deployment:
+    policy = ("--policy-pack", str(ROOT / "policy"))  # as `make preview` and `make up` run them
+    wait_for_a_quiet_machine(cluster.pids())
+    with CpuClock(cluster.pids()) as preview:
+        workspace.pulumi("preview", "--stack", STACK, *policy, timeout=PREVIEW_TIMEOUT)
+    log = workspace.root / "up-events.jsonl"
+    wait_for_a_quiet_machine(cluster.pids())
+    with CpuClock(cluster.pids()) as up, EventLogClock(log) as events:
+        workspace.pulumi("up", "--stack", STACK, "--yes", "--skip-preview", *policy, "--event-log", str(log), timeout=UP_TIMEOUT)
+    state = workspace.pulumi("stack", "export", "--stack", STACK).json()
+    managed = [r for r in state["deployment"]["resources"] if not r["type"].startswith(("pulumi:pulumi:Stack", "pulumi:providers:"))]
+    state_file = workspace.root / "state" / ".pulumi" / "stacks" / PROJECT / f"{STACK}.json"
+    return Deployment(preview.use, up.use, events.timeline, len(managed), state_file.stat().st_size if state_file.exists() else 0)
+
+
+# ---- one shape, and all of them ----------------------------------------------------------------
+
+@dataclass
+class Measurement:
+    shape: Shape
+    declared: Declared
+    runs: list[Deployment] = field(default_factory=list)
+    kubectl_create: float = 0.0  # dry-run against a cluster holding only the namespaces and CRDs
+    kubectl_reapply: float = 0.0  # dry-run against the cluster the last update left
+    kubectl_others: dict[str, float] = field(default_factory=dict)  # dry-run -> most cores others took in one run
+    nodes: int = 2
+    discarded: list[str] = field(default_factory=list)  # the commands of runs thrown away (STARTUP_RACE)
+
+    @property
+    def objects(self) -> int:
+        return len(self.declared.objects)
+
+    @property
+    def resources(self) -> int:
+        return self.runs[-1].resources
+
+    @property
+    def preview(self) -> float:
+        return statistics.median(run.preview for run in self.runs)
+
+    @property
+    def up(self) -> float:
+        return statistics.median(run.up for run in self.runs)
+
+    @property
+    def median_run(self) -> Deployment:
+        return sorted(self.runs, key=lambda run: run.up)[(len(self.runs) - 1) // 2]
+
+    def contention(self) -> dict[str, float]:
+        """Timed phase -> the cores other processes took during it."""
+        phases = {f"kubectl {name}": cores for name, cores in self.kubectl_others.items()}
+        for index, run in enumerate(self.runs, 1):
+            phases[f"preview {index}"] = run.preview_cpu.others_cores
+            phases[f"up {index}"] = run.up_cpu.others_cores
+        return phases
+
+
+def objects_file(work: Path, shape: Shape) -> Path:
+    return work / shape.slug / "objects.yaml"
+
+
+def create_dry_runs(measurements: list[Measurement], work: Path) -> str:
+    """Every shape's create dry-run on one cluster holding only the namespaces and CRDs; the server's version."""
+    with SimCluster(work / "baseline-cluster") as cluster:
+        for m in measurements:
+            prepare_namespaces_and_crds(cluster, m.declared)
+            m.kubectl_create, m.kubectl_others["create"] = kubectl_dry_run(cluster, objects_file(work, m.shape))
+            print(f"{m.shape.label}: kubectl dry-run of {m.objects} objects as creates: {m.kubectl_create:.1f} s", flush=True)
+        return cluster.server_version()
+
+
+# The program reads its own stack's last outputs (config/deployed.py); now and then the file backend answers that
+# read with "failed to load checkpoint: EOF" as the CLI starts. Such a run is thrown away and done again.
+STARTUP_RACE = "failed to load checkpoint: EOF"
+ATTEMPTS = 3
+
+
+def deploy(m: Measurement, work: Path, runs: int) -> None:
+    """`runs` fresh clusters, each previewed and updated; the last one also re-applied by kubectl's dry-run."""
+    m.nodes = nodes_for(m.declared)
+    for index in range(runs):
+        for attempt in range(ATTEMPTS):
+            state = work / m.shape.slug / f"cluster-{index}-{attempt}"
+            with SimCluster(state, m.nodes) as cluster:
+                cluster.apply(persistent_volumes(m.declared, state))
+                workspace = workspace_for(m.shape, work / m.shape.slug / f"workspace-{index}-{attempt}", cluster,
+                                          m.declared.stack_edits)
+                try:
+                    m.runs.append(preview_and_up(workspace, cluster))
+                except AssertionError as failed:
+                    if STARTUP_RACE not in str(failed) or attempt == ATTEMPTS - 1:
+                        raise
+                    m.discarded.append(str(failed).splitlines()[0][:200])
+                    print(f"{m.shape.label}, run {index + 1}: {STARTUP_RACE}; starting it again on a fresh cluster", flush=True)
+                    continue
+                print(f"{m.shape.label}, run {index + 1}/{runs}: preview {m.runs[-1].preview:.1f} s, up {m.runs[-1].up:.1f} s",
+                      flush=True)
+                if index == runs - 1:
+                    m.kubectl_reapply, m.kubectl_others["re-apply"] = kubectl_dry_run(cluster, objects_file(work, m.shape))
+                break
+
+
+def run_all(sizes: tuple[int, ...], runs: int, single_run_from: int, work: Path,
+            probe_checkpoints: bool) -> tuple[list[Measurement], str]:
+    charts = stand_in_helm_charts(work / "charts", ISTIO_CRDS)
+    measurements = []
+    for shape in shapes(sizes, probe_checkpoints):
+        wait_for_a_quiet_machine([])  # the mock-engine run is timed too
+        declared = declare(shape, charts)
+        objects_file(work, shape).parent.mkdir(parents=True)
+        objects_file(work, shape).write_text(yaml.safe_dump_all(declared.objects))
+        measurements.append(Measurement(shape, declared))
+    probes = [m for m in measurements if m.shape.skip_checkpoints]
+    server = create_dry_runs([m for m in measurements if m not in probes], work)
+    for probe in probes:  # the same objects as the stack it repeats: the same dry-run
+        same = next(m for m in measurements if m.shape.services == probe.shape.services and m not in probes)
+        probe.kubectl_create, probe.kubectl_others["create"] = same.kubectl_create, same.kubectl_others["create"]
+    for m in measurements:
+        deploy(m, work, 1 if m.shape.services >= single_run_from else runs)
+    return measurements, server
+
+
+# ---- where an update's time goes ---------------------------------------------------------------
+
+STEP_GROUPS = (  # (label, types); a type ending in ":" stands for every type it starts; the first match takes a step
+    ("Helm releases", ("kubernetes:helm.sh/v3:Release",)),
+    ("Services (wait for endpoints, then 10 s more)", ("kubernetes:core/v1:Service",)),
+    ("Deployments (wait for Ready pods)", ("kubernetes:apps/v1:Deployment",)),
+    ("Jobs (wait for completion)", ("kubernetes:batch/v1:Job",)),
+    ("StatefulSet (waits for Ready members)", ("kubernetes:apps/v1:StatefulSet",)),
+    ("other Kubernetes objects (no wait)", ("kubernetes:",)),
+    ("passwords and keys (random, tls)", ("random:", "tls:")),
+)
+NO_WAIT = "other Kubernetes objects (no wait)"
+
+
+def step_group(step: Step) -> str:
+    def matches(token: str) -> bool:
+        return step.type == token or (token.endswith(":") and step.type.startswith(token))
+
+    return next((label for label, tokens in STEP_GROUPS if any(map(matches, tokens))), "other")
+
+
+def grouped(timeline: UpdateTimeline) -> dict[str, list[float]]:
+    groups: dict[str, list[float]] = {label: [] for label, _ in STEP_GROUPS}
+    for step in timeline.steps:
+        if step.custom:
+            groups.setdefault(step_group(step), []).append(step.seconds)
+    return {label: seconds for label, seconds in groups.items() if seconds}
+
+
+def no_wait_steps_by_fifth(timeline: UpdateTimeline) -> list[float | None]:
+    """Median step time of the objects the provider does not wait on, in each fifth of the update (by completion)."""
+    steps = timeline.steps
+    fifths: list[list[float]] = [[] for _ in range(5)]
+    for index, step in enumerate(steps):
+        if step.custom and step_group(step) == NO_WAIT:
+            fifths[5 * index // len(steps)].append(step.seconds)
+    return [statistics.median(seconds) if seconds else None for seconds in fifths]
+
+
+def growth_table(measurements: list[Measurement]) -> str:
+    rows = ["| stack | objects with no wait: median step (s), 1st fifth of the update | 2nd | 3rd | 4th | 5th |",
+            "|---|---:|---:|---:|---:|---:|"]
+    for m in measurements:
+        cells = ["" if value is None else f"{value:.2f}" for value in no_wait_steps_by_fifth(m.median_run.timeline)]
+        rows.append(f"| {m.shape.label} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def cpu_table(measurements: list[Measurement]) -> str:
+    """CPU seconds by process role, for each stack's median preview and update."""
+    columns = [(f"{m.shape.label} {phase}", use) for m in measurements
+               for phase, use in (("preview", m.median_run.preview_cpu), ("up", m.median_run.up_cpu))]
+    roles = list(dict.fromkeys(role for _, use in columns for role in use.roles))
+    rows = ["| CPU seconds | " + " | ".join(label for label, _ in columns) + " |", "|---|" + "---:|" * len(columns)]
+    for role in roles:
+        rows.append(f"| {role} | " + " | ".join(f"{use.roles.get(role, 0.0):.1f}" for _, use in columns) + " |")
+    rows.append("| **all of ours** | " + " | ".join(f"**{sum(use.roles.values()):.1f}**" for _, use in columns) + " |")
+    rows.append("| wall time (s) | " + " | ".join(f"{use.wall:.1f}" for _, use in columns) + " |")
+    rows.append("| our cores busy, on average | " + " | ".join(f"{sum(use.roles.values()) / use.wall:.2f}" for _, use in columns) + " |")
+    rows.append("| other processes' cores, on average | " + " | ".join(f"{use.others_cores:.2f}" for _, use in columns) + " |")
+    return "\n".join(rows)
+
+
+def discarded_line(measurements: list[Measurement]) -> str:
+    thrown = [(m.shape.label, command) for m in measurements for command in m.discarded]
+    if not thrown:
+        return ""
+    listed = "; ".join(f"{label}: {command.split(' exited')[0].strip('`')}" for label, command in thrown)
+    return (f"{len(thrown)} run(s) failed as the CLI started, the program's read of its own stack's outputs answered with "
+            f"`{STARTUP_RACE}` by the file backend, and were done again on a fresh cluster ({listed}).")
+
+
+def contention_line(measurements: list[Measurement]) -> str:
+    """Whether anything else ran on the machine while the figures were taken, and when."""
+    busy = [(m.shape.label, phase, cores) for m in measurements for phase, cores in m.contention().items() if cores >= QUIET_CORES]
+    worst = max((cores for m in measurements for cores in m.contention().values()), default=0.0)
+    if not busy:
+        return (f"Other processes took at most {worst:.2f} cores during any timed phase (each waited for a quiet machine, "
+                f"under {QUIET_CORES} cores, first).")
+    listed = "; ".join(f"{label} {phase}: {cores:.1f} cores" for label, phase, cores in busy)
+    return f"**Other processes were busy during some timed phases**, whose figures are high by that much: {listed}."
+
+
+def steps_table(measurements: list[Measurement]) -> str:
+    rows = ["| stack | resource steps (update) | steps | median step (s) | longest step (s) | sum of steps (s) | share of the sum |",
+            "|---|---|---:|---:|---:|---:|---:|"]
+    for m in measurements:
+        groups = grouped(m.median_run.timeline)
+        total = sum(sum(seconds) for seconds in groups.values())
+        for label, seconds in groups.items():
+            rows.append(f"| {m.shape.label} | {label} | {len(seconds)} | {statistics.median(seconds):.2f} | {max(seconds):.2f} | "
+                        f"{sum(seconds):.1f} | {100 * sum(seconds) / total:.0f}% |")
+    return "\n".join(rows)
+
+
+def phases_table(measurements: list[Measurement]) -> str:
+    """The update's wall time cut at its first and last resource step, and how many steps were in flight between."""
+    rows = ["| stack | `pulumi up` (s) | before the first step (s) | first to last step (s) | after the last step (s) "
+            "| steps in flight, on average | program under the mock engine (s) |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
+    for m in measurements:
+        run = m.median_run
+        span = run.timeline.last_step - run.timeline.first_step
+        busy = sum(step.seconds for step in run.timeline.steps if step.custom)
+        rows.append(f"| {m.shape.label} | {run.up:.1f} | {run.timeline.first_step:.1f} | {span:.1f} | "
+                    f"{run.up - run.timeline.last_step:.1f} | {busy / span if span else 0:.1f} | {m.declared.seconds:.2f} |")
+    return "\n".join(rows)
+
+
+# ---- the report --------------------------------------------------------------------------------
+
+def _runs(m: Measurement) -> str:
+    return f"{len(m.runs)} run" + ("s" if len(m.runs) > 1 else "")
+
+
+def table(measurements: list[Measurement]) -> str:
+    rows = ["| stack | services | resources | Kubernetes objects | runs | `pulumi preview` (s) | `pulumi up` (s) "
+            "| kubectl dry-run, create (s) | kubectl dry-run, re-apply (s) | preview ms / resource | up ms / resource "
+            "| kubectl ms / object (create) | up / kubectl create |",
+            "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for m in measurements:
+        rows.append(
+            f"| {m.shape.label} | {m.shape.services} | {m.resources} | {m.objects} | {_runs(m)} | {m.preview:.1f} | {m.up:.1f} | "
+            f"{m.kubectl_create:.1f} | {m.kubectl_reapply:.1f} | {1000 * m.preview / m.resources:.0f} | "
+            f"{1000 * m.up / m.resources:.0f} | {1000 * m.kubectl_create / m.objects:.1f} | {m.up / m.kubectl_create:.1f}x |")
+    return "\n".join(rows)
+
+
+def toolchain_line(server: str) -> str:
+    versions = dict(line.split("=", 1) for line in (ROOT / "tools" / "toolchain" / "versions").read_text().splitlines()
+                    if "=" in line and not line.startswith("#"))
+    kubectl = json.loads(subprocess.run(["kubectl", "version", "--client", "-o", "json"], capture_output=True, text=True,
+                                        check=False).stdout or "{}").get("clientVersion", {}).get("gitVersion", "?")
+    return (f"Pulumi CLI {versions['PULUMI_VERSION']} ({toolchain_bin().parent.name}), pulumi-kubernetes provider "
+            f"{versions['KUBERNETES_PROVIDER_VERSION']} (its Helm inside), random {versions['RANDOM_PROVIDER_VERSION']}, "
+            f"tls {versions['TLS_PROVIDER_VERSION']}; kube-apiserver {server}, etcd {_reported_version(['etcd', '--version'])}, "
+            f"kwok {_reported_version([str(KUBE_BIN / 'kwok'), '--version'])}; "
+            f"kubectl {kubectl}")
+
+
+def program_revision() -> str:
+    """The commit the program was measured at; the figures are of the files as they were, committed or not."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
+
+    changed = git("status", "--porcelain", "--", *PROGRAM_FILES, "bench", "policy", f"Pulumi.{STACK}.yaml").splitlines()
+    return git("rev-parse", "--short", "HEAD") + (f" with {len(changed)} program files changed and not committed" if changed else "")
+
+
+def engine_parallel() -> int:
+    """The CLI's default --parallel on this machine, as `pulumi up --help` states it."""
+    done = subprocess.run([str(toolchain_bin() / "pulumi"), "up", "--help"], capture_output=True, text=True, check=False)
+    found = re.search(r"--parallel int32 .*\(default (\d+)\)", done.stdout)
+    return int(found.group(1)) if found else 0
+
+
+def _reported_version(command: list[str]) -> str:
+    """The version a tool prints (`etcd Version: 3.4.23`, `kwok version v0.8.0 ...`)."""
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    found = re.search(r"[Vv]ersion:?\s+(v?[0-9][^\s]*)", done.stdout + done.stderr)
+    return found.group(1) if found else "?"
+
+
+def section(report: Report) -> str:
+    measurements, wall = report.measurements, report.wall
+    nodes = ", ".join(f"{m.shape.label} {m.nodes}" for m in measurements)
+    return "\n".join([
+        SECTION,
+        "",
+        _INTRO,
+        "",
+        f"Machine: {machine()}. {toolchain_line(report.server)}. The program at {report.revision}.",
+        "",
+        f"`{report.command}`: the whole benchmark took {wall / 60:.0f} min ({wall:.0f} s). Fake nodes per cluster: {nodes}. "
+        "Preview and update figures are medians over fresh clusters (one update each, from empty); each kubectl "
+        f"figure is the median of {KUBECTL_RUNS} runs, after a first call has cached discovery.",
+        "",
+        table(measurements),
+        "",
+        "Resources are what the engine manages after the update (components included, the stack and providers not); "
+        "Kubernetes objects are the ones the program applies itself, which is what kubectl is given (Helm's releases "
+        "are not in it: their stand-in charts install only the base chart's CRDs, which the create dry-run's cluster "
+        "already holds).",
+        "",
+        contention_line(measurements),
+        "",
+        *([discarded_line(measurements), ""] if discarded_line(measurements) else []),
+        "### Where an update's time goes",
+        "",
+        phases_table(measurements),
+        "",
+        steps_table(measurements),
+        "",
+        "Steps are timed from the engine starting a resource to its outputs, read from the engine's event log as it is "
+        "written (the median update of each stack). Component steps are left out: they span their children.",
+        "",
+        growth_table(measurements),
+        "",
+        "### Whose CPU",
+        "",
+        cpu_table(measurements),
+        "",
+        f"Our processes' CPU (user and system) by role, sampled from /proc every {SAMPLE_SECONDS:g} s, the median run of each "
+        f"stack; the machine has {os.cpu_count()} cores. Other processes' share is the machine's busy time less ours.",
+        "",
+        reading(report),
+    ])
+
+
+_INTRO = """\
+The same program through the real CLI, providers and policy pack, deploying to the simulated cluster of
+`scripts/sim-cluster.sh` (kube-apiserver, kube-controller-manager and kube-scheduler 1.33, etcd, kwok's fake nodes;
+loopback only), generated by `make bench-real` (`bench/real_cluster.py`). What is real here: the engine, the
+language host, the providers (pulumi-kubernetes with its Helm), the policy pack, the API server with its validation,
+defaulting and admission, the controllers that make ReplicaSets, pods and Jobs' pods, the scheduler, and the
+readiness the provider waits for. What is not: the Helm charts are stand-ins (charts cannot be downloaded here; the
+base chart carries Istio's real 1.30.3 CRDs, the others render nothing, so istiod, the gateway and the add-ons are not
+installed); the nodes are kwok's, which mark a scheduled pod Running and Ready at once and a Job's pod Succeeded,
+with no container, image pull or probe; and there are no admission webhooks, so no sidecar injection. The
+MongoDB claims get PersistentVolumes made by the benchmark. Each stack gets a fresh cluster per run, on ports and a
+state folder of its own.
+
+The dev-shaped stack is `Pulumi.dev.yaml` on Istio 1.30.3 and Kubernetes 1.33 (the cluster's version, which
+Istio 1.6 cannot run on); the synthetic stacks add copies of the real services to it as in the mock-engine
+benchmark above (`synthetic_catalogue`), through a generated `__main__.py` that runs the project's program with them
+in the catalogue. `pulumi preview` runs on the empty cluster, as before a first deploy; `pulumi up --skip-preview`
+deploys from empty; both with `--policy-pack policy`, as `make preview` and `make up` run them. The kubectl baseline
+is `kubectl apply --server-side --dry-run=server --force-conflicts -f` of the program's Kubernetes objects (from the
+mock-engine run, Secrets holding its stand-in values), once as creates, on a cluster holding only their namespaces
+and Istio's CRDs, and once as a re-apply, on the cluster the last update left. A dry-run does everything a write does
+except store the object: it is what talking to the API server costs at least, one request per object. The largest
+stack is deployed once more with `PULUMI_SKIP_CHECKPOINTS=true`, the CLI's experimental switch that saves the state
+once, at the end, instead of after every step: the difference is what those saves cost."""
+
+def _of(measurements: list[Measurement], probe: bool) -> dict[int, Measurement]:
+    return {m.shape.services: m for m in measurements if m.shape.skip_checkpoints == probe}
+
+
+def _group(m: Measurement, label: str) -> list[float]:
+    return grouped(m.median_run.timeline).get(label, [])
+
+
+def reading(report: Report) -> str:
+    """Where the time goes, in the figures of this run."""
+    plain, probes = _of(report.measurements, False), _of(report.measurements, True)
+    small, large = plain[min(plain)], plain[max(plain)]
+    paragraphs = [_reading_totals(small, large), _reading_service_waits(small, large, report.parallel)]
+    if large.shape.services in probes:
+        paragraphs.append(_reading_checkpoints(large, probes[large.shape.services]))
+    paragraphs += [_reading_workloads(small), _reading_what_is_missing()]
+    return "\n\n".join(paragraphs)
+
+
+def _reading_totals(small: Measurement, large: Measurement) -> str:
+    return (
+        f"**Per resource.** `pulumi up` costs {1000 * small.up / small.resources:.0f} ms per resource on the {small.shape.label} "
+        f"stack and {1000 * large.up / large.resources:.0f} ms on the {large.shape.label} one; kubectl's server-side dry-run of the "
+        f"same objects, one request after another, costs {1000 * small.kubectl_create / small.objects:.0f} and "
+        f"{1000 * large.kubectl_create / large.objects:.0f} ms per object. So `pulumi up` takes {small.up / small.kubectl_create:.0f}x "
+        f"and {large.up / large.kubectl_create:.0f}x as long as the API server needs to admit, validate and default every object "
+        "once (a write adds etcd's commit, and the controllers' work after it): talking to the server is a floor well "
+        f"under the update, not most of it. A preview, which waits for nothing, costs {1000 * small.preview / small.resources:.0f} "
+        f"and {1000 * large.preview / large.resources:.0f} ms per resource. The program itself evaluates in "
+        f"{small.declared.seconds:.1f} and {large.declared.seconds:.1f} s under the mock engine; under the real one the update's "
+        f"first step starts {small.median_run.timeline.first_step:.1f} and {large.median_run.timeline.first_step:.1f} s after the "
+        "CLI does (plugins and the policy pack starting, the program running up to its first resource).")
+
+
+def _reading_service_waits(small: Measurement, large: Measurement, parallel: int) -> str:
+    label = STEP_GROUPS[1][0]
+    small_services, large_services = _group(small, label), _group(large, label)
+    small_sum = sum(sum(seconds) for seconds in grouped(small.median_run.timeline).values())
+    rounds = math.ceil(len(small_services) / parallel) if parallel else 0
+    floor = 10 * len(large_services) / parallel if parallel else 0.0
+    return (
+        "**Waiting on Services.** The Kubernetes provider holds every Service with a selector until its Endpoints name "
+        "a ready pod and then for 10 s more without another Endpoints change, to let them settle (pulumi-kubernetes' "
+        "Service awaiter, `provider/pkg/await/service.go`). Each of those waits holds one of the engine's "
+        f"{parallel} parallel slots (`--parallel`, the CLI's default on this machine). On the {small.shape.label} stack the "
+        f"{len(small_services)} Services take {statistics.median(small_services):.1f} s each (median), "
+        f"{100 * sum(small_services) / small_sum:.0f}% of all the update's step time; {parallel} at a time they need "
+        f"{rounds} rounds of 10 s, {10 * rounds} s of the update's {small.up:.0f}. At {large.shape.label}, "
+        f"{len(large_services)} Services x 10 s / {parallel} slots = {floor:.0f} s is a floor under the update whatever else "
+        f"it does (it took {large.up:.0f} s).")
+
+
+def _reading_checkpoints(large: Measurement, probe: Measurement) -> str:
+    fifths, probe_fifths = no_wait_steps_by_fifth(large.median_run.timeline), no_wait_steps_by_fifth(probe.median_run.timeline)
+    engine = "engine (pulumi CLI)"
+    default_cpu, probe_cpu = large.median_run.up_cpu.roles.get(engine, 0.0), probe.median_run.up_cpu.roles.get(engine, 0.0)
+
+    def spread(values: list[float | None]) -> str:
+        known = [value for value in values if value is not None]
+        return f"{known[0]:.2f} s in the first fifth of the update to {known[-1]:.2f} s in the last" if known else "n/a"
+
+    return (
+        "**The engine's state saves grow with the state.** On the large stack a step that waits for nothing gets slower "
+        f"as the update goes on: {spread(fifths)}, while the API server answers each such object in tens of "
+        "milliseconds. The engine saves the whole state (every resource's inputs and outputs, the live objects' "
+        "managed fields among them) after every step, so each save costs more than the last and the update's cost grows "
+        f"with the square of its size; with the file backend each save rewrites the state file{_state_size(large)}. With "
+        f"`{SKIP_CHECKPOINTS}=true` the same stack's update took {probe.up:.0f} s instead of {large.up:.0f} s "
+        f"({large.up / probe.up:.1f}x), its no-wait steps stayed at {spread(probe_fifths)}, and the engine's own CPU went "
+        f"from {default_cpu:.0f} to {probe_cpu:.0f} s. {_preview_note(large, probe)} The switch is experimental and "
+        "gives up the state an interrupted update would leave behind. Only the local file backend is measured here; "
+        "a Pulumi Cloud backend saves the state its own way.")
+
+
+def _preview_note(large: Measurement, probe: Measurement) -> str:
+    """A preview saves no state, so the switch should not change it; say whether it did."""
+    if abs(probe.preview - large.preview) <= 0.25 * large.preview:
+        return f"Its preview took about the same ({probe.preview:.0f} s against {large.preview:.0f} s): a preview saves no state."
+    return (f"Its preview took {probe.preview:.0f} s against {large.preview:.0f} s, although a preview saves no state; other "
+            f"processes took {probe.median_run.preview_cpu.others_cores:.1f} and {large.median_run.preview_cpu.others_cores:.1f} "
+            "cores during them.")
+
+
+def _state_size(m: Measurement) -> str:
+    size = m.median_run.state_bytes
+    return f" ({size / 2**20:.0f} MiB at the end, {size / m.resources / 1024:.1f} KiB per resource)" if size else ""
+
+
+def _reading_workloads(small: Measurement) -> str:
+    deployments, jobs, releases = (_group(small, STEP_GROUPS[index][0]) for index in (2, 3, 0))
+    base = [step.seconds for step in small.median_run.timeline.steps if step.urn.endswith("::istio-base")]
+    return (
+        f"**Rollouts and releases.** Deployments wait for Ready pods ({statistics.median(deployments):.1f} s each on the "
+        f"{small.shape.label} stack, median) and the seeding Jobs for completion ({statistics.median(jobs):.1f} s), both "
+        f"short because kwok makes a pod Ready as soon as it is scheduled. The {len(releases)} Helm releases take "
+        f"{sum(releases):.1f} s in all" + (f", {base[0]:.1f} s of it the base chart's, the only one that installs anything "
+                                           "(Istio's CRDs)" if base else "") + ".")
+
+
+def _reading_what_is_missing() -> str:
+    return (
+        "**What a real cluster adds.** Image pulls, container start-up and readiness probes make every Deployment, "
+        "Job and StatefulSet wait longer than here, and the Services' 10 s settle starts only after them; the real "
+        "Helm charts install istiod, the gateway and the add-ons, whose rollouts Helm waits for; sidecar injection "
+        "adds an admission webhook call to every pod. None of that is measured here: these figures are the engine, "
+        "the providers, the program and the API server, with the waits a fake kubelet allows.")
+
+
+def write_section(document: Path, text: str) -> None:
+    """Put the section in the document, replacing an earlier one; the mock-engine figures around it stay."""
+    current = document.read_text() if document.exists() else ""
+    if SECTION in current:
+        before, rest = current.split(SECTION, 1)
+        following = rest.find("\n## ")
+        after = rest[following:] if following >= 0 else ""
+        current = before.rstrip() + "\n\n" + text.rstrip() + "\n" + after
+    else:
+        current = current.rstrip() + "\n\n" + text.rstrip() + "\n"
+    document.write_text(current.lstrip())
+
+
+@dataclass
+class Report:
+    measurements: list[Measurement]
+    server: str  # the API server's version
+    wall: float  # the whole benchmark's wall time
+    command: str
+    revision: str  # the program's commit, and whether its files had changes not committed
+    parallel: int  # the engine's default number of resource operations at once
+
+
+def save(report: Report, path: Path) -> None:
+    path.write_text(json.dumps(dataclasses.asdict(report)))
+
+
+def load(path: Path) -> Report:
+    """A saved run, to write its section again without deploying anything."""
+    saved = json.loads(path.read_text())
+
+    def deployment(run: dict) -> Deployment:
+        timeline = run["timeline"]
+        steps = [Step(**step) for step in timeline["steps"]]
+        return Deployment(CpuUse(**run["preview_cpu"]), CpuUse(**run["up_cpu"]),
+                          UpdateTimeline(steps, timeline["first_step"], timeline["last_step"]), run["resources"],
+                          run.get("state_bytes", 0))
+
+    measurements = [Measurement(Shape(**m["shape"]), Declared(**m["declared"]), [deployment(run) for run in m["runs"]],
+                                m["kubectl_create"], m["kubectl_reapply"], m["kubectl_others"], m["nodes"], m.get("discarded", []))
+                    for m in saved["measurements"]]
+    return Report(measurements, saved["server"], saved["wall"], saved["command"], saved["revision"], saved["parallel"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="*", default=list(DEFAULT_SIZES))
+    parser.add_argument("--runs", type=int, default=3, help="fresh clusters (preview and update) per stack")
+    parser.add_argument("--single-run-from", type=int, default=200, metavar="N",
+                        help="stacks of N services or more get one run: their update takes many minutes")
+    parser.add_argument("--probe-checkpoints", action=argparse.BooleanOptionalAction, default=True,
+                        help=f"deploy the largest stack once more with {SKIP_CHECKPOINTS}=true")
+    parser.add_argument("--write", type=Path, help=f"put the report in this Markdown file, under '{SECTION}'")
+    parser.add_argument("--save", type=Path, metavar="JSON", help="also keep the measurements in this file")
+    parser.add_argument("--render", type=Path, metavar="JSON", help="report measurements saved by --save; deploy nothing")
+    args = parser.parse_args(argv)
+    if any(size <= REAL_SERVICES for size in args.sizes):
+        parser.error(f"synthetic stacks have more than the real app's {REAL_SERVICES} services")
+    if args.render:
+        report = load(args.render)
+    else:
+        command = (f"python -m bench.real_cluster --sizes {' '.join(map(str, args.sizes))} --runs {args.runs} "
+                   f"--single-run-from {args.single_run_from}" + ("" if args.probe_checkpoints else " --no-probe-checkpoints"))
+        started, revision = time.perf_counter(), program_revision()
+        # A plain `kill` ends the run through its finally blocks, so every cluster it started is stopped.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        with tempfile.TemporaryDirectory(prefix="bench-real-") as work:
+            measurements, server = run_all(tuple(args.sizes), args.runs, args.single_run_from, Path(work), args.probe_checkpoints)
+        report = Report(measurements, server, time.perf_counter() - started, command, revision, engine_parallel())
+        if args.save:
+            save(report, args.save)
+    text = section(report)
+    print(text)
+    if args.write:
+        write_section(args.write, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

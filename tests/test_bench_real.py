@@ -1,0 +1,158 @@
+"""The real-cluster benchmark's own logic, without a cluster or the CLI: what it deploys and how it reads the engine."""
+
+import json
+import runpy
+import threading
+import time
+
+import pytest
+
+from bench import program_scaling, real_cluster
+from builders import catalogue
+from tests.pulumi_cli import stand_in_helm_charts
+from tools.stack_run import run_stack
+
+
+@pytest.fixture(scope="module")
+def charts_dir(tmp_path_factory):
+    return stand_in_helm_charts(tmp_path_factory.mktemp("bench-real-charts"))
+
+
+def identities(run):
+    return sorted((resource.type, resource.name) for resource in run.resources)
+
+
+def test_the_generated_program_registers_what_the_synthetic_stack_does_and_restores_the_catalogue(charts_dir, tmp_path):
+    shape = real_cluster.Shape("15 services", 15)
+    declared = real_cluster.declare(shape, charts_dir)
+    program = tmp_path / "__main__.py"
+    program.write_text(shape.program())
+    before = dict(catalogue.CATALOGUE)
+    generated = run_stack("dev", declared.stack_edits, program=lambda: runpy.run_path(str(program), run_name="__main__"))
+    assert generated.error is None, generated.error
+    assert catalogue.CATALOGUE == before
+    with program_scaling.synthetic_catalogue(shape.synthetic_services) as services:
+        expected = run_stack("dev", {**declared.stack_edits, **services})
+    assert identities(generated) == identities(expected)
+    assert len(generated.of_type("MeshService")) == 15 and len(generated.resources) == declared.resources
+
+
+def test_the_dev_shaped_stack_is_the_project_program_on_current_istio(charts_dir):
+    shape = real_cluster.shapes(())[0]
+    declared = real_cluster.declare(shape, charts_dir)
+    assert shape.program() is None  # the project's own __main__.py
+    assert declared.stack_edits["istio.version"] == "1.30.3" and declared.stack_edits["kubernetesVersion"] == "1.33"
+    assert not any(key.startswith("services.") for key in declared.stack_edits)
+    # dev's one MongoDB member needs one volume; every Deployment's pods and every Job's pod need room on the nodes.
+    assert declared.volumes == 1
+    replicas = sum(obj["spec"].get("replicas", 1) for obj in declared.objects if obj["kind"] in ("Deployment", "StatefulSet"))
+    assert declared.pods == replicas + declared.count("Job") and declared.count("Job") > 0
+    assert "bee-travels" in declared.namespaces
+    assert all(obj.get("apiVersion") and obj["metadata"].get("name") for obj in declared.objects)
+
+
+def test_a_stack_gets_nodes_enough_for_its_pods():
+    def declared_with(pods):
+        objects = [{"kind": "Deployment", "metadata": {"name": "d"}, "spec": {"replicas": pods}}]
+        return real_cluster.Declared({}, 1, objects, 0.0)
+
+    assert real_cluster.nodes_for(declared_with(10)) == 2
+    assert real_cluster.nodes_for(declared_with(442)) * real_cluster.PODS_PER_NODE >= 1.5 * 442
+
+
+def _event(kind, urn, type_):
+    return json.dumps({kind: {"metadata": {"op": "create", "urn": urn, "type": type_}}}) + "\n"
+
+
+def test_the_event_log_clock_times_steps_as_the_log_is_written(tmp_path):
+    log = tmp_path / "events.jsonl"
+    deployment = "urn:pulumi:dev::p::kubernetes:apps/v1:Deployment::web"
+    component = "urn:pulumi:dev::p::beetravels:app:MeshService::web"
+
+    def write():
+        with log.open("w") as stream:
+            stream.write(_event("resourcePreEvent", "urn:pulumi:dev::p::pulumi:pulumi:Stack::p-dev", "pulumi:pulumi:Stack"))
+            stream.write(_event("resourcePreEvent", component, "beetravels:app:MeshService"))
+            stream.write(_event("resourcePreEvent", deployment, "kubernetes:apps/v1:Deployment"))
+            stream.flush()
+            time.sleep(0.2)
+            half = _event("resOutputsEvent", deployment, "kubernetes:apps/v1:Deployment")
+            stream.write(half[:20])  # a line caught half-written
+            stream.flush()
+            time.sleep(0.05)
+            stream.write(half[20:])
+            stream.write(_event("resOutputsEvent", component, "beetravels:app:MeshService"))
+
+    with real_cluster.EventLogClock(log) as clock:
+        writer = threading.Thread(target=write)
+        writer.start()
+        writer.join()
+        time.sleep(0.1)
+    steps = {step.type: step for step in clock.timeline.steps}
+    assert set(steps) == {"kubernetes:apps/v1:Deployment", "beetravels:app:MeshService"}
+    assert steps["kubernetes:apps/v1:Deployment"].custom and not steps["beetravels:app:MeshService"].custom
+    assert steps["kubernetes:apps/v1:Deployment"].seconds >= 0.2
+    assert 0 < clock.timeline.first_step < clock.timeline.last_step
+    assert real_cluster.grouped(clock.timeline) == {"Deployments (wait for Ready pods)": [steps["kubernetes:apps/v1:Deployment"].seconds]}
+
+
+def test_the_section_is_added_once_then_replaced_and_the_rest_of_the_document_stays(tmp_path):
+    document = tmp_path / "performance.md"
+    mock_figures = "# Performance\n\nmock figures\n\n## Test suite and set-up\n\n- 42 s\n"
+    document.write_text(mock_figures)
+    real_cluster.write_section(document, f"{real_cluster.SECTION}\n\nfirst\n\n### Where an update's time goes\n\nsteps\n")
+    real_cluster.write_section(document, f"{real_cluster.SECTION}\n\nsecond\n")
+    assert document.read_text() == f"{mock_figures}\n{real_cluster.SECTION}\n\nsecond\n"
+
+
+def test_a_section_in_the_middle_is_replaced_where_it_stands(tmp_path):
+    document = tmp_path / "performance.md"
+    document.write_text(f"# Performance\n\n{real_cluster.SECTION}\n\nold\n\n## Test suite and set-up\n\n- 42 s\n")
+    real_cluster.write_section(document, f"{real_cluster.SECTION}\n\nnew\n")
+    assert document.read_text() == f"# Performance\n\n{real_cluster.SECTION}\n\nnew\n\n## Test suite and set-up\n\n- 42 s\n"
+
+
+def measurement(preview=4.0, up=19.0, others=0.0):
+    timeline = real_cluster.UpdateTimeline([real_cluster.Step("urn::web", "kubernetes:core/v1:Service", 10.2)], 1.5, 12.0)
+    run = real_cluster.Deployment(real_cluster.CpuUse(preview, {"engine (pulumi CLI)": 1.7}, 0.0),
+                                  real_cluster.CpuUse(up, {"engine (pulumi CLI)": 4.0}, others * up), timeline, 89)
+    declared = real_cluster.Declared({"istio.version": "1.30.3"}, 89, [{"kind": "Service", "metadata": {"name": "web"}, "spec": {}}], 0.7)
+    return real_cluster.Measurement(real_cluster.Shape("dev-shaped", 5), declared, [run], 1.4, 1.6, {"create": 0.01, "re-apply": 0.0}, 2)
+
+
+def test_saved_measurements_report_the_same(tmp_path):
+    report = real_cluster.Report([measurement()], "v1.33.13", 60.0, "python -m bench.real_cluster", "abc1234", 8)
+    real_cluster.save(report, tmp_path / "saved.json")
+    assert real_cluster.load(tmp_path / "saved.json") == report
+    assert "| dev-shaped | 5 | 89 | 1 | 1 run | 4.0 | 19.0 | 1.4 | 1.6 |" in real_cluster.table([measurement()])
+
+
+def test_the_report_says_when_other_processes_took_the_cores():
+    assert "at most 0.01 cores" in real_cluster.contention_line([measurement()])
+    busy = real_cluster.contention_line([measurement(others=0.7)])
+    assert "Other processes were busy" in busy and "dev-shaped up 1: 0.7 cores" in busy
+
+
+def stack_run(label, services, probe=False, up=None, no_wait_step=0.1):
+    """A measured stack: Services that wait 10 s, quick Deployments, Jobs and releases, objects with no wait."""
+    steps = [real_cluster.Step(f"s{i}", "kubernetes:core/v1:Service", 10.2) for i in range(services)]
+    steps += [real_cluster.Step(f"d{i}", "kubernetes:apps/v1:Deployment", 0.5) for i in range(services)]
+    steps += [real_cluster.Step("j", "kubernetes:batch/v1:Job", 1.2), real_cluster.Step("r::istio-base", "kubernetes:helm.sh/v3:Release", 2.5)]
+    steps += [real_cluster.Step(f"x{i}", "kubernetes:networking.istio.io/v1beta1:Sidecar", no_wait_step * (1 + i)) for i in range(10)]
+    up = up or 5.0 * services
+    run = real_cluster.Deployment(real_cluster.CpuUse(services, {"engine (pulumi CLI)": services / 2}),
+                                  real_cluster.CpuUse(up, {"engine (pulumi CLI)": up / 3}),
+                                  real_cluster.UpdateTimeline(steps, 2.0, up - 1.0), 20 * services, 10_000 * services)
+    declared = real_cluster.Declared({}, 20 * services, [{"kind": "Service", "metadata": {"name": "s"}, "spec": {}}] * (16 * services), 0.05 * services)
+    return real_cluster.Measurement(real_cluster.Shape(label, services, probe), declared, [run], 0.02 * 16 * services, 0.03 * 16 * services, {"create": 0.0}, 2)
+
+
+def test_the_section_reads_the_figures_of_every_stack_and_of_the_probe():
+    report = real_cluster.Report([stack_run("dev-shaped", 5), stack_run("200 services", 200),
+                                  stack_run("200 services, probe", 200, probe=True, up=300.0)], "v1.33.13", 3000.0, "cmd", "abc", 8)
+    text = real_cluster.section(report)
+    assert text.startswith(real_cluster.SECTION) and "The program at abc." in text
+    assert "200 Services x 10 s / 8 slots = 250 s is a floor" in text
+    assert "took 300 s instead of 1000 s (3.3x)" in text
+    assert "| 200 services, probe | 200 | 4000 |" in text
+    assert "2.5 s of it the base chart's" in text
