@@ -6,6 +6,7 @@ from builders.catalogue import FRONTEND
 from builders.charts import require_local_charts
 from builders.compat import KubernetesApis
 from builders.monitoring_rules import monitored_services
+from builders.rate_limits import limits_of
 from builders.workloads import DataConnections, identities_on_tier, service_accounts
 from components.cloud_database import CloudDatabase, CloudDatabaseArgs
 from components.gateway_tls import SelfSignedCertificate, SelfSignedCertificateArgs
@@ -87,6 +88,7 @@ services = {name: MeshService(name, MeshServiceArgs(
     egress={tier: plan.sidecar_egress(name, tier) for tier in service.tiers} if settings.security.restrict_egress else None,
     outbound=outbound_policy(settings.production), gateway=settings.gateway if name == FRONTEND else None,
     after=mesh.prerequisites, autoscalers_handing_over=handing_over.get(name, frozenset()), mount_account_token=account_token,
+    limits=limits_of(settings.istio.minor, service),
 )) for name, service in settings.services.items()}
 
 # 5. Gateway and mesh-wide policy: the Gateway (and its certificate), egress ServiceEntries, mTLS, deny-by-default.
@@ -99,7 +101,7 @@ traffic = TrafficRules("traffic", TrafficRulesArgs(
     tls_credential_name=certificate.credential_name if certificate else (
         settings.gateway.tls.credential_name if tls_mode == "secret" else None),
     namespace=namespace, external_hosts=external_hosts(egress), after=mesh.prerequisites,
-    rate_limit=settings.istio.ingress_gateway.rate_limit,
+    limits=limits_of(settings.istio.minor, settings.istio.ingress_gateway),
 ))
 security = MeshSecurity("security", MeshSecurityArgs(
     security=settings.security, plan=plan, production=settings.production, after=mesh.prerequisites,

@@ -11,7 +11,7 @@ import pulumi_kubernetes as k8s
 from builders.catalogue import CATALOGUE, ServiceSpec
 from builders.compat import KubernetesApis
 from builders.kube import TAKE_BACK_FIELDS, istio_resource, metadata, moved_from
-from builders.rate_limits import rate_limit_filter_spec
+from builders.rate_limits import Limits, rate_limit_filter_spec
 from builders.workloads import (
     SERVICE_PORT,
     DataConnections,
@@ -54,6 +54,7 @@ class MeshServiceArgs:
     outbound: dict[str, Any]  # the Sidecars' outbound policy (REGISTRY_ONLY in production)
     gateway: GatewaySettings | None  # set for the front end, which the ingress gateway serves
     after: list[pulumi.Resource]  # the mesh's control plane: CRDs, istiod and its webhooks
+    limits: Limits  # its rate limits, in the Envoy API of the stack's Istio
     # Whether pods mount their ServiceAccount's API token: only where the sidecar authenticates with it.
     mount_account_token: bool = False
     # Versions whose autoscaling this update turns off: their autoscaler stays, pinned, for one more update.
@@ -74,8 +75,7 @@ class MeshService(pulumi.ComponentResource):
         self.deployments = {version: self._deployment(version, settings.tier)
                             for version, settings in args.settings.versions.items()}
         self._routes()
-        if args.settings.rate_limit is not None:
-            self._rate_limit()
+        self._rate_limit()
         if args.callers is not None:
             self._authorization(args.callers)
         if args.network_callers is not None:
@@ -222,11 +222,12 @@ class MeshService(pulumi.ComponentResource):
                        annotations={MIRROR_WRITES_ACCEPTED: "true"} if mirror and mirror.safe_to_mirror else None)
 
     def _rate_limit(self) -> None:
+        spec = rate_limit_filter_spec({"app": self._name}, "SIDECAR_INBOUND", self._args.limits, self._name.replace("-", "_"))
+        if spec is None:
+            return
         # Born here: no former parent to alias.
         istio_resource(f"traffic-{self._name}-rate-limit", "EnvoyFilter", f"{self._name}-rate-limit", self._args.namespace_name,
-                       rate_limit_filter_spec({"app": self._name}, "SIDECAR_INBOUND", self._args.settings.rate_limit,
-                                              f"{self._name.replace('-', '_')}_rate_limit"),
-                       pulumi.ResourceOptions(parent=self, depends_on=self._args.after))
+                       spec, pulumi.ResourceOptions(parent=self, depends_on=self._args.after))
 
     # ---- security ------------------------------------------------------------------------------
 

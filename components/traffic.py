@@ -10,8 +10,8 @@ import pulumi
 
 from builders.catalogue import CATALOGUE, ExternalHost
 from builders.kube import istio_resource
-from builders.rate_limits import rate_limit_filter_spec
-from config.settings import CloudDatabaseSettings, Fault, GatewaySettings, MatchRoute, RateLimit, Resilience, ServiceSettings
+from builders.rate_limits import Limits, rate_limit_filter_spec
+from config.settings import CloudDatabaseSettings, Fault, GatewaySettings, MatchRoute, Resilience, ServiceSettings
 from config.units import parse_duration
 
 GATEWAY_NAME = "bee-travels-gateway"
@@ -28,7 +28,7 @@ class TrafficRulesArgs:
     namespace: str
     external_hosts: tuple[ExternalHost, ...]
     after: list[pulumi.Resource]
-    rate_limit: RateLimit | None = None  # on every request through the ingress gateway
+    limits: Limits | None = None  # the ingress gateway's rate limits, in the Envoy API of the stack's Istio
 
 
 def host(service: str, namespace: str) -> str:
@@ -202,8 +202,8 @@ class TrafficRules(pulumi.ComponentResource):
         for external in args.external_hosts:
             istio_resource(f"{name}-egress-{external.host}", "ServiceEntry", external.host.replace(".", "-"), ns,
                            service_entry_spec(external), child)
-        if args.rate_limit is not None:
+        limit = rate_limit_filter_spec(args.gateway_selector, "GATEWAY", args.limits, "ingress_gateway") if args.limits else None
+        if limit is not None:
             istio_resource(f"{name}-gateway-rate-limit", "EnvoyFilter", "ingress-gateway-rate-limit", args.gateway_namespace,
-                           rate_limit_filter_spec(args.gateway_selector, "GATEWAY", args.rate_limit, "ingress_gateway_rate_limit"),
-                           child)
+                           limit, child)
         self.register_outputs({"gateway": f"{ns}/{GATEWAY_NAME}", "externalHosts": [e.host for e in args.external_hosts]})

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from builders.catalogue import CATALOGUE
 from builders.compat import ISTIO_RELEASES, istio_release, kubernetes_supported
+from builders.rate_limits import ENVOY_APIS
 from config.units import is_dns_label, is_dns_name, parse_duration
 
 if TYPE_CHECKING:
@@ -85,20 +86,28 @@ def _weights(settings, _secrets):
             yield Problem(f"{path}.{version}", f"{version} is deployed but gets no traffic: give it a weight (0 keeps it idle) or a header/cookie route under services.{name}.matchRoutes")
 
 
-# Istio 1.6 runs Envoy 1.14, whose v2 API has no HTTP local rate limit (envoy.filters.http.local_ratelimit came with
-# Envoy 1.16 / Istio 1.8): only a connection limit (L4) and the global HTTP filter, which needs a rate-limit service.
-RATE_LIMIT_REFUSAL_1_6 = (
-    "cannot be enforced on Istio 1.6: its Envoy (1.14) has no HTTP local rate limit, only a per-connection limit and a "
-    "global rate limit that needs a separate rate-limit service and Redis, which this stack does not run. Remove it, "
-    "limit at the load balancer in front of the gateway, or move to a stack on Istio 1.30 (istio.version: 1.30.3)")
+# Istio 1.6 runs Envoy 1.14 (istio/proxy 1ef6cb53 pins istio/envoy c4e61373, 1.14.5-dev), whose API has no HTTP
+# local rate limit (envoy.filters.http.local_ratelimit came with Envoy 1.16 / Istio 1.8). It has the network local
+# rate limit, which the stack offers as connectionRateLimit, and the global HTTP filter, which needs a service.
+def _request_limit_refusal(path: str) -> str:
+    alternative = path.removesuffix("rateLimit") + "connectionRateLimit"
+    return ("cannot be enforced on Istio 1.6: its Envoy (1.14) has no HTTP local rate limit, which came with Envoy 1.16 "
+            f"(Istio 1.8). What Envoy 1.14 enforces locally is a limit on new connections: set {alternative} "
+            "({connections, per, burst}) instead. A limit per request would need Envoy's global rate limit filter "
+            "(envoy.rate_limit) calling a separate rate-limit service that speaks the v2 gRPC API "
+            "(envoy.service.ratelimit.v2.RateLimitService) with its own store such as Redis, which this stack does not "
+            "run; or move to a stack on Istio 1.30 (istio.version: 1.30.3)")
 
 
 def _rate_limits(settings, _secrets):
+    api = ENVOY_APIS.get(settings.istio.minor)
+    if api is None or api.request_limit is not None:  # an unknown version is _istio_kubernetes' to report
+        return
     limited = [(f"services.{name}.rateLimit", service.rate_limit) for name, service in _catalogued(settings)]
     limited.append(("istio.ingressGateway.rateLimit", settings.istio.ingress_gateway.rate_limit))
     for path, limit in limited:
-        if limit is not None and settings.istio.minor == "1.6":
-            yield Problem(path, RATE_LIMIT_REFUSAL_1_6)
+        if limit is not None:
+            yield Problem(path, _request_limit_refusal(path))
 
 
 def _callees_deployed(settings, _secrets):

@@ -130,24 +130,88 @@ class Autoscaling(Section):
 
 # ---- mesh install ------------------------------------------------------------------------------
 
-RATE_UNITS = {"second": 1, "minute": 60, "hour": 3600}
+RATE_UNITS = {"second": 1000, "minute": 60_000, "hour": 3_600_000}  # in milliseconds
+# Envoy refuses a local rate limit whose bucket refills more often than every 50 ms (LocalRateLimiterImpl throws).
+MIN_FILL_INTERVAL_MS = 50
 
 
-class RateLimit(Section):
-    """Envoy's local rate limit: a token bucket per proxy, refilled with `requests` every `per`; beyond it, `status`."""
+def fill_interval_ms(per: str) -> int:
+    """`per` as whole milliseconds: a unit (second, minute, hour) or a duration such as 500ms or 10s."""
+    if per in RATE_UNITS:
+        return RATE_UNITS[per]
+    try:
+        milliseconds = parse_duration(per) * 1000
+    except ValueError:
+        raise ValueError(f"{per!r} is not a unit of time; use second, minute, hour, or a duration such as 500ms or 10s") from None
+    if milliseconds != int(milliseconds):
+        raise ValueError(f"{per} is not a whole number of milliseconds, which Envoy's fill interval counts in; use for example 250ms")
+    if milliseconds < MIN_FILL_INTERVAL_MS:
+        raise ValueError(f"{per} is below Envoy's smallest fill interval of {MIN_FILL_INTERVAL_MS}ms (it refuses to refill a "
+                         f"bucket more often); use {MIN_FILL_INTERVAL_MS}ms or more, and scale the amount per interval with it")
+    return int(milliseconds)
 
-    requests: StrictInt = Field(ge=1, description="Requests admitted per unit of time, per proxy (each replica has its own bucket).")
-    per: Literal["second", "minute", "hour"] = "second"
-    burst: StrictInt | None = Field(None, ge=1, description="Bucket size: requests admitted at once; defaults to `requests`.")
-    status: StrictInt = Field(429, ge=400, le=599, description="HTTP status of a refused request.")
+
+def _per(value: str) -> str:
+    fill_interval_ms(value)
+    return value
+
+
+def _path_prefix(value: str) -> str:
+    if not value.startswith("/") or any(character.isspace() for character in value):
+        raise ValueError(f"{value!r} is not a path prefix; write it as the request path starts, for example /hotels")
+    return value
+
+
+Per = Annotated[str, AfterValidator(_per)]
+PathPrefix = Annotated[str, AfterValidator(_path_prefix)]
+
+
+class TokenBucket(Section):
+    """Envoy's local rate limits are token buckets per proxy: `per` refills the amount, `burst` is the bucket's size."""
+
+    per: Per = Field("second", description="Refill interval: second, minute, hour, or a duration of at least 50ms (e.g. 500ms).")
+    burst: StrictInt | None = Field(None, ge=1, description="Bucket size: admitted at once; defaults to the amount per interval.")
 
     @property
-    def fill_interval_seconds(self) -> int:
-        return RATE_UNITS[self.per]
+    def tokens_per_fill(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def fill_interval_ms(self) -> int:
+        return fill_interval_ms(self.per)
 
     @property
     def bucket(self) -> int:
-        return self.burst or self.requests
+        return self.burst or self.tokens_per_fill
+
+
+class RateLimit(TokenBucket):
+    """Envoy's HTTP local rate limit (Istio 1.30): `requests` every `per`, beyond them `status`; on `paths` only, if given."""
+
+    requests: StrictInt = Field(ge=1, description="Requests admitted per unit of time, per proxy (each replica has its own bucket).")
+    status: StrictInt = Field(429, ge=400, le=599, description="HTTP status of a refused request.")
+    paths: list[PathPrefix] = Field(default_factory=list, description="Path prefixes limited, each with its own bucket; other paths are not limited. Empty: every request shares one bucket.")
+
+    @property
+    def tokens_per_fill(self) -> int:
+        return self.requests
+
+    @model_validator(mode="after")
+    def _paths_once(self) -> RateLimit:
+        repeated = sorted({path for path in self.paths if self.paths.count(path) > 1})
+        if repeated:
+            raise ValueError(f"paths lists {', '.join(repeated)} more than once; give each prefix once")
+        return self
+
+
+class ConnectionRateLimit(TokenBucket):
+    """Envoy's network local rate limit (Istio 1.6 and 1.30): new connections admitted per `per`; beyond them, closed."""
+
+    connections: StrictInt = Field(ge=1, description="New connections admitted per unit of time, per proxy; one beyond them is closed at once.")
+
+    @property
+    def tokens_per_fill(self) -> int:
+        return self.connections
 
 
 class IngressGatewaySettings(Section):
@@ -158,7 +222,8 @@ class IngressGatewaySettings(Section):
     autoscaling: Autoscaling = Autoscaling()
     pod_disruption_budget: bool = False
     resources: Resources = resources("100m", "128Mi", "2000m", "1Gi")
-    rate_limit: RateLimit | None = Field(None, description="Local rate limit on every request through the ingress gateway (Istio 1.30; refused on 1.6).")
+    rate_limit: RateLimit | None = Field(None, description="Local rate limit on the requests through the ingress gateway, all or on `paths` (Istio 1.30; refused on 1.6).")
+    connection_rate_limit: ConnectionRateLimit | None = Field(None, description="Local limit on new connections to the ingress gateway (Istio 1.6 and 1.30).")
 
 
 class MeshConfigSettings(Section):
@@ -359,7 +424,8 @@ class ServiceSettings(Section):
     weights: dict[str, Weight] = Field(default_factory=dict, description="Percent of traffic per version; must add up to 100.")
     match_routes: list[MatchRoute] = Field(default_factory=list)
     mirror: Mirror | None = Field(None, description="Copy a share of this service's live traffic to one more version (answers dropped).")
-    rate_limit: RateLimit | None = Field(None, description="Local rate limit on the requests this service's pods take in (Istio 1.30; refused on 1.6).")
+    rate_limit: RateLimit | None = Field(None, description="Local rate limit on the requests this service's pods take in, all or on `paths` (Istio 1.30; refused on 1.6).")
+    connection_rate_limit: ConnectionRateLimit | None = Field(None, description="Local limit on new connections to this service's pods (Istio 1.6 and 1.30).")
     sticky: Sticky | None = Field(None, description="Keep whoever got the canary on it, by a cookie on its answers and a route on that cookie.")
     replicas: StrictInt = Field(1, ge=1)
     resources: Resources = resources("100m", "128Mi", "500m", "256Mi")
