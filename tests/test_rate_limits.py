@@ -230,13 +230,13 @@ def test_istio_1_6_refuses_a_request_limit_naming_the_connection_limit_and_what_
 
 # ---- the committed stacks ------------------------------------------------------------------------
 
-def test_prod_limits_new_connections_at_the_gateway_and_dev_at_hotel(committed):
+def test_prod_limits_new_connections_at_the_gateway_and_dev_at_carrental(committed):
     gateway = _filters(committed["prod"])["ingress-gateway-rate-limit"]
     assert list(_patches(gateway)) == ["NETWORK_FILTER"]
     assert _typed_config(gateway, "NETWORK_FILTER")["@type"].endswith("v2alpha.LocalRateLimit")
-    assert set(_filters(committed["dev"])) == {"hotel-rate-limit"}
+    assert set(_filters(committed["dev"])) == {"carrental-rate-limit"}
     # dev-current is dev on Istio 1.30: the same limit, written in the v3 API.
-    dev, current = (_typed_config(_filters(committed[s])["hotel-rate-limit"], "NETWORK_FILTER") for s in ("dev", "dev-current"))
+    dev, current = (_typed_config(_filters(committed[s])["carrental-rate-limit"], "NETWORK_FILTER") for s in ("dev", "dev-current"))
     assert dev["token_bucket"] == current["token_bucket"] and current["@type"].endswith("local_ratelimit.v3.LocalRateLimit")
 
 
