@@ -11,7 +11,7 @@ include tools/toolchain/versions
 KIND_VERSION := v0.29.0
 LEGACY_SCHEMAS := .cache/kubernetes-validate-legacy
 
-.PHONY: help venv schemas promtool toolchain sim-cluster-tools sim-cluster sim-cluster-stop test lint config-schema istio-charts policy-pack render bench up down preview destroy delete-cluster deploy-deps e2e-checks promote
+.PHONY: help venv schemas promtool toolchain sim-cluster-tools sim-cluster sim-cluster-stop test lint config-schema istio-charts policy-pack render bench up down preview destroy delete-cluster deploy-deps e2e-checks promote diagnose analyze
 
 help:
 	@echo "make up        set up and run 'pulumi up': with no context, a kind cluster and the stack it can run (dev on cgroup v1, dev-current otherwise)"
@@ -24,6 +24,8 @@ help:
 	@echo "make policy-pack   set up the policy pack's virtualenv (policy/venv) for 'pulumi preview --policy-pack policy'"
 	@echo "make render    render dev and prod offline into rendered/ (YAML per object, Helm releases, routing diagram)"
 	@echo "make promote STACK=prod SERVICE=hotel [APPLY=1]  judge a canary on Prometheus and move its weight in the stack file"
+	@echo "make diagnose STACK=prod  when requests fail: proxy sync, istioctl analyze, sidecars, empty subsets, drift, mTLS, recent 5xx (reads only)"
+	@echo "make analyze STACK=dev    istioctl analyze (the stack's Istio release) of the rendered objects, offline; fails on an error"
 	@echo "make bench     measure program evaluation (dev, prod, 20-400 services) and write docs/performance.md"
 	@echo "make config-schema regenerate Pulumi.yaml's config block from config/settings.py"
 
@@ -134,3 +136,12 @@ e2e-checks: $(VENV)/.installed-runtime
 promote: $(VENV)/.installed-runtime $(if $(APPLY),policy-pack)
 	@test -n "$(SERVICE)" || { echo "usage: make promote STACK=prod SERVICE=hotel [APPLY=1]"; exit 2; }
 	PATH="$$HOME/.pulumi/bin:$$PATH" $(BIN)/python -m tools.promote --stack $(STACK) --service $(SERVICE) $(if $(APPLY),--apply)
+
+# When requests fail: findings first, raw data after (tools/diagnose.py). KUBECONFIG/context as for kubectl;
+# PROMETHEUS=URL if it is not port-forwarded to canary.prometheusUrl.
+diagnose: $(VENV)/.installed-runtime
+	$(BIN)/python -m tools.diagnose --stack $(STACK) $(if $(PROMETHEUS),--prometheus $(PROMETHEUS))
+
+# Offline `istioctl analyze` of what the stack renders (the pull-request workflow runs it on dev and prod).
+analyze: $(VENV)/.installed-runtime
+	$(BIN)/python -m tools.analyze --stack $(STACK)

@@ -85,3 +85,21 @@ def recorded(signal: Signal, service: str, version: str | None = None) -> str:
     if version is not None:
         labels.append(f'destination_version="{version}"')
     return f"{signal.record}{{{','.join(labels)}}}"
+
+
+# What `make diagnose` counts: every 5xx as the caller's proxy saw it, and every response a proxy flagged (NR, UH, RL,
+# ...): the caller's proxy flags what went wrong on the way out (no route, no healthy upstream), the callee's what it
+# refused itself (an inbound rate limit). Grouped by who reported it, the caller, the service, version, code and flags.
+FLAGGED = 'response_flags!="-"'
+FLAGGED_BY = ("reporter", "source_workload", "source_workload_namespace", *BY_VERSION, "response_code", "response_flags")
+
+
+def flagged_responses(namespace: str, window: str) -> str:
+    """Responses that went wrong in the window: to the namespace's services, and those a caller in it could not route
+    anywhere (no route: destination unknown). `or` keeps one series where a 5xx was also flagged."""
+    to_us = f'destination_service_namespace="{namespace}"'
+    unrouted = f'source_workload_namespace="{namespace}",destination_service_namespace="unknown"'
+    selections = [f'reporter="source",{to_us},{SERVER_ERRORS}', f'reporter="source",{to_us},{FLAGGED}',
+                  f'reporter="destination",{to_us},{FLAGGED}', f'reporter="source",{unrouted},{FLAGGED}']
+    increases = " or ".join(f"increase({REQUESTS}{{{selection}}}[{window}])" for selection in selections)
+    return f"sum by ({', '.join(FLAGGED_BY)}) ({increases})"

@@ -189,3 +189,34 @@ def test_published_checksum_mismatch_is_refused(archive, cache):
     with pytest.raises(ChartFetchError, match="sha256 mismatch"):
         fetch_charts(VERSION, cache, url=path.as_uri(), use_published_checksum=True)
     assert not cache.exists()
+
+
+# ---- istioctl of the same release ----------------------------------------------------------------
+
+def test_istioctl_comes_out_of_the_verified_archive_and_is_cached(archive, cache, capsys):
+    path, digest = archive
+    Path(f"{path}.sha256").write_text(f"{digest}  {path.name}\n")
+    binary = istio_charts.fetch_istioctl(VERSION, cache, url=path.as_uri())
+    assert binary == istio_charts.istioctl_path(VERSION, cache) and binary.read_bytes() == b"#!/bin/sh\n"
+    assert binary.stat().st_mode & 0o111, "istioctl must be executable"
+    path.unlink()  # a second call must not download again
+    assert istio_charts.fetch_istioctl(VERSION, cache, url=path.as_uri()) == binary
+    assert main(["istioctl", "--version", VERSION, "--cache", str(cache), "--url", path.as_uri()]) == 0
+    assert capsys.readouterr().out.strip() == str(binary)
+
+
+def test_istioctl_from_an_archive_that_fails_its_checksum_is_refused(archive, cache):
+    path, _ = archive
+    Path(f"{path}.sha256").write_text(f"{'1' * 64}  {path.name}\n")
+    with pytest.raises(ChartFetchError, match="sha256 mismatch"):
+        istio_charts.fetch_istioctl(VERSION, cache, url=path.as_uri())
+    assert not istio_charts.istioctl_path(VERSION, cache).exists()
+
+
+def test_an_archive_without_istioctl_is_refused(tmp_path, cache):
+    path = tmp_path / "no-istioctl.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        _add(tar, f"{TOP}/manifests/charts/global.yaml", b"global: {}\n")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(ChartFetchError, match=f"no {TOP}/bin/istioctl"):
+        istio_charts.fetch_istioctl(VERSION, cache, url=path.as_uri(), sha256=digest)

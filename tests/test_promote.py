@@ -7,6 +7,7 @@ import shutil
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -63,14 +64,14 @@ class FakePrometheus:
         return 200, json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}}).encode()
 
 
-@pytest.fixture
-def prometheus() -> Iterator[FakePrometheus]:
-    fake = FakePrometheus()
+@contextmanager
+def serving(reply: Callable[[str], tuple[int, bytes]]) -> Iterator[str]:
+    """A local HTTP server answering Prometheus' /api/v1/query with `reply(query)`; yields its base URL."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
             request = urlparse(self.path)
-            status, body = fake.reply(parse_qs(request.query).get("query", [""])[0]) if request.path == "/api/v1/query" else (404, b"")
+            status, body = reply(parse_qs(request.query).get("query", [""])[0]) if request.path == "/api/v1/query" else (404, b"")
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
@@ -80,13 +81,21 @@ def prometheus() -> Iterator[FakePrometheus]:
             pass
 
     server = HTTPServer(("127.0.0.1", 0), Handler)
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield fake
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def prometheus() -> Iterator[FakePrometheus]:
+    fake = FakePrometheus()
+    with serving(fake.reply) as fake.url:
+        yield fake
 
 
 # ---- stack files and runs ----------------------------------------------------------------------

@@ -22,9 +22,11 @@ import pytest
 import yaml
 from pulumi_cli import PROJECT, Workspace, planned_resources, stand_in_helm_charts
 from stack_fixtures import CURRENT_ISTIO
+from test_diagnose import recorded_prometheus  # noqa: F401 - Prometheus answering recorded errors, as a fixture
 from test_promote import prometheus  # noqa: F401 - the local Prometheus stand-in, as a fixture
 
 from config.units import parse_quantity
+from tools.promote import load_stack_settings
 from tools.stack_run import DELETE, ROOT, run_stack, set_path, unwrap
 
 ISTIO_CRDS = ROOT.parent / "shared" / "schemas" / "istio-crds" / "crd-all-1.30.3.yaml"
@@ -375,6 +377,42 @@ def test_a_change_the_running_stack_cannot_take_is_refused_before_anything_is_re
     assert refused.returncode != 0 and f"{PROJECT}:{key}: " in refused.output and fix in refused.output, refused.output[-3000:]
     after = _live(kubeconfig, "virtualservices.networking.istio.io", "carrental", "bee-travels")
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+
+def _diagnose(workspace: Workspace, kubeconfig: Path, prometheus_url: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "tools.diagnose", "--stack", STACK, "--stack-file",
+                           str(_stack_file(workspace)), "--kubeconfig", str(kubeconfig), "--no-istioctl", "--prometheus", prometheus_url],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+
+
+def _ready_pods(kubeconfig: Path, selector: str) -> int:
+    pods = json.loads(_kubectl(kubeconfig, "get", "pods", "-n", "bee-travels", "-l", selector, "-o", "json").stdout)["items"]
+    return sum(any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", [])) for pod in pods)
+
+
+def test_diagnose_reads_the_live_cluster_and_names_a_canary_subset_left_without_pods(stack, recorded_prometheus):  # noqa: F811
+    """The checks that need only the API server, on the live objects; istioctl's are tested on recorded outputs."""
+    workspace, kubeconfig, _ = stack
+    settings = load_stack_settings(STACK, _stack_file(workspace))
+    found = _diagnose(workspace, kubeconfig, recorded_prometheus.url)
+    assert found.returncode == 1, found.stdout + found.stderr
+    # No injector runs here, so every app pod is one without a sidecar: each version is named once.
+    versions = {f"{name} {version}" for name, service in settings.services.items() for version in service.versions}
+    sidecarless = {line.split("] ", 1)[1].split(":")[0] for line in found.stdout.splitlines() if line.startswith("[sidecar] ")}
+    assert sidecarless == versions
+    assert "[subset]" not in found.stdout and "[routes]" not in found.stdout and "[mtls]" not in found.stdout
+    assert "bee-travels: STRICT" in found.stdout.split("---- mTLS in force ----")[1]
+    assert "[errors] carrental v2: 37 × 503 UH in the last 10m from bee-ui-v1" in found.stdout  # the recorded answer
+    # The canary's pods go: its subset is named with the share of traffic the stack file still sends it.
+    replicas = json.loads(_kubectl(kubeconfig, "get", "deployment", "carrental-v2", "-n", "bee-travels", "-o", "json").stdout)["spec"]["replicas"]
+    _kubectl(kubeconfig, "scale", "deployment", "carrental-v2", "-n", "bee-travels", "--replicas=0")
+    deadline = time.monotonic() + 90
+    while _ready_pods(kubeconfig, "app=carrental,version=v2") and time.monotonic() < deadline:
+        time.sleep(1)
+    emptied = _diagnose(workspace, kubeconfig, recorded_prometheus.url)
+    _kubectl(kubeconfig, "scale", "deployment", "carrental-v2", "-n", "bee-travels", f"--replicas={replicas}")
+    weight = settings.services["carrental"].effective_weights()["v2"]
+    assert f"[subset] carrental subset v2 has no ready pod (the stack file routes it {weight}%: those requests end in 503 UH)" in emptied.stdout
 
 
 def test_destroy_stops_at_the_protected_data_and_the_volume_claims_survive(stack):

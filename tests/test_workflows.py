@@ -59,6 +59,15 @@ def test_pull_requests_get_one_traffic_summary_from_the_base_and_head_renders():
     assert "startswith(\\\"$marker\\\")" in runs and "-X PATCH" in runs
 
 
+def test_pull_requests_fail_on_an_error_istioctl_analyze_finds_in_each_rendered_stack():
+    steps = load("preview.yml")["jobs"]["test"]["steps"]
+    runs = [line.strip() for step in steps for line in str(step.get("run", "")).splitlines()]
+    assert {"make analyze STACK=dev", "make analyze STACK=prod"} <= set(runs)
+    # A step runs its lines under `bash -e`: the first stack's errors stop the job.
+    analyze = next(step for step in steps if "make analyze STACK=dev" in str(step.get("run", "")))
+    assert "continue-on-error" not in analyze and "|| true" not in analyze["run"]
+
+
 def test_pulumi_version_in_ci_is_the_pinned_toolchains():
     pinned = re.search(r"^PULUMI_VERSION=(\S+)", (ROOT / "tools" / "toolchain" / "versions").read_text(), re.MULTILINE).group(1)
     action = next(s for s in load("pulumi-stack.yml")["jobs"]["pulumi"]["steps"] if "pulumi/actions" in s.get("uses", ""))

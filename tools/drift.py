@@ -43,7 +43,11 @@ def live_routes(namespace: str, kubeconfig: str | None) -> dict[str, dict[str, d
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise PromotionError(f"cannot read the live VirtualServices in {namespace}: {done.stderr.strip()[-500:]}")
-    return {item["metadata"]["name"]: route_summary(item.get("spec", {}).get("http", [])) for item in json.loads(done.stdout)["items"]}
+    return routes_of(json.loads(done.stdout)["items"])
+
+
+def routes_of(virtual_services: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, int]]]:
+    return {item["metadata"]["name"]: route_summary(item.get("spec", {}).get("http", [])) for item in virtual_services}
 
 
 def _legs(routes: dict[str, int]) -> str:

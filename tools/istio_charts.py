@@ -1,4 +1,4 @@
-"""Fetch the Istio 1.6 Helm charts into a local cache.
+"""Fetch the Istio 1.6 Helm charts, and istioctl of any release, into a local cache.
 
 Istio 1.6 charts are not published in any Helm repository; they ship only
 inside the release archive (istio-<version>/manifests/charts/). This module
@@ -7,6 +7,10 @@ just the charts tree into <cache>/istio-<version>/manifests/charts.
 
     python -m tools.istio_charts fetch --version 1.6.14 [--url URL] [--sha256 HEX] [--cache DIR]
     python -m tools.istio_charts path --version 1.6.14
+    python -m tools.istio_charts istioctl --version 1.30.3   # prints the path of that release's istioctl
+
+istioctl comes out of the same archive (istio-<version>/bin/istioctl), checked the same way, so `make diagnose`
+talks to the mesh with the istioctl of the mesh's own release.
 
 Standard library only, so it runs before any project dependency is installed.
 """
@@ -14,6 +18,7 @@ Standard library only, so it runs before any project dependency is installed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import posixpath
@@ -24,6 +29,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from builders.istio_archive import (
@@ -163,10 +169,7 @@ def fetch_charts(
     hash that matches the expected one, nothing is downloaded.
     """
     cache_root = Path(cache_root)
-    pinned = PINNED_RELEASES.get(version)
-    url = url or (pinned.url if pinned else release_url(version))
-    expected = sha256 or (pinned.sha256 if pinned else None)
-    expected = _normalize_sha256(expected) if expected else None
+    url, expected = _source(version, url, sha256)
 
     marker = _read_marker(version, cache_root)
     if charts_present(version, cache_root) and marker:
@@ -175,29 +178,8 @@ def fetch_charts(
         if expected is None or marker == expected:
             return charts_dir(version, cache_root)
 
-    if expected is None and use_published_checksum:
-        expected = published_sha256(url)
-        print(
-            f"warning: no sha256 is pinned for Istio {version}; verifying against the checksum "
-            f"published beside the archive ({expected}). Pin it in PINNED_RELEASES once checked.",
-            file=sys.stderr,
-        )
-    if expected is None:
-        raise ChartFetchError(
-            f"no sha256 is pinned for Istio {version}; check the published "
-            f"checksum at {url}.sha256 and rerun with --sha256 <hex>"
-        )
-
-    # Download outside the cache so a failed or mismatched download leaves
-    # no trace there.
-    with tempfile.TemporaryDirectory(prefix="istio-archive-") as tmp:
-        archive = Path(tmp) / "archive.tar.gz"  # "r:*" sniffs compression, name is cosmetic
-        actual = _download(url, archive)
-        if actual != expected:
-            raise ChartFetchError(
-                f"sha256 mismatch for {url}: expected {expected}, got {actual}"
-            )
-
+    expected = _required_sha256(version, url, expected, use_published_checksum)
+    with _verified_archive(url, expected) as archive:
         # Extract into a staging dir on the same filesystem, then rename into
         # place, so readers never see a half-extracted tree.
         cache_root.mkdir(parents=True, exist_ok=True)
@@ -224,7 +206,73 @@ def fetch_charts(
     return charts_dir(version, cache_root)
 
 
-def _default_cache() -> Path:
+def _source(version: str, url: str | None, sha256: str | None) -> tuple[str, str | None]:
+    """The archive's URL and the sha256 it must have, if one is given or pinned."""
+    pinned = PINNED_RELEASES.get(version)
+    expected = sha256 or (pinned.sha256 if pinned else None)
+    return url or (pinned.url if pinned else release_url(version)), _normalize_sha256(expected) if expected else None
+
+
+def _required_sha256(version: str, url: str, expected: str | None, use_published_checksum: bool) -> str:
+    if expected is None and use_published_checksum:
+        expected = published_sha256(url)
+        print(
+            f"warning: no sha256 is pinned for Istio {version}; verifying against the checksum "
+            f"published beside the archive ({expected}). Pin it in PINNED_RELEASES once checked.",
+            file=sys.stderr,
+        )
+    if expected is None:
+        raise ChartFetchError(
+            f"no sha256 is pinned for Istio {version}; check the published "
+            f"checksum at {url}.sha256 and rerun with --sha256 <hex>"
+        )
+    return expected
+
+
+@contextlib.contextmanager
+def _verified_archive(url: str, expected: str) -> Iterator[Path]:
+    """The archive, downloaded outside the cache (a failed or mismatched download leaves no trace there) and checked."""
+    with tempfile.TemporaryDirectory(prefix="istio-archive-") as tmp:
+        archive = Path(tmp) / "archive.tar.gz"  # "r:*" sniffs compression, name is cosmetic
+        actual = _download(url, archive)
+        if actual != expected:
+            raise ChartFetchError(
+                f"sha256 mismatch for {url}: expected {expected}, got {actual}"
+            )
+        yield archive
+
+
+def istioctl_path(version: str, cache_root: Path) -> Path:
+    return Path(cache_root) / f"istio-{version}" / "bin" / "istioctl"
+
+
+def fetch_istioctl(version: str, cache_root: Path, url: str | None = None, sha256: str | None = None) -> Path:
+    """istioctl of `version`, from the same release archive as the charts and verified the same way (the pinned or
+    given sha256, else the one published beside the archive); cached beside the charts."""
+    target = istioctl_path(version, cache_root)
+    if target.is_file():
+        return target  # written only after its archive was verified
+    url, expected = _source(version, url, sha256)
+    member_name = f"istio-{version}/bin/istioctl"
+    with _verified_archive(url, _required_sha256(version, url, expected, True)) as archive:
+        try:
+            with tarfile.open(archive, "r:*") as tar:
+                member = tar.getmember(member_name)
+                binary = tar.extractfile(member) if member.isfile() else None
+                if binary is None:
+                    raise ChartFetchError(f"{member_name} in {url} is not a regular file")
+                data = binary.read()
+        except (KeyError, tarfile.TarError) as exc:
+            raise ChartFetchError(f"archive from {url} has no {member_name}: {exc}") from exc
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(".istioctl.partial")
+    partial.write_bytes(data)
+    partial.chmod(0o755)
+    os.replace(partial, target)
+    return target
+
+
+def default_cache() -> Path:
     env = os.environ.get(CACHE_ENV)
     return Path(env) if env else DEFAULT_CACHE
 
@@ -235,17 +283,19 @@ def main(argv: list[str] | None = None) -> int:
 
     fetch = sub.add_parser("fetch", help="download, verify and extract the charts")
     path = sub.add_parser("path", help="print the charts directory; exit 1 if absent")
-    for p in (fetch, path):
+    istioctl = sub.add_parser("istioctl", help="fetch that release's istioctl (verified) and print its path")
+    for p in (fetch, path, istioctl):
         p.add_argument("--version", required=True)
         p.add_argument("--cache", type=Path, default=None,
                        help=f"cache root (default: ${CACHE_ENV} or {DEFAULT_CACHE})")
-    fetch.add_argument("--url", default=None, help="archive URL (file:// works)")
-    fetch.add_argument("--sha256", default=None, help="expected sha256 of the archive")
+    for p in (fetch, istioctl):
+        p.add_argument("--url", default=None, help="archive URL (file:// works)")
+        p.add_argument("--sha256", default=None, help="expected sha256 of the archive")
     fetch.add_argument("--use-published-checksum", action="store_true",
                        help="when no sha256 is pinned or given, verify against <url>.sha256 from the release")
 
     args = parser.parse_args(argv)
-    cache_root = args.cache or _default_cache()
+    cache_root = args.cache or default_cache()
 
     if args.command == "path":
         if not charts_present(args.version, cache_root):
@@ -255,8 +305,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     try:
-        print(fetch_charts(args.version, cache_root, url=args.url, sha256=args.sha256,
-                           use_published_checksum=args.use_published_checksum))
+        if args.command == "istioctl":
+            print(fetch_istioctl(args.version, cache_root, url=args.url, sha256=args.sha256))
+        else:
+            print(fetch_charts(args.version, cache_root, url=args.url, sha256=args.sha256,
+                               use_published_checksum=args.use_published_checksum))
     except ChartFetchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -145,6 +145,15 @@ class Figures:
 
 def query_vector(base_url: str, promql: str, timeout: float) -> dict[str, float | None]:
     """An instant query's value per destination_version; NaN and ±Inf (no traffic to compute on) read as None."""
+    values: dict[str, float | None] = {}
+    for labels, value in query_rows(base_url, promql, timeout):
+        if "destination_version" in labels:
+            values[labels["destination_version"]] = value if math.isfinite(value) else None
+    return values
+
+
+def query_rows(base_url: str, promql: str, timeout: float) -> list[tuple[dict[str, str], float]]:
+    """An instant query's series: each one's labels and value."""
     url = f"{base_url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -157,7 +166,8 @@ def query_vector(base_url: str, promql: str, timeout: float) -> dict[str, float 
         reason = getattr(error, "reason", error)
         raise PrometheusError(f"cannot reach Prometheus at {base_url} ({reason}); port-forward it with `{PORT_FORWARD}` "
                               "or pass --prometheus URL") from error
-    return _values_by_version(_parse_answer(base_url, body, "HTTP 200"))
+    return [(dict(series.get("metric") or {}), float(series["value"][1]))
+            for series in _parse_answer(base_url, body, "HTTP 200").get("result") or []]
 
 
 def _parse_answer(base_url: str, body: bytes, status: str) -> dict[str, Any]:
@@ -173,17 +183,6 @@ def _parse_answer(base_url: str, body: bytes, status: str) -> dict[str, Any]:
     if data.get("resultType") != "vector":
         raise PrometheusError(f"Prometheus at {base_url} answered a {data.get('resultType')!r} where an instant vector was expected")
     return data
-
-
-def _values_by_version(data: Mapping[str, Any]) -> dict[str, float | None]:
-    values: dict[str, float | None] = {}
-    for series in data.get("result") or []:
-        version = (series.get("metric") or {}).get("destination_version")
-        if version is None:
-            continue
-        value = float(series["value"][1])
-        values[version] = value if math.isfinite(value) else None
-    return values
 
 
 def read_figures(url: str, namespace: str, candidates: Candidates, window: str, timeout: float) -> tuple[Figures, Figures]:
