@@ -11,7 +11,7 @@ include tools/toolchain/versions
 KIND_VERSION := v0.29.0
 LEGACY_SCHEMAS := .cache/kubernetes-validate-legacy
 
-.PHONY: help venv schemas promtool toolchain sim-cluster-tools sim-cluster sim-cluster-stop test lint config-schema istio-charts policy-pack render bench up down preview destroy delete-cluster deploy-deps e2e-checks promote diagnose analyze
+.PHONY: help venv schemas promtool toolchain sim-cluster-tools sim-cluster sim-cluster-stop test lint config-schema istio-charts policy-pack render bench up down preview destroy delete-cluster deploy-deps e2e-checks promote diagnose analyze scanner scan
 
 help:
 	@echo "make up        set up and run 'pulumi up': with no context, a kind cluster and the stack it can run (dev on cgroup v1, dev-current otherwise)"
@@ -26,6 +26,7 @@ help:
 	@echo "make promote STACK=prod SERVICE=hotel [APPLY=1]  judge a canary on Prometheus and move its weight in the stack file"
 	@echo "make diagnose STACK=prod  when requests fail: proxy sync, istioctl analyze, sidecars, empty subsets, drift, mTLS, recent 5xx (reads only)"
 	@echo "make analyze STACK=dev    istioctl analyze (the stack's Istio release) of the rendered objects, offline; fails on an error"
+	@echo "make scan STACK=prod  failed checks per workload of a misconfiguration scanner (checkov) over the rendered objects"
 	@echo "make bench     measure program evaluation (dev, prod, 20-400 services) and write docs/performance.md"
 	@echo "make config-schema regenerate Pulumi.yaml's config block from config/settings.py"
 
@@ -80,7 +81,7 @@ sim-cluster: sim-cluster-tools
 sim-cluster-stop:
 	scripts/sim-cluster.sh stop
 
-test: venv schemas promtool policy-pack toolchain sim-cluster-tools lint
+test: venv schemas promtool policy-pack toolchain sim-cluster-tools scanner lint
 	$(BIN)/python -m pytest -q
 
 render: $(VENV)/.installed-runtime
@@ -145,3 +146,15 @@ diagnose: $(VENV)/.installed-runtime
 # Offline `istioctl analyze` of what the stack renders (the pull-request workflow runs it on dev and prod).
 analyze: $(VENV)/.installed-runtime
 	$(BIN)/python -m tools.analyze --stack $(STACK)
+
+# checkov and its pinned dependencies, in a cache venv named by the lock file (like the toolchain, outside the clone).
+SCANNER_LOCK := tools/scanner/requirements.txt
+SCANNER_VENV := $(HOME)/.cache/bee-travels-toolchain/checkov-$(shell sha256sum $(SCANNER_LOCK) | cut -c1-12)
+scanner: $(SCANNER_VENV)/.installed
+$(SCANNER_VENV)/.installed: $(SCANNER_LOCK)
+	$(PYTHON) -m venv $(SCANNER_VENV)
+	$(SCANNER_VENV)/bin/pip install --quiet --no-deps -r $(SCANNER_LOCK)
+	touch $@
+
+scan: $(VENV)/.installed-runtime scanner
+	$(BIN)/python -m tools.scan --stack $(STACK) $(if $(PIN_DIGESTS),--pin-digests)

@@ -115,6 +115,7 @@ observability = Observability("observability", ObservabilityArgs(
                                 {name: settings.service_level_of(name) for name in settings.services}),
     istio_dashboards=dashboards, istio_version=settings.istio.version, app_namespace=namespace, namespace=mesh.gateway_namespace,
     gateway_labels=mesh.gateway_selector, production=settings.production, kubernetes=kubernetes, after=mesh.prerequisites,
+    images=settings.images,
 ))
 
 # 7. Outputs.

@@ -9,6 +9,7 @@ import pulumi_kubernetes as k8s
 
 from builders.catalogue import ServiceSpec
 from builders.compat import KubernetesApis
+from builders.images import service_image
 from config.settings import ImageSettings, ServiceSettings
 
 CLOUD_SECRET = "cloud-database"
@@ -70,10 +71,6 @@ def identities_on_tier(accounts: dict[str, dict[str, str]], tier: str) -> tuple[
     return tuple(identity(by_tier[tier], identity_labels(service, tier)) for service, by_tier in accounts.items() if tier in by_tier)
 
 
-def image(images: ImageSettings, spec: ServiceSpec, tier: str) -> str:
-    return f"{images.registry}/{spec.image_for(tier)}:{images.tag}"
-
-
 def _env(name: str, value: str) -> k8s.core.v1.EnvVarArgs:
     return k8s.core.v1.EnvVarArgs(name=name, value=value)
 
@@ -111,7 +108,7 @@ def container(spec: ServiceSpec, version: str, tier: str, settings: ServiceSetti
               data: DataConnections) -> k8s.core.v1.ContainerArgs:
     return k8s.core.v1.ContainerArgs(
         name=spec.name,
-        image=image(images, spec, tier),
+        image=service_image(images, spec, tier),
         image_pull_policy=images.pull_policy,
         ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=spec.port)],
         env=container_env(spec, version, tier, data),
@@ -142,7 +139,7 @@ def writable_app_copy(spec: ServiceSpec, images: ImageSettings) -> k8s.core.v1.C
     writable volume, mounted over it, lets it run non-root on a read-only root filesystem like the other tiers."""
     return k8s.core.v1.ContainerArgs(
         name="copy-app",
-        image=image(images, spec, "cloud"),
+        image=service_image(images, spec, "cloud"),
         image_pull_policy=images.pull_policy,
         command=["/bin/sh", "-c", "cp -R . /writable/"],
         volume_mounts=[k8s.core.v1.VolumeMountArgs(name="app", mount_path="/writable")],

@@ -8,8 +8,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from builders.catalogue import SEED_IMAGES
 from builders.compat import KubernetesApis
+from builders.images import mongo_image, seed_image
 from builders.kube import metadata
 from builders.workloads import Identity, identity
 from config.settings import ImageSettings, MongoSettings
@@ -27,6 +27,10 @@ HEADLESS_SERVICE = "mongodb-headless"
 MEMBER_ACCOUNT = "mongodb"
 REPLICA_SET = "rs0"
 KEYFILE_PATH = "/etc/mongodb-keyfile/keyfile"
+# The root user's name and password as files: the image's entrypoint reads MONGO_INITDB_ROOT_*_FILE (docker-library/
+# mongo 4.4 docker-entrypoint.sh, file_env), so neither sits in the environment, where `kubectl describe` and crash
+# dumps would show it.
+ROOT_CREDENTIALS_DIR = "/etc/mongodb-root"
 # How long the replica-set Job waits for a primary; a Job's deadline (all its retries) leaves room for a full wait.
 PRIMARY_WAIT_SECONDS = 600
 JOB_DEADLINE_SECONDS = 2 * PRIMARY_WAIT_SECONDS
@@ -83,6 +87,16 @@ def seed_command(istio_minor: str) -> list[str]:
         "exit $status"
     )
     return ["/bin/sh", "-c", script]
+
+
+ROOT_CREDENTIALS_MOUNT = k8s.core.v1.VolumeMountArgs(name="root-credentials", mount_path=ROOT_CREDENTIALS_DIR, read_only=True)
+
+
+def root_credentials_volume(root_secret: k8s.core.v1.Secret) -> k8s.core.v1.VolumeArgs:
+    # World-readable inside the pod: the volume is this pod's alone and the container's one user (999) reads it,
+    # whether or not the pod sets an fsGroup.
+    return k8s.core.v1.VolumeArgs(name="root-credentials", secret=k8s.core.v1.SecretVolumeSourceArgs(
+        secret_name=root_secret.metadata.apply(lambda meta: meta["name"]), default_mode=0o444))
 
 
 def _proxy_script(istio_minor: str, body: str) -> str:
@@ -261,21 +275,18 @@ class MongoDB(pulumi.ComponentResource):
         name, args = self._name, self._args
         labels = {"app": "mongodb-replica-set-init", "version": f"mongo-{args.settings.version}", **SEED_POD_LABELS}
         shell = ping_command(args.settings.version)[0]
-        login = '--username "$MONGO_USERNAME" --password "$MONGO_PASSWORD" --authenticationDatabase admin'
+        login = (f'--username "$(cat {ROOT_CREDENTIALS_DIR}/username)" --password "$(cat {ROOT_CREDENTIALS_DIR}/password)" '
+                 '--authenticationDatabase admin')
         # Initiating works on any member, but only the primary can change the members, wherever it is by now.
         body = (f'set -o pipefail; primary=$({shell} --quiet --host mongodb-0.{HEADLESS_SERVICE} {login} '
                 f'--eval "$REPLICA_SET_SCRIPT" | tail -n 1) && echo "primary: $primary" && '
                 f'{shell} --quiet --host "$primary" {login} --eval "$MEMBERS_SCRIPT"')
-        root_name = root_secret.metadata.apply(lambda meta: meta["name"])
         container = k8s.core.v1.ContainerArgs(
             name="replica-set-init",
-            image=f"docker.io/library/mongo:{args.settings.version}",
-            image_pull_policy="IfNotPresent",
+            image=mongo_image(args.images, args.settings.version),
+            image_pull_policy=args.images.pull_policy,
             command=["/bin/bash", "-c", _proxy_script(args.istio_minor, body)],
             env=[
-                *(k8s.core.v1.EnvVarArgs(name=f"MONGO_{key.upper()}", value_from=k8s.core.v1.EnvVarSourceArgs(
-                    secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=root_name, key=key)))
-                  for key in ("username", "password")),
                 k8s.core.v1.EnvVarArgs(name="REPLICA_SET_SCRIPT", value=replica_set_script(args.settings.replicas)),
                 k8s.core.v1.EnvVarArgs(name="MEMBERS_SCRIPT", value=members_script(args.settings.replicas)),
                 k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp"),
@@ -284,10 +295,11 @@ class MongoDB(pulumi.ComponentResource):
             security_context=k8s.core.v1.SecurityContextArgs(
                 run_as_non_root=True, run_as_user=MONGO_UID, allow_privilege_escalation=False,
                 read_only_root_filesystem=True, capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"])),
-            volume_mounts=[k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")],
+            volume_mounts=[k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"), ROOT_CREDENTIALS_MOUNT],
         )
         return self._job(f"{name}-replica-set-init", "mongodb-replica-set-init", labels, container,
-                         volumes=[k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())],
+                         volumes=[k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
+                                  root_credentials_volume(root_secret)],
                          depends_on=[statefulset, root_secret])
 
     def _job(self, resource_name: str, job_name: str, labels: dict[str, str],
@@ -338,21 +350,15 @@ class MongoDB(pulumi.ComponentResource):
         # The entrypoint drops these flags for its first, user-creating start, so initialisation works unchanged.
         member_args = ["--bind_ip_all", "--replSet", REPLICA_SET, "--keyFile", KEYFILE_PATH] if keyfile else None
 
-        def from_root(key: str) -> k8s.core.v1.EnvVarArgs:
-            return k8s.core.v1.EnvVarArgs(
-                name=f"MONGO_INITDB_ROOT_{key.upper()}",
-                value_from=k8s.core.v1.EnvVarSourceArgs(secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
-                    name=root_secret.metadata.apply(lambda meta: meta["name"]), key=key)),
-            )
-
         probe = k8s.core.v1.ProbeArgs(exec_=k8s.core.v1.ExecActionArgs(command=ping_command(settings.version)),
                                       initial_delay_seconds=10, period_seconds=10, timeout_seconds=5, failure_threshold=6)
         container = k8s.core.v1.ContainerArgs(
             name="mongodb",
-            image=f"docker.io/library/mongo:{settings.version}",
-            image_pull_policy="IfNotPresent",
+            image=mongo_image(args.images, settings.version),
+            image_pull_policy=args.images.pull_policy,
             args=member_args,
-            env=[from_root("username"), from_root("password")],
+            env=[k8s.core.v1.EnvVarArgs(name=f"MONGO_INITDB_ROOT_{key.upper()}_FILE", value=f"{ROOT_CREDENTIALS_DIR}/{key}")
+                 for key in ("username", "password")],
             ports=[k8s.core.v1.ContainerPortArgs(name="tcp-mongo", container_port=PORT)],
             readiness_probe=probe,
             liveness_probe=probe,
@@ -367,6 +373,7 @@ class MongoDB(pulumi.ComponentResource):
                 # The entrypoint writes its init config to /tmp; configdb is declared a volume by the image.
                 k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
                 k8s.core.v1.VolumeMountArgs(name="configdb", mount_path="/data/configdb"),
+                ROOT_CREDENTIALS_MOUNT,
                 *([k8s.core.v1.VolumeMountArgs(name="keyfile", mount_path=KEYFILE_PATH.rsplit("/", 1)[0], read_only=True)]
                   if keyfile else []),
             ],
@@ -383,11 +390,12 @@ class MongoDB(pulumi.ComponentResource):
                     automount_service_account_token=args.mount_account_token,
                     security_context=args.kubernetes.pod_security_context(
                         run_as_non_root=True, run_as_user=MONGO_UID, run_as_group=MONGO_UID, fs_group=MONGO_UID),
-                    init_containers=[self._keyfile_copier(settings, container.resources)] if keyfile else None,
+                    init_containers=[self._keyfile_copier(container.image, args.images, container.resources)] if keyfile else None,
                     containers=[container],
                     volumes=[
                         k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
                         k8s.core.v1.VolumeArgs(name="configdb", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
+                        root_credentials_volume(root_secret),
                         *(self._keyfile_volumes(keyfile) if keyfile else []),
                     ],
                 ),
@@ -403,14 +411,14 @@ class MongoDB(pulumi.ComponentResource):
         )
 
     @staticmethod
-    def _keyfile_copier(settings: MongoSettings, resources: dict) -> k8s.core.v1.ContainerArgs:
+    def _keyfile_copier(image: str, images: ImageSettings, resources: dict) -> k8s.core.v1.ContainerArgs:
         # mongod refuses a key file readable by its group, and a Secret volume under fsGroup is group-readable,
         # so the key is copied into memory-backed storage with owner-only permissions first.
         folder = KEYFILE_PATH.rsplit("/", 1)[0]
         return k8s.core.v1.ContainerArgs(
             name="keyfile",
-            image=f"docker.io/library/mongo:{settings.version}",
-            image_pull_policy="IfNotPresent",
+            image=image,
+            image_pull_policy=images.pull_policy,
             command=["/bin/sh", "-c", f"cp /keyfile-source/keyfile {KEYFILE_PATH} && chmod 0400 {KEYFILE_PATH}"],
             resources=resources,
             security_context=k8s.core.v1.SecurityContextArgs(
@@ -433,7 +441,7 @@ class MongoDB(pulumi.ComponentResource):
         labels = {"app": f"seed-{service}", "version": args.images.seed_tag[:12], **SEED_POD_LABELS}
         container = k8s.core.v1.ContainerArgs(
             name="seed",
-            image=f"{args.images.registry}/{SEED_IMAGES[service]}:{args.images.seed_tag}",
+            image=seed_image(args.images, service),
             image_pull_policy=args.images.pull_policy,
             command=seed_command(args.istio_minor),
             env=[

@@ -14,10 +14,11 @@ import yaml
 
 from builders.charts import Chart, chart_ref
 from builders.compat import KubernetesApis
+from builders.images import TRACING_IMAGES, pinned
 from builders.kube import helm_release, metadata
 from builders.monitoring_rules import MonitoredService, alerting_rules, dashboard_json, recording_rules
 from components.istio import PROJECT_ROOT, ChartSource
-from config.settings import ObservabilitySettings, Resources, resources
+from config.settings import ImageSettings, ObservabilitySettings, Resources, resources
 
 
 @dataclass(frozen=True)
@@ -84,11 +85,11 @@ ADDONS: dict[str, AddonVersions] = {
         kiali_v2=False,
         tracing={
             "jaeger": TracingBackend(
-                "docker.io/jaegertracing/all-in-one:1.17", 16686, "/", 14269, ui_path="/jaeger",
+                TRACING_IMAGES["1.6"]["jaeger"], 16686, "/", 14269, ui_path="/jaeger",
                 # 1.17 names the Zipkin port COLLECTOR_ZIPKIN_HTTP_PORT (renamed in 1.22).
                 env={"COLLECTOR_ZIPKIN_HTTP_PORT": "9411", "SPAN_STORAGE_TYPE": "memory", "MEMORY_MAX_TRACES": "50000",
                      "QUERY_BASE_PATH": "/jaeger"}),
-            "zipkin": TracingBackend("docker.io/openzipkin/zipkin-slim:2.21.0", 9411, "/health", 9411,
+            "zipkin": TracingBackend(TRACING_IMAGES["1.6"]["zipkin"], 9411, "/health", 9411,
                                      env={"STORAGE_TYPE": "mem"}),
         },
     ),
@@ -101,9 +102,9 @@ ADDONS: dict[str, AddonVersions] = {
         kiali_image="v2.11.0",  # the chart's own default; v2.11 is a moving tag
         kiali_v2=True,
         tracing={
-            "jaeger": TracingBackend("docker.io/jaegertracing/jaeger:2.17.0", 16686, "/status", 13133, ui_path="/jaeger",
+            "jaeger": TracingBackend(TRACING_IMAGES["1.30"]["jaeger"], 16686, "/status", 13133, ui_path="/jaeger",
                                      args=("--config", f"{CONFIG_DIR}/config.yaml"), config=_JAEGER_V2_CONFIG),
-            "zipkin": TracingBackend("docker.io/openzipkin/zipkin-slim:2.23.14", 9411, "/health", 9411,
+            "zipkin": TracingBackend(TRACING_IMAGES["1.30"]["zipkin"], 9411, "/health", 9411,
                                      env={"STORAGE_TYPE": "mem"}),
         },
         # The dashboards of the installed release, fetched by Grafana at start from Istio's repository at the
@@ -179,6 +180,7 @@ class ObservabilityArgs:
     production: bool
     kubernetes: KubernetesApis
     after: list[pulumi.Resource]
+    images: ImageSettings  # the tracing backend's digest and pull policy
     charts_dir: str | None = None  # helm.chartsDir: install the charts from this folder, not their repositories
 
 
@@ -438,7 +440,8 @@ class Observability(pulumi.ComponentResource):
                         automount_service_account_token=False,  # no sidecar, and it never talks to the API
                         security_context=self._args.kubernetes.pod_security_context(run_as_non_root=True, run_as_user=TRACING_UID),
                         containers=[k8s.core.v1.ContainerArgs(
-                            name="tracing", image=backend.image, args=list(backend.args) or None,
+                            name="tracing", image=pinned(self._args.images, backend.image), args=list(backend.args) or None,
+                            image_pull_policy=self._args.images.pull_policy,
                             env=[k8s.core.v1.EnvVarArgs(name=key, value=value) for key, value in backend.env.items()] or None,
                             ports=[k8s.core.v1.ContainerPortArgs(name=port_name, container_port=port)
                                    for port, port_name in {backend.query_port: "http-query", ZIPKIN_PORT: "http-zipkin"}.items()],

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from builders.catalogue import CATALOGUE
 from builders.compat import ISTIO_RELEASES, istio_release, kubernetes_supported
+from builders.images import repositories
 from builders.rate_limits import ENVOY_APIS
 from config.units import is_dns_label, is_dns_name, parse_duration
 
@@ -108,6 +109,16 @@ def _rate_limits(settings, _secrets):
     for path, limit in limited:
         if limit is not None:
             yield Problem(path, _request_limit_refusal(path))
+
+
+def _image_digests(settings, _secrets):
+    run = repositories(settings)
+    for repository in settings.images.digests:
+        if repository not in run:
+            close = difflib.get_close_matches(repository, run, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            yield Problem(f'images.digests["{repository}"]', f"this stack runs no image from {repository}{hint}; "
+                                                           f"it runs: {', '.join(run)}")
 
 
 def _callees_deployed(settings, _secrets):
@@ -320,7 +331,7 @@ def _observability(settings, _secrets):
 
 
 RULES: tuple[Rule, ...] = (
-    _known_services, _version_names, _tiers_supported, _weights, _match_routes, _mirrors, _sticky_canaries, _rate_limits,
+    _known_services, _version_names, _tiers_supported, _weights, _match_routes, _mirrors, _sticky_canaries, _rate_limits, _image_digests,
     _callees_deployed,
     _mongodb_enabled, _mongodb_members, _cloud_database,
     _replicas, _production_security, _identities_for_authorization, _gateway_tls, _faults, _retry_budget,

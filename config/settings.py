@@ -273,11 +273,19 @@ class CloudDatabaseSettings(Section):
     port: Port = 27017
 
 
+def _digest(value: str) -> str:
+    if not re.fullmatch(r"sha256:[0-9a-f]{64}", value):
+        raise ValueError(f"{value!r} is not an image digest: write sha256:<64 hex digits>, as `crane digest <image>` "
+                         "or `docker buildx imagetools inspect <image>` prints it")
+    return value
+
+
 class ImageSettings(Section):
     registry: str = "docker.io/beetravels"
     tag: str = Field("node-v1.0.2", description="Tag of every Bee Travels service image.")
     seed_tag: str = Field("dceed01c7b899e0c8eff1ae88912614a6e4139d6", description="Tag of the data-gen seeding images.")
-    pull_policy: Literal["IfNotPresent", "Always", "Never"] = "IfNotPresent"
+    pull_policy: Literal["IfNotPresent", "Always", "Never"] = Field("IfNotPresent", description="Pull policy of every image the program runs (the services, seeders, MongoDB, tracing).")
+    digests: dict[str, Annotated[str, AfterValidator(_digest)]] = Field(default_factory=dict, description="Image repository (registry/name, no tag) -> its sha256 digest: that image is pulled by digest, the tag kept for the reader. The policy pack requires a digest for every image of a production stack.")
 
 
 # ---- traffic -----------------------------------------------------------------------------------

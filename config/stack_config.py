@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -144,9 +145,17 @@ def _json(key: str, text: str, problems: list[Problem]) -> Any:
 
 # ---- turning pydantic errors into problems users can act on ------------------------------------
 
+def config_path(location: Iterable[str]) -> str:
+    """A key path as `pulumi config set --path` takes it: a key with dots or slashes (an image repository) in brackets."""
+    path = ""
+    for part in location:
+        path += f'["{part}"]' if re.search(r"[./\[\]\s]", part) else f".{part}" if path else part
+    return path
+
+
 def _problem_from_pydantic(error: Mapping[str, Any]) -> Problem:
     location = tuple(str(part) for part in error["loc"])
-    path = ".".join(location)
+    path = config_path(location)
     if error["type"] == "extra_forbidden":
         allowed = _allowed_keys(location[:-1])
         return Problem(path, f"unknown key{_suggestion(location[-1], allowed)}; valid keys here: {', '.join(sorted(allowed))}")

@@ -43,6 +43,14 @@ def test_storage_class_comes_from_settings():
     assert statefulset(run).inputs["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "fast-ssd"
 
 
+def assert_root_credentials_are_files(pod: dict, mongo: dict) -> None:
+    """The root Secret reaches the container as a read-only volume, never through its environment."""
+    (volume,) = [v for v in pod["volumes"] if (v.get("secret") or {}).get("secretName") == "mongodb-root"]
+    (mount,) = [m for m in mongo["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount == {"name": volume["name"], "mountPath": "/etc/mongodb-root", "readOnly": True}
+    assert not [e for e in mongo.get("env", []) if "valueFrom" in e], "no secret in the environment"
+
+
 def test_credentials_are_generated_and_only_ever_secret(any_stack):
     password = any_stack.named("RandomPassword", "mongodb-root-password")
     assert password.inputs["length"] >= 24
@@ -54,9 +62,12 @@ def test_credentials_are_generated_and_only_ever_secret(any_stack):
     url = connection.inputs["stringData"].value["MONGO_CONNECTION_URL"]
     assert url.startswith("mongodb://mockuser:mock-password-mongodb-root-password@")
     assert isinstance(any_stack.outputs["mongoConnectionUrl"], Secret)
+    pod = statefulset(any_stack).inputs["spec"]["template"]["spec"]
     env = {e["name"]: e for e in container(any_stack)["env"]}
-    assert env["MONGO_INITDB_ROOT_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "mongodb-root", "key": "password"}
-    assert "value" not in env["MONGO_INITDB_ROOT_PASSWORD"]
+    # The image's entrypoint reads the root user from files (MONGO_INITDB_ROOT_*_FILE): nothing secret in the env.
+    assert env["MONGO_INITDB_ROOT_USERNAME_FILE"] == {"name": "MONGO_INITDB_ROOT_USERNAME_FILE", "value": "/etc/mongodb-root/username"}
+    assert env["MONGO_INITDB_ROOT_PASSWORD_FILE"] == {"name": "MONGO_INITDB_ROOT_PASSWORD_FILE", "value": "/etc/mongodb-root/password"}
+    assert_root_credentials_are_files(pod, container(any_stack))
 
 
 def test_a_single_server_is_reached_through_the_mongo_service(dev):
@@ -216,8 +227,10 @@ def test_replica_set_is_initiated_once_before_seeding(prod):
     assert prod.depends_on(init, statefulset(prod))
     for job in (j for j in prod.of_type("Job") if j.k8s_name.startswith("seed-")):
         assert prod.depends_on(job, init), job.k8s_name
-    env = {e["name"]: e for e in init.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["MONGO_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "password"
+    pod = init.inputs["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert_root_credentials_are_files(pod, pod["containers"][0])
+    assert '--password "$(cat /etc/mongodb-root/password)"' in pod["containers"][0]["command"][-1]
     script = env["REPLICA_SET_SCRIPT"]["value"]
     assert all(f'host:"mongodb-{i}.mongodb-headless:27017"' in script for i in range(3))
     assert "rs.initiate" in script and "code===94" in script  # only when not yet initiated

@@ -92,7 +92,7 @@ def test_the_pack_entry_point_registers_every_rule_as_mandatory(monkeypatch):
     assert sorted(p.name for p in captured["policies"]) == sorted([
         "prod-strict-mtls", "virtualservice-weights-sum-100", "container-requests-and-limits", "pinned-images",
         "no-privileged-or-root", "data-protected-in-prod", "no-loadbalancer-except-gateway", "secrets-from-pulumi-secrets",
-        "runtime-default-seccomp", "no-unneeded-api-token", "no-mirrored-writes"])
+        "runtime-default-seccomp", "no-unneeded-api-token", "no-mirrored-writes", "production-images-by-digest"])
 
 
 def test_pack_manifest_names_python_runtime_and_its_requirements():
@@ -183,7 +183,7 @@ def test_container_without_requests_or_limits_is_rejected(dev, section):
 def test_init_containers_need_requests_and_limits_too(prod):
     def strip_init(resource: Registered) -> None:
         spec = mesh_policies.pod_spec(resource.type, resource.inputs)
-        spec.setdefault("initContainers", []).append({"name": "wait", "image": "busybox:1.36",
+        spec.setdefault("initContainers", []).append({"name": "wait", "image": "docker.io/library/busybox:1.36@sha256:" + "b" * 64,
                                                       "securityContext": {"runAsNonRoot": True, "runAsUser": 1000}})
 
     violations = evaluate(changed(prod, kind("StatefulSet"), strip_init))
@@ -383,3 +383,41 @@ def test_a_mirror_the_stack_file_marks_safe_passes(istio_chart_cache):
                             "services.hotel.weights": {"v1": 100, "v2": 0}, "services.hotel.matchRoutes": []})
     assert run.error is None, run.error
     assert evaluate(run.resources) == []
+
+
+# ---- production-images-by-digest ---------------------------------------------------------------------
+
+NO_WAIVERS = {"production-images-by-digest": {"unpinnedRepositories": []}}
+
+
+def _digests_for(stack: str, istio: str | None = None) -> dict[str, str]:
+    from tools.scan import digests_for_every_image
+
+    return digests_for_every_image(stack, istio)
+
+
+def test_a_production_stack_running_an_image_by_tag_fails_exactly_that_rule(prod):
+    violations = evaluate(prod.resources, NO_WAIVERS)
+    assert policies_hit(violations) == {"production-images-by-digest"}
+    hotel = [message for _, message in violations if message.startswith("Deployment bee-travels/hotel-v1 ")]
+    assert hotel == ['Deployment bee-travels/hotel-v1 container hotel runs docker.io/beetravels/hotel-v1:node-v1.0.2 by tag in a production '
+                     'stack; pin it by digest in the stack file: images.digests["docker.io/beetravels/hotel-v1"]: sha256:<digest>.']
+
+
+def test_a_production_stack_with_every_image_pinned_by_digest_passes_without_waivers(prod, istio_chart_cache):
+    digests = _digests_for("prod")
+    pinned = run_stack("prod", {"images.digests": digests})
+    assert pinned.error is None, pinned.error
+    hotel = next(r for r in pinned.of_type("Deployment") if r.k8s_name == "hotel-v1")
+    assert first_container(hotel)["image"] == f"docker.io/beetravels/hotel-v1:node-v1.0.2@{digests['docker.io/beetravels/hotel-v1']}"
+    assert evaluate(pinned.resources, NO_WAIVERS) == []
+
+
+def test_tags_are_allowed_outside_production(dev):
+    assert "production-images-by-digest" not in policies_hit(evaluate(dev.resources, NO_WAIVERS))
+
+
+def test_the_waivers_name_exactly_the_images_prod_still_runs_by_tag():
+    # A waiver for an image prod no longer runs, or pins, is stale; an image prod runs by tag must be waived here.
+    runs = {**_digests_for("prod"), **_digests_for("prod", "1.30.3")}
+    assert sorted(mesh_policies.UNPINNED_REPOSITORIES_WAIVED) == sorted(runs)
