@@ -46,6 +46,7 @@ namespace = settings.app_namespace
 mesh = IstioMesh("istio", IstioMeshArgs(
     istio=settings.istio, charts=charts, tracing=settings.observability.tracing,
     app_namespace=namespace, production=settings.production, kubernetes=kubernetes,
+    image_pull_policy=settings.images.pull_policy,
 ))
 
 # 3. Data: MongoDB when some version keeps its data there; the cloud database's Secret when some version uses it.

@@ -77,6 +77,7 @@ class IstioMeshArgs:
     app_namespace: str
     production: bool
     kubernetes: KubernetesApis
+    image_pull_policy: str = "IfNotPresent"  # images.pullPolicy: istiod's, the gateway's and every sidecar's
 
 
 def _resources(resources: Resources) -> dict[str, Any]:
@@ -91,7 +92,8 @@ RUNTIME_DEFAULT = {"type": "RuntimeDefault"}
 
 def global_values(args: IstioMeshArgs) -> dict[str, Any]:
     istio = args.istio
-    values: dict[str, Any] = {"hub": istio.hub, "tag": istio.image_tag, "istioNamespace": ISTIO_NAMESPACE}
+    values: dict[str, Any] = {"hub": istio.hub, "tag": istio.image_tag, "istioNamespace": ISTIO_NAMESPACE,
+                              "imagePullPolicy": args.image_pull_policy}
     if istio.minor != "1.6":
         values["proxy"] = {"seccompProfile": RUNTIME_DEFAULT}  # every injected sidecar, the gateway's included
     if istio.minor == "1.6":
@@ -175,6 +177,10 @@ def gateway_values(args: IstioMeshArgs) -> dict[str, Any]:
                 "cpu": {"targetAverageUtilization": gateway.autoscaling.target_cpu_percent},
                 "resources": _resources(gateway.resources),
                 "podAnnotations": SECCOMP_ANNOTATION,
+                # The chart runs the gateway as root by default, for ports below 1024; it listens on 8080 and 8443.
+                # Off, it writes a non-root pod (1337) and a confined container (no escalation, no capabilities,
+                # read-only root): templates/deployment.yaml at 1.6.14.
+                "runAsRoot": False,
             }},
         }
     values: dict[str, Any] = {

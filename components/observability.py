@@ -44,6 +44,7 @@ class AddonVersions:
     kiali: Chart
     kiali_image: str
     kiali_v2: bool  # Kiali 2 renamed in_cluster_url to internal_url
+    grafana_without_token: dict[str, Any]  # the chart version's key for not mounting the API token
     tracing: dict[str, TracingBackend]
     # Istio's own dashboards where they are not shipped beside the charts: name -> file in Istio's repository.
     grafana_dashboards: dict[str, str] = field(default_factory=dict)
@@ -83,6 +84,7 @@ ADDONS: dict[str, AddonVersions] = {
         kiali=Chart(KIALI_REPO, "kiali-server", "1.22.0"),
         kiali_image="v1.22.0",
         kiali_v2=False,
+        grafana_without_token={"serviceAccount": {"autoMount": False}},  # grafana 6.31.1 templates/serviceaccount.yaml
         tracing={
             "jaeger": TracingBackend(
                 TRACING_IMAGES["1.6"]["jaeger"], 16686, "/", 14269, ui_path="/jaeger",
@@ -101,6 +103,7 @@ ADDONS: dict[str, AddonVersions] = {
         kiali=Chart(KIALI_REPO, "kiali-server", "2.11.0"),
         kiali_image="v2.11.0",  # the chart's own default; v2.11 is a moving tag
         kiali_v2=True,
+        grafana_without_token={"automountServiceAccountToken": False},  # grafana 9.2.2 templates/_pod.tpl
         tracing={
             "jaeger": TracingBackend(TRACING_IMAGES["1.30"]["jaeger"], 16686, "/status", 13133, ui_path="/jaeger",
                                      args=("--config", f"{CONFIG_DIR}/config.yaml"), config=_JAEGER_V2_CONFIG),
@@ -136,6 +139,13 @@ HELPER_RESOURCES = resources("10m", "32Mi", "100m", "64Mi")
 PROMETHEUS_SCRATCH_LIMIT = "4Gi"
 CONFINED_CONTAINER = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
                       "capabilities": {"drop": ["ALL"]}}
+KIALI_CONTAINER = {**CONFINED_CONTAINER, "privileged": False}
+
+
+def _pod_seccomp(key: str, args: ObservabilityArgs) -> dict[str, Any]:
+    """The runtime's default seccomp profile in a chart's pod securityContext, from Kubernetes 1.19 (up to 1.18 the pod
+    annotation carries it instead); Helm merges it into the chart's default context."""
+    return {} if args.kubernetes.seccomp_annotations else {key: {"seccompProfile": {"type": "RuntimeDefault"}}}
 
 
 class DashboardsMissingError(pulumi.RunError):
@@ -259,11 +269,16 @@ def prometheus_values(args: ObservabilityArgs) -> dict[str, Any]:
         "kube-state-metrics": {"enabled": False},
         "prometheus-node-exporter": {"enabled": False},
         "configmapReload": {"prometheus": {"resources": _resources(HELPER_RESOURCES),
-                                           "containerSecurityContext": CONFINED_CONTAINER}},
+                                           "containerSecurityContext": CONFINED_CONTAINER,
+                                           "image": {"pullPolicy": args.images.pull_policy}}},
         "server": {
             "fullnameOverride": "prometheus",
             "podLabels": NO_SIDECAR,
-            "podAnnotations": NO_SIDECAR,
+            "podAnnotations": {**NO_SIDECAR, **args.kubernetes.seccomp_annotations},
+            **_pod_seccomp("securityContext", args),
+            # Prometheus writes only its data folder (a volume or the capped emptyDir) and runs as the chart's 65534.
+            "containerSecurityContext": CONFINED_CONTAINER,
+            "image": {"pullPolicy": args.images.pull_policy},
             "service": {"type": "ClusterIP", "servicePort": PROMETHEUS_PORT},
             "retention": settings.retention,
             "persistentVolume": {"enabled": True, "size": settings.storage_size} if settings.storage_size else {"enabled": False},
@@ -300,7 +315,12 @@ def grafana_values(args: ObservabilityArgs, dashboard_maps: dict[str, str]) -> d
         "rbac": {"pspEnabled": False},
         "testFramework": {"enabled": False},
         "podLabels": {"app": "grafana", **NO_SIDECAR},
-        "podAnnotations": NO_SIDECAR,
+        "podAnnotations": {**NO_SIDECAR, **args.kubernetes.seccomp_annotations},
+        "image": {"pullPolicy": args.images.pull_policy},
+        # Grafana reads dashboards from mounted ConfigMaps and its own files, never the Kubernetes API.
+        **args.addons.grafana_without_token,
+        # Not a read-only root: Grafana's image writes its log file under /var/log/grafana.
+        "containerSecurityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
         # The admin password is generated and read from a Secret; anonymous access and sign-up stay off.
         "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
         "grafana.ini": {"auth.anonymous": {"enabled": False}, "users": {"allow_sign_up": False},
@@ -318,6 +338,7 @@ def grafana_values(args: ObservabilityArgs, dashboard_maps: dict[str, str]) -> d
         values["dashboards"] = {"istio": {name: fetched_dashboard(args.istio_version, file) for name, file in fetched.items()}}
         # The chart's own security context for the download (no escalation, no capabilities, RuntimeDefault) stays.
         values["downloadDashboards"] = {"resources": _resources(HELPER_RESOURCES)}
+        values["downloadDashboardsImage"] = {"pullPolicy": args.images.pull_policy}
     return values
 
 
@@ -335,11 +356,14 @@ def kiali_values(args: ObservabilityArgs) -> dict[str, Any]:
     # deployment.instance_name, 1.x after the usual name overrides.
     naming: dict[str, Any] = {}
     if addons.kiali_v2:
-        deployment.update(cluster_wide_access=True, ingress={"enabled": False}, instance_name="kiali", pod_labels=NO_SIDECAR)
+        deployment.update(cluster_wide_access=True, ingress={"enabled": False}, instance_name="kiali", pod_labels=NO_SIDECAR,
+                          # Replaces the chart's default context (templates/deployment.yaml at 2.11.0), so restated.
+                          security_context={**KIALI_CONTAINER, "seccompProfile": {"type": "RuntimeDefault"}})
     else:
         # The 1.x charts create an Ingress for /kiali by default; nothing here is exposed outside the cluster. They
         # have no pod_labels (and Istio 1.6's injector reads only the annotation).
-        deployment.update(accessible_namespaces=["**"], ingress_enabled=False, pod_annotations=NO_SIDECAR)
+        deployment.update(accessible_namespaces=["**"], ingress_enabled=False,
+                          pod_annotations={**NO_SIDECAR, **args.kubernetes.seccomp_annotations})
         naming = {"nameOverride": "kiali", "fullnameOverride": "kiali"}
     # Kiali 2 would otherwise try Jaeger's gRPC port (16685); Kiali 1.22 speaks HTTP only and has no such key.
     protocol = {"use_grpc": False} if addons.kiali_v2 else {}

@@ -188,3 +188,17 @@ def test_istios_own_pods_run_under_the_runtimes_default_seccomp_profile(prod, cu
     assert old["istio-ingressgateway"].inputs["values"]["gateways"]["istio-ingressgateway"]["podAnnotations"] == annotation
     assert new["istiod"].inputs["values"]["pilot"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert new["istiod"].inputs["values"]["global"]["proxy"]["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
+def test_the_istio_16_gateway_runs_non_root_and_istio_pulls_as_the_stack_file_says(dev, prod, current):
+    # 1.6.14 gateways/istio-ingress: runAsRoot (default true, for ports below 1024) off writes runAsUser 1337 and a
+    # container with no escalation, no capabilities and a read-only root; the gateway listens on 8080 and 8443.
+    gateway = releases(prod)["istio-ingressgateway"].inputs["values"]
+    assert gateway["gateways"]["istio-ingressgateway"]["runAsRoot"] is False
+    assert {port["name"]: port["targetPort"] for port in gateway["gateways"]["istio-ingressgateway"]["ports"]} == \
+        {"status-port": 15021, "http2": 8080, "https": 8443}
+    # global.imagePullPolicy: istiod's container and every sidecar its injector adds (on 1.30 the gateway is one of
+    # them); the 1.6 gateway chart reads it for its own container.
+    for run, policy in ((dev, "IfNotPresent"), (prod, "Always"), (current, "Always")):
+        assert releases(run)["istiod"].inputs["values"]["global"]["imagePullPolicy"] == policy
+    assert gateway["global"]["imagePullPolicy"] == "Always"

@@ -232,9 +232,9 @@ def test_every_add_on_pod_opts_out_of_injection_the_way_istio_1_6_reads_it(dev, 
     # Istio 1.6.14's injector (pkg/kube/inject/inject.go, injectRequired) reads the pod annotation only.
     opt_out = {"sidecar.istio.io/inject": "false"}
     for run in (dev, current):
-        assert release(run, "prometheus")["values"]["server"]["podAnnotations"] == opt_out
-        assert release(run, "grafana")["values"]["podAnnotations"] == opt_out
-        assert release(run, "kiali")["values"]["deployment"].get("pod_annotations", opt_out) == opt_out
+        assert release(run, "prometheus")["values"]["server"]["podAnnotations"].items() >= opt_out.items()
+        assert release(run, "grafana")["values"]["podAnnotations"].items() >= opt_out.items()
+        assert release(run, "kiali")["values"]["deployment"].get("pod_annotations", opt_out).items() >= opt_out.items()
         for deployment in run.within("Observability").of_type("Deployment"):
             assert deployment.inputs["spec"]["template"]["metadata"]["annotations"].items() >= opt_out.items()
 
@@ -242,7 +242,7 @@ def test_every_add_on_pod_opts_out_of_injection_the_way_istio_1_6_reads_it(dev, 
 def test_kiali_gets_only_keys_its_pinned_chart_reads_and_is_named_kiali(dev, current):
     old, new = release(dev, "kiali")["values"], release(current, "kiali")["values"]
     assert [key for key in KIALI_1_22_UNREAD if _has(old, key)] == []
-    assert old["deployment"]["pod_annotations"] == {"sidecar.istio.io/inject": "false"}  # what Istio 1.6 honours
+    assert old["deployment"]["pod_annotations"]["sidecar.istio.io/inject"] == "false"  # what Istio 1.6 honours
     assert old["fullnameOverride"] == "kiali"
     assert [key for key in KIALI_2_11_UNREAD if _has(new, key)] == []
     assert new["deployment"]["instance_name"] == "kiali" and new["deployment"]["pod_labels"] == {"sidecar.istio.io/inject": "false"}
@@ -359,3 +359,35 @@ def test_prometheus_without_a_volume_cannot_fill_the_nodes_disk():
     assert run.error is None, run.error
     server = release(run, "prometheus")["values"]["server"]
     assert server["persistentVolume"] == {"enabled": False} and server["emptyDir"]["sizeLimit"].endswith("Gi")
+
+
+SECCOMP_1_18 = {"seccomp.security.alpha.kubernetes.io/pod": "runtime/default"}
+RUNTIME_DEFAULT = {"seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def test_the_add_ons_run_confined_through_the_keys_their_pinned_charts_read(dev, prod, current):
+    """What the real charts at the pinned versions do with these keys was read from their templates (prometheus
+    19.6.1 / 27.20.0 deploy.yaml, grafana 6.31.1 / 9.2.2 _pod.tpl and serviceaccount, kiali-server 1.22.0 / 2.11.0
+    deployment.yaml) and checked by rendering them with these values and scanning the output."""
+    for run, kubernetes_1_18 in ((dev, True), (prod, True), (current, False)):
+        pull = "Always" if run.stack == "prod" else "IfNotPresent"  # images.pullPolicy of the stack file
+        prometheus = release(run, "prometheus")["values"]
+        server = prometheus["server"]
+        assert server["containerSecurityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                                      "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
+        assert server["image"] == {"pullPolicy": pull} and prometheus["configmapReload"]["prometheus"]["image"] == {"pullPolicy": pull}
+        grafana = release(run, "grafana")["values"]
+        assert grafana["image"] == {"pullPolicy": pull}
+        assert grafana["containerSecurityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+        kiali = release(run, "kiali")["values"]["deployment"]
+        if kubernetes_1_18:  # only the pod annotation exists there
+            assert server["podAnnotations"].items() >= SECCOMP_1_18.items() and "securityContext" not in server
+            assert grafana["podAnnotations"].items() >= SECCOMP_1_18.items()
+            assert grafana["serviceAccount"] == {"autoMount": False}
+            assert kiali["pod_annotations"].items() >= SECCOMP_1_18.items()
+        else:
+            assert server["securityContext"] == RUNTIME_DEFAULT and SECCOMP_1_18.keys().isdisjoint(server["podAnnotations"])
+            assert grafana["automountServiceAccountToken"] is False and "serviceAccount" not in grafana
+            # Kiali 2.11's template replaces its default context with this one: every default is restated.
+            assert kiali["security_context"] == {"allowPrivilegeEscalation": False, "privileged": False, "readOnlyRootFilesystem": True,
+                                                 "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}, **RUNTIME_DEFAULT}
