@@ -757,7 +757,7 @@ def program_revision() -> str:
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
 
-    changed = git("status", "--porcelain", "--", *PROGRAM_FILES, "bench", "policy", f"Pulumi.{STACK}.yaml").splitlines()
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", *PROGRAM_FILES, "bench", "policy", f"Pulumi.{STACK}.yaml").splitlines()
     return git("rev-parse", "--short", "HEAD") + (f" with {len(changed)} program files changed and not committed" if changed else "")
 
 
