@@ -148,13 +148,8 @@ analyze: $(VENV)/.installed-runtime
 	$(BIN)/python -m tools.analyze --stack $(STACK)
 
 # checkov and its pinned dependencies, in a cache venv named by the lock file (like the toolchain, outside the clone).
-SCANNER_LOCK := tools/scanner/requirements.txt
-SCANNER_VENV := $(HOME)/.cache/bee-travels-toolchain/checkov-$(shell sha256sum $(SCANNER_LOCK) | cut -c1-12)
-scanner: $(SCANNER_VENV)/.installed
-$(SCANNER_VENV)/.installed: $(SCANNER_LOCK)
-	$(PYTHON) -m venv $(SCANNER_VENV)
-	$(SCANNER_VENV)/bin/pip install --quiet --no-deps -r $(SCANNER_LOCK)
-	touch $@
+scanner: $(VENV)/.installed-runtime
+	$(BIN)/python -m tools.scan --install
 
 scan: $(VENV)/.installed-runtime scanner
 	$(BIN)/python -m tools.scan --stack $(STACK) $(if $(PIN_DIGESTS),--pin-digests)

@@ -42,6 +42,7 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes
 
+from bench import markdown
 from builders import catalogue
 from tools import istio_charts
 from tools.stack_run import ROOT, Registered, StackRun, load_stack_values, run_stack, stand_in_chart_cache
@@ -304,14 +305,13 @@ def profile_breakdown(size: int, stack: str = "dev") -> tuple[int, dict[str, dic
 
 def profile_table(resources: int, columns: dict[str, dict[str, float]]) -> str:
     labels = list(columns)
-    rows = ["| main thread, profiled, GC off (ms / resource) | " + " | ".join(labels) + f" | ours - {labels[-1]} |",
-            "|---|" + "---:|" * (len(labels) + 1)]
+    rows = []
     for category in PROFILE_ROWS:
         values = [1000 * columns[label][category] / resources for label in labels]
-        rows.append(f"| {category} | " + " | ".join(f"{v:.2f}" for v in values) + f" | {values[0] - values[-1]:+.2f} |")
+        rows.append((category, *(f"{v:.2f}" for v in values), f"{values[0] - values[-1]:+.2f}"))
     totals = [1000 * sum(columns[label].values()) / resources for label in labels]
-    rows.append("| **total** | " + " | ".join(f"**{v:.2f}**" for v in totals) + f" | **{totals[0] - totals[-1]:+.2f}** |")
-    return "\n".join(rows)
+    rows.append(("**total**", *(f"**{v:.2f}**" for v in totals), f"**{totals[0] - totals[-1]:+.2f}**"))
+    return markdown.table(("main thread, profiled, GC off (ms / resource)", *labels, f"ours - {labels[-1]}"), rows)
 
 
 # ---- suite, set-up, cold start -----------------------------------------------------------------
@@ -382,25 +382,19 @@ def _version(package: str) -> str:
 
 
 def table(results: list[Measurement]) -> str:
-    rows = ["| stack | services | resources | median wall (s) | ms / resource | bare floor (s) | over bare floor "
-            "| SDK floor (s) | over SDK floor |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    rows += [f"| {m.label} | {m.services} | {m.resources} | {m.ours.seconds:.2f} | {m.per_resource_ms:.1f} | "
-             f"{m.bare.seconds:.2f} | {100 * m.over_bare:+.0f}% | {m.sdk.seconds:.2f} | {100 * m.over_sdk:+.0f}% |" for m in results]
-    return "\n".join(rows)
+    rows = [(m.label, m.services, m.resources, f"{m.ours.seconds:.2f}", f"{m.per_resource_ms:.1f}", f"{m.bare.seconds:.2f}",
+             f"{100 * m.over_bare:+.0f}%", f"{m.sdk.seconds:.2f}", f"{100 * m.over_sdk:+.0f}%") for m in results]
+    return markdown.table(("stack", "services", "resources", "median wall (s)", "ms / resource", "bare floor (s)", "over bare floor",
+                           "SDK floor (s)", "over SDK floor"), rows)
 
 
 def bend_table(results: list[Measurement]) -> str:
-    rows = ["| stack | resources | dependencies / resource | ms / resource | in cyclic GC | without GC | full GCs / run "
-            "| bare floor ms / resource | in cyclic GC | without GC | full GCs / run |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for m in results:
-        rows.append(
-            f"| {m.label} | {m.resources} | {m.dependencies / m.resources:.1f} | {m.ms(m.ours):.2f} | "
-            f"{1000 * m.ours.gc_seconds / m.resources:.2f} | {m.ms(m.ours, without_gc=True):.2f} | {m.ours.full_collections:g} | "
-            f"{m.ms(m.bare):.2f} | {1000 * m.bare.gc_seconds / m.resources:.2f} | {m.ms(m.bare, without_gc=True):.2f} | "
-            f"{m.bare.full_collections:g} |")
-    return "\n".join(rows)
+    rows = [(m.label, m.resources, f"{m.dependencies / m.resources:.1f}", f"{m.ms(m.ours):.2f}",
+             f"{1000 * m.ours.gc_seconds / m.resources:.2f}", f"{m.ms(m.ours, without_gc=True):.2f}", f"{m.ours.full_collections:g}",
+             f"{m.ms(m.bare):.2f}", f"{1000 * m.bare.gc_seconds / m.resources:.2f}", f"{m.ms(m.bare, without_gc=True):.2f}",
+             f"{m.bare.full_collections:g}") for m in results]
+    return markdown.table(("stack", "resources", "dependencies / resource", "ms / resource", "in cyclic GC", "without GC",
+                           "full GCs / run", "bare floor ms / resource", "in cyclic GC", "without GC", "full GCs / run"), rows)
 
 
 def synthetic(results: list[Measurement]) -> dict[int, Measurement]:

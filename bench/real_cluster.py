@@ -42,6 +42,7 @@ from pathlib import Path
 
 import yaml
 
+from bench import markdown
 from bench.program_scaling import REAL_SERVICES, machine, synthetic_catalogue
 from tests.pulumi_cli import PROGRAM_FILES, PROJECT, Workspace, stand_in_helm_charts, toolchain_bin
 from tests.stack_fixtures import CURRENT_ISTIO
@@ -652,12 +653,9 @@ def no_wait_steps_by_fifth(timeline: UpdateTimeline) -> list[float | None]:
 
 
 def growth_table(measurements: list[Measurement]) -> str:
-    rows = ["| stack | objects with no wait: median step (s), 1st fifth of the update | 2nd | 3rd | 4th | 5th |",
-            "|---|---:|---:|---:|---:|---:|"]
-    for m in measurements:
-        cells = ["" if value is None else f"{value:.2f}" for value in no_wait_steps_by_fifth(m.median_run.timeline)]
-        rows.append(f"| {m.shape.label} | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
+    rows = [(m.shape.label, *("" if value is None else f"{value:.2f}" for value in no_wait_steps_by_fifth(m.median_run.timeline)))
+            for m in measurements]
+    return markdown.table(("stack", "objects with no wait: median step (s), 1st fifth of the update", "2nd", "3rd", "4th", "5th"), rows)
 
 
 def cpu_table(measurements: list[Measurement]) -> str:
@@ -665,14 +663,13 @@ def cpu_table(measurements: list[Measurement]) -> str:
     columns = [(f"{m.shape.label} {phase}", use) for m in measurements
                for phase, use in (("preview", m.median_run.preview_cpu), ("up", m.median_run.up_cpu))]
     roles = list(dict.fromkeys(role for _, use in columns for role in use.roles))
-    rows = ["| CPU seconds | " + " | ".join(label for label, _ in columns) + " |", "|---|" + "---:|" * len(columns)]
-    for role in roles:
-        rows.append(f"| {role} | " + " | ".join(f"{use.roles.get(role, 0.0):.1f}" for _, use in columns) + " |")
-    rows.append("| **all of ours** | " + " | ".join(f"**{sum(use.roles.values()):.1f}**" for _, use in columns) + " |")
-    rows.append("| wall time (s) | " + " | ".join(f"{use.wall:.1f}" for _, use in columns) + " |")
-    rows.append("| our cores busy, on average | " + " | ".join(f"{sum(use.roles.values()) / use.wall:.2f}" for _, use in columns) + " |")
-    rows.append("| other processes' cores, on average | " + " | ".join(f"{use.others_cores:.2f}" for _, use in columns) + " |")
-    return "\n".join(rows)
+    uses = [use for _, use in columns]
+    rows = [(role, *(f"{use.roles.get(role, 0.0):.1f}" for use in uses)) for role in roles]
+    rows += [("**all of ours**", *(f"**{sum(use.roles.values()):.1f}**" for use in uses)),
+             ("wall time (s)", *(f"{use.wall:.1f}" for use in uses)),
+             ("our cores busy, on average", *(f"{sum(use.roles.values()) / use.wall:.2f}" for use in uses)),
+             ("other processes' cores, on average", *(f"{use.others_cores:.2f}" for use in uses))]
+    return markdown.table(("CPU seconds", *(label for label, _ in columns)), rows)
 
 
 def discarded_line(measurements: list[Measurement]) -> str:
@@ -696,29 +693,27 @@ def contention_line(measurements: list[Measurement]) -> str:
 
 
 def steps_table(measurements: list[Measurement]) -> str:
-    rows = ["| stack | resource steps (update) | steps | median step (s) | longest step (s) | sum of steps (s) | share of the sum |",
-            "|---|---|---:|---:|---:|---:|---:|"]
+    rows = []
     for m in measurements:
         groups = grouped(m.median_run.timeline)
         total = sum(sum(seconds) for seconds in groups.values())
-        for label, seconds in groups.items():
-            rows.append(f"| {m.shape.label} | {label} | {len(seconds)} | {statistics.median(seconds):.2f} | {max(seconds):.2f} | "
-                        f"{sum(seconds):.1f} | {100 * sum(seconds) / total:.0f}% |")
-    return "\n".join(rows)
+        rows += [(m.shape.label, label, len(seconds), f"{statistics.median(seconds):.2f}", f"{max(seconds):.2f}",
+                  f"{sum(seconds):.1f}", f"{100 * sum(seconds) / total:.0f}%") for label, seconds in groups.items()]
+    return markdown.table(("stack", "resource steps (update)", "steps", "median step (s)", "longest step (s)", "sum of steps (s)",
+                           "share of the sum"), rows, left=(0, 1))
 
 
 def phases_table(measurements: list[Measurement]) -> str:
     """The update's wall time cut at its first and last resource step, and how many steps were in flight between."""
-    rows = ["| stack | `pulumi up` (s) | before the first step (s) | first to last step (s) | after the last step (s) "
-            "| steps in flight, on average | program under the mock engine (s) |",
-            "|---|---:|---:|---:|---:|---:|---:|"]
+    rows = []
     for m in measurements:
         run = m.median_run
         span = run.timeline.last_step - run.timeline.first_step
         busy = sum(step.seconds for step in run.timeline.steps if step.custom)
-        rows.append(f"| {m.shape.label} | {run.up:.1f} | {run.timeline.first_step:.1f} | {span:.1f} | "
-                    f"{run.up - run.timeline.last_step:.1f} | {busy / span if span else 0:.1f} | {m.declared.seconds:.2f} |")
-    return "\n".join(rows)
+        rows.append((m.shape.label, f"{run.up:.1f}", f"{run.timeline.first_step:.1f}", f"{span:.1f}",
+                     f"{run.up - run.timeline.last_step:.1f}", f"{busy / span if span else 0:.1f}", f"{m.declared.seconds:.2f}"))
+    return markdown.table(("stack", "`pulumi up` (s)", "before the first step (s)", "first to last step (s)", "after the last step (s)",
+                           "steps in flight, on average", "program under the mock engine (s)"), rows)
 
 
 # ---- the report --------------------------------------------------------------------------------
@@ -728,16 +723,13 @@ def _runs(m: Measurement) -> str:
 
 
 def table(measurements: list[Measurement]) -> str:
-    rows = ["| stack | services | resources | Kubernetes objects | runs | `pulumi preview` (s) | `pulumi up` (s) "
-            "| kubectl dry-run, create (s) | kubectl dry-run, re-apply (s) | preview ms / resource | up ms / resource "
-            "| kubectl ms / object (create) | up / kubectl create |",
-            "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for m in measurements:
-        rows.append(
-            f"| {m.shape.label} | {m.shape.services} | {m.resources} | {m.objects} | {_runs(m)} | {m.preview:.1f} | {m.up:.1f} | "
-            f"{m.kubectl_create:.1f} | {m.kubectl_reapply:.1f} | {1000 * m.preview / m.resources:.0f} | "
-            f"{1000 * m.up / m.resources:.0f} | {1000 * m.kubectl_create / m.objects:.1f} | {m.up / m.kubectl_create:.1f}x |")
-    return "\n".join(rows)
+    rows = [(m.shape.label, m.shape.services, m.resources, m.objects, _runs(m), f"{m.preview:.1f}", f"{m.up:.1f}",
+             f"{m.kubectl_create:.1f}", f"{m.kubectl_reapply:.1f}", f"{1000 * m.preview / m.resources:.0f}",
+             f"{1000 * m.up / m.resources:.0f}", f"{1000 * m.kubectl_create / m.objects:.1f}", f"{m.up / m.kubectl_create:.1f}x")
+            for m in measurements]
+    return markdown.table(("stack", "services", "resources", "Kubernetes objects", "runs", "`pulumi preview` (s)", "`pulumi up` (s)",
+                           "kubectl dry-run, create (s)", "kubectl dry-run, re-apply (s)", "preview ms / resource",
+                           "up ms / resource", "kubectl ms / object (create)", "up / kubectl create"), rows, left=(0, 4))
 
 
 def toolchain_line(server: str) -> str:

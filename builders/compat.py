@@ -56,9 +56,14 @@ class KubernetesApis:
         """The container runtime's default seccomp profile, up to 1.18: only the alpha pod annotation exists there."""
         return {"seccomp.security.alpha.kubernetes.io/pod": "runtime/default"} if self.minor < 19 else {}
 
+    @property
+    def seccomp_profile(self) -> dict[str, str] | None:
+        """The same as a securityContext field, which exists from 1.19; None up to 1.18 (the annotation carries it)."""
+        return {"type": "RuntimeDefault"} if self.minor >= 19 else None
+
     def pod_security_context(self, **fields) -> k8s.core.v1.PodSecurityContextArgs:
         """A pod-level security context with the runtime's default seccomp profile (the field from 1.19)."""
-        profile = k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault") if self.minor >= 19 else None
+        profile = k8s.core.v1.SeccompProfileArgs(**self.seccomp_profile) if self.seccomp_profile else None
         return k8s.core.v1.PodSecurityContextArgs(seccomp_profile=profile, **fields)
 
     @property

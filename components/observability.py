@@ -142,10 +142,11 @@ CONFINED_CONTAINER = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem
 KIALI_CONTAINER = {**CONFINED_CONTAINER, "privileged": False}
 
 
-def _pod_seccomp(key: str, args: ObservabilityArgs) -> dict[str, Any]:
-    """The runtime's default seccomp profile in a chart's pod securityContext, from Kubernetes 1.19 (up to 1.18 the pod
-    annotation carries it instead); Helm merges it into the chart's default context."""
-    return {} if args.kubernetes.seccomp_annotations else {key: {"seccompProfile": {"type": "RuntimeDefault"}}}
+def _pod_seccomp(args: ObservabilityArgs) -> dict[str, Any]:
+    """A chart's pod securityContext value with the runtime's default seccomp profile, where the field exists (up to
+    Kubernetes 1.18 the pod annotation carries it); Helm merges it into the chart's default context."""
+    profile = args.kubernetes.seccomp_profile
+    return {"securityContext": {"seccompProfile": profile}} if profile else {}
 
 
 class DashboardsMissingError(pulumi.RunError):
@@ -275,7 +276,7 @@ def prometheus_values(args: ObservabilityArgs) -> dict[str, Any]:
             "fullnameOverride": "prometheus",
             "podLabels": NO_SIDECAR,
             "podAnnotations": {**NO_SIDECAR, **args.kubernetes.seccomp_annotations},
-            **_pod_seccomp("securityContext", args),
+            **_pod_seccomp(args),
             # Prometheus writes only its data folder (a volume or the capped emptyDir) and runs as the chart's 65534.
             "containerSecurityContext": CONFINED_CONTAINER,
             "image": {"pullPolicy": args.images.pull_policy},

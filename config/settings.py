@@ -284,7 +284,7 @@ class ImageSettings(Section):
     registry: str = "docker.io/beetravels"
     tag: str = Field("node-v1.0.2", description="Tag of every Bee Travels service image.")
     seed_tag: str = Field("dceed01c7b899e0c8eff1ae88912614a6e4139d6", description="Tag of the data-gen seeding images.")
-    pull_policy: Literal["IfNotPresent", "Always", "Never"] = Field("IfNotPresent", description="Pull policy of every image the program runs (the services, seeders, MongoDB, tracing).")
+    pull_policy: Literal["IfNotPresent", "Always", "Never"] = Field("IfNotPresent", description="Pull policy of every image the stack runs: the services, seeders, MongoDB and tracing, and Istio's and the add-ons' images through their charts.")
     digests: dict[str, Annotated[str, AfterValidator(_digest)]] = Field(default_factory=dict, description="Image repository (registry/name, no tag) -> its sha256 digest: that image is pulled by digest, the tag kept for the reader. The policy pack requires a digest for every image of a production stack.")
 
 

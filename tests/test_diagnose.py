@@ -149,7 +149,7 @@ def _labels(pod: dict) -> tuple[str, str]:
 
 def test_a_healthy_mesh_has_no_finding(settings, recorded_prometheus, tmp_path):
     objects = healthy_cluster(settings)
-    minor = diagnose.istio_minor(settings)
+    minor = settings.istio.minor
     synced = "SYNCED (4m)" if minor == "1.30" else "SYNCED"
     header = "NAME     CLUSTER     CDS     LDS     EDS     RDS     ISTIOD     VERSION"
     rows = [f"{pod['metadata']['name']}.{NAMESPACE}     Kubernetes     {synced}     {synced}     {synced}     {synced}     istiod-1     x"
@@ -162,7 +162,7 @@ def test_a_healthy_mesh_has_no_finding(settings, recorded_prometheus, tmp_path):
 
 
 def test_istioctl_is_asked_what_its_release_can_say_and_analyze_counts_errors_and_warnings(settings, recorded_prometheus, tmp_path):
-    minor = diagnose.istio_minor(settings)
+    minor = settings.istio.minor
     istioctl, log = fake_istioctl(tmp_path, minor)
     recorded_prometheus.answer = NO_ERRORS
     report = _run(settings, _with_recorded_pods(settings), recorded_prometheus.url, istioctl)
@@ -178,7 +178,7 @@ def test_istioctl_is_asked_what_its_release_can_say_and_analyze_counts_errors_an
 
 
 def test_proxies_behind_istiod_are_named_with_what_is_stale_and_the_commands_that_look_closer(settings, recorded_prometheus, tmp_path):
-    minor = diagnose.istio_minor(settings)
+    minor = settings.istio.minor
     istioctl, _ = fake_istioctl(tmp_path, minor)
     recorded_prometheus.answer = NO_ERRORS
     report = _run(settings, _with_recorded_pods(settings), recorded_prometheus.url, istioctl)

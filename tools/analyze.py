@@ -58,14 +58,14 @@ def analyzed_objects(files: dict[str, str]) -> list[dict[str, Any]]:
 
 
 def suppressions(settings: Settings, objects: Iterable[dict[str, Any]]) -> list[str]:
-    form = FRIENDLY_NAME[diagnose.istio_minor(settings)]
+    form = FRIENDLY_NAME[settings.istio.minor]
     gateways = [item["metadata"] for item in objects if item.get("kind") == "Gateway" and item["metadata"]["name"] == GATEWAY_NAME]
     return [f"{GATEWAY_SELECTOR_NOT_FOUND}={form.format(kind='Gateway', namespace=meta['namespace'], name=meta['name'])}"
             for meta in gateways]
 
 
 def istioctl_args(settings: Settings, folder: Path, suppressed: Sequence[str]) -> list[str]:
-    minor = diagnose.istio_minor(settings)
+    minor = settings.istio.minor
     return ["analyze", "--use-kube=false", "--output", "json", "--failure-threshold", "Error",
             "--istioNamespace", ISTIO_NAMESPACE, *FOLDER_ARGS[minor], *(arg for s in suppressed for arg in ("--suppress", s)), str(folder)]
 

@@ -217,10 +217,6 @@ def drift_findings(virtual_services: list[dict[str, Any]], settings: Settings) -
 
 # ---- istioctl ---------------------------------------------------------------------------------------------
 
-def istio_minor(settings: Settings) -> str:
-    return ".".join(settings.istio.version.split(".")[:2])
-
-
 # What each release's istioctl needs to say what it knows (istioctl/pkg/proxystatus at 1.30.3 shows per-type sync
 # state only at --verbosity 1; 1.6.14's istioctl/cmd/proxystatus.go always shows it and has no such flag).
 PROXY_STATUS_ARGS = {"1.6": ("proxy-status",), "1.30": ("proxy-status", "--verbosity", "1")}
@@ -404,7 +400,7 @@ def diagnose(settings: Settings, kubectl: Kubectl, istioctl: Callable[[], Istioc
     runner = _located(report, istioctl) if istioctl is not None else None
     if runner is not None:
         def proxies() -> list[Finding]:
-            table = runner.run(*PROXY_STATUS_ARGS[istio_minor(settings)])
+            table = runner.run(*PROXY_STATUS_ARGS[settings.istio.minor])
             report.raw["istioctl proxy-status"] = table.rstrip()
             return proxy_findings(parse_proxy_status(table), live, settings)
 

@@ -6,7 +6,7 @@ Renders the stack as `make render` does (the mock engine, no cluster) and runs c
 objects, offline (`--skip-download`: no call to its vendor's API). Prints the failed checks per workload (Deployment,
 StatefulSet, Job, ...) with the average, and marks each one the README's waiver table documents. --pin-digests pins
 every image the stack runs by a made-up digest first: what the stack scores once the stack file records the real
-ones. Exit code 1 when a failed check is not a documented waiver; `make scanner` installs checkov.
+ones. Exit code 1 when a failed check is not a documented waiver; `make scanner` (`--install`) installs checkov.
 """
 
 from __future__ import annotations
@@ -39,6 +39,16 @@ def scanner_venv() -> Path:
     """Where `make scanner` installs checkov: a cache folder named by the lock file's contents, like the toolchain."""
     digest = hashlib.sha256(LOCK.read_bytes()).hexdigest()[:12]
     return Path.home() / ".cache" / "bee-travels-toolchain" / f"checkov-{digest}"
+
+
+def install_scanner() -> Path:
+    """checkov and its frozen dependencies in their cache venv, unless a finished install is there already."""
+    venv = scanner_venv()
+    if not (venv / ".installed").is_file():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--no-deps", "-r", str(LOCK)], check=True)
+        (venv / ".installed").touch()
+    return venv
 
 
 @dataclass(frozen=True)
@@ -91,9 +101,14 @@ def per_workload(failures: Sequence[Failure], workloads: Sequence[str]) -> dict[
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.scan", description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--stack", required=True)
+    chosen = parser.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--stack")
+    chosen.add_argument("--install", action="store_true", help="install checkov into its cache venv (make scanner)")
     parser.add_argument("--pin-digests", action="store_true", help="pin every image by a made-up digest first")
     args = parser.parse_args(argv)
+    if args.install:
+        print(install_scanner())
+        return 0
     checkov = scanner_venv() / "bin" / "checkov"
     if not checkov.is_file():
         print(f"error: no checkov at {checkov}; run `make scanner`", file=sys.stderr)
