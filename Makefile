@@ -11,14 +11,14 @@ include tools/toolchain/versions
 KIND_VERSION := v0.29.0
 LEGACY_SCHEMAS := .cache/kubernetes-validate-legacy
 
-.PHONY: help venv schemas promtool toolchain sim-cluster-tools sim-cluster sim-cluster-stop test lint config-schema istio-charts policy-pack render bench up down preview destroy delete-cluster deploy-deps e2e-checks promote diagnose analyze scanner scan
+.PHONY: help venv schemas promtool toolchain sim-cluster-tools sim-cluster-tools-all sim-cluster sim-cluster-stop test lint config-schema istio-charts policy-pack render bench up down preview destroy delete-cluster deploy-deps e2e-checks promote diagnose analyze scanner scan
 
 help:
 	@echo "make up        set up and run 'pulumi up': with no context, a kind cluster and the stack it can run (dev on cgroup v1, dev-current otherwise)"
 	@echo "make down      destroy what 'make up' deployed, then delete the kind cluster if 'make up' created it"
 	@echo "make test      set up and run every check: unit, mock-engine and schema tests, then the real Pulumi CLI on every stack"
 	@echo "make toolchain build or find the pinned Pulumi CLI, language host and providers (prints the folder holding them)"
-	@echo "make sim-cluster / sim-cluster-stop  a local Kubernetes 1.33 API server with fake nodes (writes a kubeconfig)"
+	@echo "make sim-cluster / sim-cluster-stop [KUBERNETES_VERSION=1.18]  a local Kubernetes 1.33 (or 1.18) control plane with fake nodes (prints KUBECONFIG=...)"
 	@echo "make preview   'pulumi preview' on STACK=$(STACK)"
 	@echo "make istio-charts  fetch and verify the Istio $(ISTIO_VERSION) Helm charts into .cache/istio"
 	@echo "make policy-pack   set up the policy pack's virtualenv (policy/venv) for 'pulumi preview --policy-pack policy'"
@@ -68,20 +68,27 @@ lint: venv
 toolchain:
 	@scripts/toolchain.sh
 
-# A local Kubernetes 1.33 control plane with fake nodes (no containers, loopback only) for the real-cluster tests.
-KUBE_BIN ?= $(HOME)/.cache/bee-travels-toolchain/kube-1.33/bin
+# A local Kubernetes control plane with fake nodes (no containers, loopback only) for the real-cluster tests:
+# 1.33 (current Istio's stacks) by default, KUBERNETES_VERSION=1.18 for Istio 1.6's (dev and prod). Both can run at once.
+KUBERNETES_VERSION ?= 1.33
+SIM_KUBERNETES_VERSIONS := 1.18 1.33
+kube_bin = $(HOME)/.cache/bee-travels-toolchain/kube-$(1)/bin
 sim-cluster-tools:
-	@tools/toolchain/kube-1.33/build.sh $(KUBE_BIN)
+	@tools/toolchain/kube-$(KUBERNETES_VERSION)/build.sh $(call kube_bin,$(KUBERNETES_VERSION))
 	@command -v etcd >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null; } \
 	  || { echo "etcd is needed: apt-get install etcd-server"; exit 1; }
 
+# Both control planes, which the real-cluster tier runs.
+sim-cluster-tools-all:
+	@for version in $(SIM_KUBERNETES_VERSIONS); do $(MAKE) --no-print-directory sim-cluster-tools KUBERNETES_VERSION=$$version || exit 1; done
+
 sim-cluster: sim-cluster-tools
-	KUBE_BIN=$(KUBE_BIN) scripts/sim-cluster.sh start
+	KUBERNETES_VERSION=$(KUBERNETES_VERSION) scripts/sim-cluster.sh start
 
 sim-cluster-stop:
-	scripts/sim-cluster.sh stop
+	KUBERNETES_VERSION=$(KUBERNETES_VERSION) scripts/sim-cluster.sh stop
 
-test: venv schemas promtool policy-pack toolchain sim-cluster-tools scanner lint
+test: venv schemas promtool policy-pack toolchain sim-cluster-tools-all scanner lint
 	$(BIN)/python -m pytest -q
 
 render: $(VENV)/.installed-runtime

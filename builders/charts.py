@@ -38,10 +38,10 @@ class ChartRef:
 def chart_ref(chart: Chart, charts_dir: str | None) -> ChartRef:
     if charts_dir is None:
         return ChartRef(chart.name, chart.version, chart.repository)
-    return ChartRef(str(_local_chart(chart, Path(charts_dir))))
+    return ChartRef(str(local_chart(chart, Path(charts_dir))))
 
 
-def _local_chart(chart: Chart, folder: Path) -> Path:
+def local_chart(chart: Chart, folder: Path) -> Path:
     archive, unpacked = folder / chart.archive, folder / f"{chart.name}-{chart.version}"
     return archive if archive.is_file() or not unpacked.is_dir() else unpacked
 
@@ -50,7 +50,7 @@ def require_local_charts(charts: list[Chart], charts_dir: str | None, stack_file
     """With helm.chartsDir set, every chart must be there; one error lists all that are not."""
     if charts_dir is None:
         return
-    missing = [chart for chart in charts if not _local_chart(chart, Path(charts_dir)).exists()]
+    missing = [chart for chart in charts if not local_chart(chart, Path(charts_dir)).exists()]
     if missing:
         pulls = "\n".join(f"  helm pull {chart.name} --repo {chart.repository} --version {chart.version} -d {charts_dir}"
                           for chart in missing)

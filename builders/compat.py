@@ -61,6 +61,12 @@ class KubernetesApis:
         """The same as a securityContext field, which exists from 1.19; None up to 1.18 (the annotation carries it)."""
         return {"type": "RuntimeDefault"} if self.minor >= 19 else None
 
+    @property
+    def service_app_protocol(self) -> bool:
+        """Whether a Service port may carry appProtocol: from 1.19 (beta, on); a 1.18 server refuses the field unless
+        its alpha ServiceAppProtocol gate is on, which no managed 1.18 cluster turns on."""
+        return self.minor >= 19
+
     def pod_security_context(self, **fields) -> k8s.core.v1.PodSecurityContextArgs:
         """A pod-level security context with the runtime's default seccomp profile (the field from 1.19)."""
         profile = k8s.core.v1.SeccompProfileArgs(**self.seccomp_profile) if self.seccomp_profile else None

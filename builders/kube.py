@@ -48,6 +48,12 @@ def metadata(name: str, namespace: str | None = None, labels: dict[str, str] | N
     )
 
 
+def container_port(name: str, port: int) -> k8s.core.v1.ContainerPortArgs:
+    """A TCP container port with its protocol spelled out: before Kubernetes 1.20 server-side apply keys the list by
+    port and protocol before defaulting, so a 1.18 server refuses a port without one (kubernetes/kubernetes#92332)."""
+    return k8s.core.v1.ContainerPortArgs(name=name, container_port=port, protocol="TCP")
+
+
 # The provider's server-side apply then forces the fields it declares, taking them back from another manager (a hand
 # edit with kubectl, or the autoscaler's count once autoscaling is off) instead of failing on the conflict: the
 # stack file is what runs, and drift is undone by the next refreshed update (`pulumi up --refresh`).

@@ -10,6 +10,7 @@ import pulumi_kubernetes as k8s
 from builders.catalogue import ServiceSpec
 from builders.compat import KubernetesApis
 from builders.images import service_image
+from builders.kube import container_port
 from config.settings import ImageSettings, ServiceSettings
 
 CLOUD_SECRET = "cloud-database"
@@ -110,7 +111,7 @@ def container(spec: ServiceSpec, version: str, tier: str, settings: ServiceSetti
         name=spec.name,
         image=service_image(images, spec, tier),
         image_pull_policy=images.pull_policy,
-        ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=spec.port)],
+        ports=[container_port("http", spec.port)],
         env=container_env(spec, version, tier, data),
         liveness_probe=_probe(spec.liveness.path, spec.port, 15),
         readiness_probe=_probe(spec.readiness.path, spec.port, 5),

@@ -10,7 +10,7 @@ import pulumi_random as random
 
 from builders.compat import KubernetesApis
 from builders.images import mongo_image, seed_image
-from builders.kube import metadata
+from builders.kube import container_port, metadata
 from builders.workloads import Identity, identity
 from config.settings import ImageSettings, MongoSettings
 
@@ -328,9 +328,8 @@ class MongoDB(pulumi.ComponentResource):
     def _service(self, part: str, service_name: str, headless: bool) -> k8s.core.v1.Service:
         name, args = self._name, self._args
         # Named tcp-: Envoy's Mongo filter only adds stats and does not decode the OP_MSG protocol newer
-        # drivers speak, so plain TCP is the robust choice. appProtocol says the same where the API has the field:
-        # 1.18 knows it (alpha: dropped unless the ServiceAppProtocol gate is on), 1.19 serves it, 1.17 rejects it.
-        app_protocol = "tcp" if args.kubernetes.minor >= 18 else None
+        # drivers speak, so plain TCP is the robust choice. appProtocol says the same where the API takes it.
+        app_protocol = "tcp" if args.kubernetes.service_app_protocol else None
         return k8s.core.v1.Service(
             f"{name}-{part}-service",
             metadata=metadata(service_name, args.namespace, LABELS),
@@ -359,7 +358,7 @@ class MongoDB(pulumi.ComponentResource):
             args=member_args,
             env=[k8s.core.v1.EnvVarArgs(name=f"MONGO_INITDB_ROOT_{key.upper()}_FILE", value=f"{ROOT_CREDENTIALS_DIR}/{key}")
                  for key in ("username", "password")],
-            ports=[k8s.core.v1.ContainerPortArgs(name="tcp-mongo", container_port=PORT)],
+            ports=[container_port("tcp-mongo", PORT)],
             readiness_probe=probe,
             liveness_probe=probe,
             resources=settings.resources.model_dump(mode="json"),

@@ -15,7 +15,7 @@ import yaml
 from builders.charts import Chart, chart_ref
 from builders.compat import KubernetesApis
 from builders.images import TRACING_IMAGES, pinned
-from builders.kube import helm_release, metadata
+from builders.kube import container_port, helm_release, metadata
 from builders.monitoring_rules import MonitoredService, alerting_rules, dashboard_json, recording_rules
 from components.istio import PROJECT_ROOT, ChartSource
 from config.settings import ImageSettings, ObservabilitySettings, Resources, resources
@@ -468,7 +468,7 @@ class Observability(pulumi.ComponentResource):
                             name="tracing", image=pinned(self._args.images, backend.image), args=list(backend.args) or None,
                             image_pull_policy=self._args.images.pull_policy,
                             env=[k8s.core.v1.EnvVarArgs(name=key, value=value) for key, value in backend.env.items()] or None,
-                            ports=[k8s.core.v1.ContainerPortArgs(name=port_name, container_port=port)
+                            ports=[container_port(port_name, port)
                                    for port, port_name in {backend.query_port: "http-query", ZIPKIN_PORT: "http-zipkin"}.items()],
                             liveness_probe=probe, readiness_probe=probe,
                             resources=_resources(ADDON_RESOURCES), volume_mounts=mounts,

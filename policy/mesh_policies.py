@@ -44,7 +44,7 @@ _WORKLOAD_POD_SPEC_PATHS: Mapping[str, tuple[str, ...]] = {
 # are not credentials and are allowed anywhere.
 _SENSITIVE_NAME = re.compile(r"pass(word|wd)?|secret|token|api_?key|private_?key|credential|connection_?(url|string)|cert",
                              re.IGNORECASE)
-_REFERENCE_NAME = re.compile(r"^existing|(secretname|secretref|credentialname|name|key|keys|ref|file|path|policy|audience|aud)$",
+_REFERENCE_NAME = re.compile(r"^existing|(secretname|secretref|credentialname|name|key|keys|ref|file|path|policy|provider|audience|aud)$",
                              re.IGNORECASE)
 _CREDENTIAL_IN_URL = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
 

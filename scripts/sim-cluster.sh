@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Local Kubernetes 1.33 control plane for tests: no containers, loopback only.
+# Local Kubernetes control plane for tests: no containers, loopback only. KUBERNETES_VERSION picks the release:
+# 1.33 (default; current Istio's stacks) or 1.18 (Istio 1.6's: the dev and prod stacks).
 #
 #   scripts/sim-cluster.sh start       start etcd, kube-apiserver, kube-controller-manager,
-#                                      kube-scheduler and kwok; create fake nodes; wait Ready
+#                                      kube-scheduler and kwok; create fake nodes; wait Ready;
+#                                      the last line printed is KUBECONFIG=<path>
 #   scripts/sim-cluster.sh stop        stop exactly the processes recorded in pid files
 #   scripts/sim-cluster.sh status      show which components run
 #   scripts/sim-cluster.sh kubeconfig  print the admin kubeconfig path
 #   scripts/sim-cluster.sh reset       stop, then delete the state dir (etcd data, certs)
 #
-# Binaries: kube-* and kwok from tools/toolchain/kube-1.33/build.sh (built on first start
+# Binaries: kube-* and kwok from tools/toolchain/kube-<version>/build.sh (built on first start
 # if missing), etcd from the Debian package etcd-server (installed on first start if
 # missing and running as root). kwok fakes the kubelet: nodes stay Ready, scheduled pods
 # become Running/Ready, pods owned by a Job succeed.
@@ -22,23 +24,30 @@
 # Do not use kubectl logs/exec/port-forward/proxy, APIServices or CRD conversion
 # webhooks against this cluster.
 #
-# Environment: SIM_DIR (state, default /tmp/bee-sim-cluster), KUBE_BIN (binaries),
-# SIM_NODES (fake nodes, default 2), SIM_*_PORT (see below), SIM_START_TIMEOUT (s).
+# Environment: KUBERNETES_VERSION (1.33 or 1.18), SIM_DIR (state, default /tmp/bee-sim-cluster, or
+# /tmp/bee-sim-cluster-1.18), KUBE_BIN (binaries), SIM_NODES (fake nodes, default 2), SIM_*_PORT (see below;
+# 1.18's defaults differ from 1.33's, so both clusters can run at once), SIM_START_TIMEOUT (s).
 set -euo pipefail
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SIM_DIR=${SIM_DIR:-/tmp/bee-sim-cluster}
-KUBE_BIN=${KUBE_BIN:-$HOME/.cache/bee-travels-toolchain/kube-1.33/bin}
+KUBERNETES_VERSION=${KUBERNETES_VERSION:-1.33}
+case $KUBERNETES_VERSION in
+  1.33) default_dir=/tmp/bee-sim-cluster port_offset=0 ;;
+  1.18) default_dir=/tmp/bee-sim-cluster-1.18 port_offset=1000 ;;
+  *) echo "KUBERNETES_VERSION must be 1.33 or 1.18, not $KUBERNETES_VERSION" >&2; exit 2 ;;
+esac
+SIM_DIR=${SIM_DIR:-$default_dir}
+KUBE_BIN=${KUBE_BIN:-$HOME/.cache/bee-travels-toolchain/kube-$KUBERNETES_VERSION/bin}
 SIM_NODES=${SIM_NODES:-2}
 SIM_START_TIMEOUT=${SIM_START_TIMEOUT:-180}
 
 ADDR=127.0.0.1
-APISERVER_PORT=${SIM_APISERVER_PORT:-16443}
-ETCD_PORT=${SIM_ETCD_PORT:-12379}
-ETCD_PEER_PORT=${SIM_ETCD_PEER_PORT:-12380}
-KCM_PORT=${SIM_KCM_PORT:-20257}
-SCHED_PORT=${SIM_SCHEDULER_PORT:-20259}
-KWOK_PORT=${SIM_KWOK_PORT:-20247}
+APISERVER_PORT=${SIM_APISERVER_PORT:-$((16443 + port_offset))}
+ETCD_PORT=${SIM_ETCD_PORT:-$((12379 + port_offset))}
+ETCD_PEER_PORT=${SIM_ETCD_PEER_PORT:-$((12380 + port_offset))}
+KCM_PORT=${SIM_KCM_PORT:-$((20257 + port_offset))}
+SCHED_PORT=${SIM_SCHEDULER_PORT:-$((20259 + port_offset))}
+KWOK_PORT=${SIM_KWOK_PORT:-$((20247 + port_offset))}
 
 SERVICE_CIDR=127.0.100.0/24   # kubernetes Service ClusterIP = 127.0.100.1
 POD_CIDR_PREFIX=198.18        # node i gets 198.18.<i+1>.0/24
@@ -84,7 +93,7 @@ ensure_binaries() {
   done
   if [[ $missing == 1 ]]; then
     log "binaries missing in $KUBE_BIN; building (10-25 min cold)"
-    "$REPO_ROOT/tools/toolchain/kube-1.33/build.sh" "$KUBE_BIN"
+    "$REPO_ROOT/tools/toolchain/kube-$KUBERNETES_VERSION/build.sh" "$KUBE_BIN"
   fi
   if ! command -v etcd >/dev/null; then
     [[ $(id -u) == 0 ]] || die "etcd not found: apt-get install -y etcd-server"
@@ -289,6 +298,9 @@ metadata:
     type: kwok
     kubernetes.io/arch: amd64
     kubernetes.io/os: linux
+    # a kubelet still sets the beta labels, and Istio 1.6's charts schedule by them (nodeAffinity)
+    beta.kubernetes.io/arch: amd64
+    beta.kubernetes.io/os: linux
     kubernetes.io/hostname: kwok-node-$i
     node-role.kubernetes.io/agent: ""
 spec:
@@ -297,11 +309,18 @@ spec:
 status:
   capacity: {cpu: "32", memory: 256Gi, pods: "110", ephemeral-storage: 1Ti}
   allocatable: {cpu: "32", memory: 256Gi, pods: "110", ephemeral-storage: 1Ti}
+  # every field: 1.18's schema requires them all (kubectl validates against it)
   nodeInfo:
     architecture: amd64
     operatingSystem: linux
     kubeletVersion: fake
     kubeProxyVersion: fake
+    machineID: kwok-node-$i
+    systemUUID: kwok-node-$i
+    bootID: kwok-node-$i
+    kernelVersion: fake
+    osImage: fake
+    containerRuntimeVersion: fake
 EOF
   done | kc apply -f - >/dev/null
 }
@@ -322,7 +341,8 @@ cmd_start() {
   apply_nodes
   wait_for "$SIM_NODES Ready nodes" kwok nodes_ready
   wait_for "default ServiceAccount (controller-manager up)" kube-controller-manager default_sa_exists
-  log "cluster ready in $((SECONDS - t0))s; KUBECONFIG=$KUBECONFIG_FILE"
+  log "Kubernetes $KUBERNETES_VERSION cluster ready in $((SECONDS - t0))s"
+  echo "KUBECONFIG=$KUBECONFIG_FILE"
 }
 
 stop_component() {

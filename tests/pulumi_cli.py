@@ -162,16 +162,20 @@ def policy_results(events: list[dict]) -> tuple[set[str], set[str]]:
 
 
 
-def stand_in_helm_charts(root: Path, istio_crds: Path | None = None) -> Path:
-    """A helm.chartsDir with a stand-in for every repository chart any stack installs (current Istio's and the
-    add-ons of both Istio lines); with `istio_crds`, the base chart installs those CRDs as the real one does."""
+def pinned_charts() -> list:
+    """Every repository chart a stack may install: current Istio's three and the add-ons of both Istio lines."""
     from components.istio import repository_charts
     from components.observability import ADDONS
     from config.settings import IstioSettings
 
-    wanted = [*repository_charts(IstioSettings(version="1.30.3"))]
-    wanted += [chart for addons in ADDONS.values() for chart in (addons.prometheus, addons.grafana, addons.kiali)]
-    folder = stand_in_charts_dir(root, wanted)
+    charts = repository_charts(IstioSettings(version="1.30.3"))
+    return [*charts, *(chart for addons in ADDONS.values() for chart in (addons.prometheus, addons.grafana, addons.kiali))]
+
+
+def stand_in_helm_charts(root: Path, istio_crds: Path | None = None) -> Path:
+    """A helm.chartsDir with a stand-in for every repository chart any stack installs, for the benchmark only (the
+    tests install the real charts, tests/real_charts.py); with `istio_crds`, the base chart installs those CRDs."""
+    folder = stand_in_charts_dir(root, pinned_charts())
     if istio_crds is not None:
         # Helm installs a chart's crds/ before its templates.
         (folder / "base-1.30.3" / "crds").mkdir()

@@ -13,7 +13,8 @@ import pytest
 import schema_validation as sv
 import yaml
 from mesh_policies import POLICIES
-from pulumi_cli import Workspace, planned_resources, policy_results, stand_in_helm_charts
+from pulumi_cli import Workspace, planned_resources, policy_results
+from real_charts import real_charts
 from stack_fixtures import CURRENT_ISTIO
 
 from tools.stack_run import PROJECT, ROOT, run_stack, unwrap
@@ -84,12 +85,13 @@ def test_its_objects_validate_against_kubernetes_1_33_and_istio_1_30(runs):
 
 
 def test_the_real_cli_previews_it_with_the_policy_pack(tmp_path):
-    """As tests/test_real_engine.py does for dev and prod: no cluster, stand-in charts, the committed stack file."""
+    """As tests/test_real_engine.py does for dev and prod: no cluster, the real charts, the committed stack file."""
     workspace = Workspace(tmp_path / "workspace")
-    workspace.init(STACK, STACK, {"helm.chartsDir": str(stand_in_helm_charts(tmp_path / "charts"))})
+    charts = real_charts().edits(CURRENT_ISTIO["istio.version"])
+    workspace.init(STACK, STACK, charts)
     result = workspace.preview(STACK)
     planned = planned_resources(result.events)
-    mock = run_stack(STACK, {"helm.chartsDir": str(tmp_path / "charts")})
+    mock = run_stack(STACK, charts)
     assert mock.error is None, mock.error
     assert set(planned) == {(r.type, r.name) for r in mock.resources} and set(planned.values()) == {"create"}
     passed, failed = policy_results(result.events)

@@ -78,17 +78,21 @@ def test_a_single_server_is_reached_through_the_mongo_service(dev):
 def test_client_service_is_tcp_on_27017_for_istio(dev):
     client = dev.named("Service", "mongo")
     (port,) = client.inputs["spec"]["ports"]
-    assert (port["name"], port["port"], port["appProtocol"]) == ("tcp-mongo", 27017, "tcp")
+    assert (port["name"], port["port"], port["protocol"]) == ("tcp-mongo", 27017, "TCP")
     assert client.inputs["spec"]["selector"] == {"app": "mongodb"}
     assert dev.named("Service", "mongodb-headless").inputs["spec"]["clusterIP"] == "None"
 
 
-def test_clusters_without_app_protocol_get_the_port_name_only():
-    run = run_stack("prod", {"kubernetesVersion": "1.17"})
-    client = run.named("Service", "mongo")
-    assert "appProtocol" not in client.inputs["spec"]["ports"][0]
-    sv.require_kubernetes_schemas("1.17")
-    assert sv.validate_kubernetes_object(client.manifest(), "1.17") == []
+def test_app_protocol_is_declared_only_where_the_server_takes_it():
+    """A 1.18 server refuses appProtocol (alpha gate off: the real-cluster tier's 1.18 server showed it); 1.19+ takes it."""
+    current = run_stack("prod", {"istio.version": "1.30.3", "kubernetesVersion": "1.33"})
+    assert current.named("Service", "mongo").inputs["spec"]["ports"][0]["appProtocol"] == "tcp"
+    for version in ("1.17", "1.18"):
+        run = run_stack("prod", {"kubernetesVersion": version})
+        client = run.named("Service", "mongo")
+        assert "appProtocol" not in client.inputs["spec"]["ports"][0]
+        sv.require_kubernetes_schemas(version)
+        assert sv.validate_kubernetes_object(client.manifest(), version) == []
 
 
 def test_pod_runs_as_non_root_with_a_real_ping_probe(dev):

@@ -1,60 +1,59 @@
-"""The real engine against a real Kubernetes API server: `pulumi up`, day-2 edits and `pulumi destroy`.
+"""The real engine against a real Kubernetes 1.33 API server: `pulumi up`, day-2 edits and `pulumi destroy`.
 
-The server is the simulated cluster of scripts/sim-cluster.sh (kube-apiserver, controller-manager and scheduler
-1.33, etcd, kwok's fake nodes; loopback only, no admission webhooks), so objects are accepted, defaulted, owned and
-garbage-collected for real and pods become Ready, but no container runs. The stack is the current-Istio one (prod
-on Istio 1.30 / Kubernetes 1.33) as users run it, except: its Helm releases install stand-in charts (charts cannot be
-downloaded here) whose base chart carries Istio's real 1.30.3 CRDs, so the server checks every Istio object against
-the real schemas; the gateway is a NodePort; and the MongoDB claims get PersistentVolumes made here.
-Tests run in file order on one stack, as a platform engineer's day goes.
+The server is the simulated 1.33 control plane of tests/real_cluster.py, so objects are accepted, defaulted, owned and
+garbage-collected for real and pods become Ready, but no container runs. The stack is the current-Istio one (prod on
+Istio 1.30 / Kubernetes 1.33) as users run it, with the real charts it pins (tests/real_charts.py): Istio 1.30.3's
+base (its CRDs), istiod and gateway, and the Prometheus, Grafana and Kiali charts of the current line. Edits: the
+charts folder, a NodePort gateway, rate limits (so the server checks EnvoyFilters against Istio's CRD), and
+PersistentVolumes made for the MongoDB claims. Tests run in file order on one stack, as a platform engineer's day
+goes. The dev and prod stacks themselves (Istio 1.6 on Kubernetes 1.18) run in tests/test_real_cluster_1_18.py.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from pulumi_cli import PROJECT, Workspace, planned_resources, stand_in_helm_charts
+from pulumi_cli import PROJECT, Workspace
+from real_charts import real_charts
+from real_cluster import (
+    VOLUMES,
+    SimCluster,
+    declared_manifests,
+    differences,
+    helm_releases,
+    kubectl,
+    live,
+    planned_changes,
+    set_in_stack_file,
+    stack_file,
+    up,
+    weights,
+)
 from stack_fixtures import CURRENT_ISTIO
 from test_diagnose import recorded_prometheus  # noqa: F401 - Prometheus answering recorded errors, as a fixture
 from test_promote import prometheus  # noqa: F401 - the local Prometheus stand-in, as a fixture
 
-from config.units import parse_quantity
 from tools.promote import load_stack_settings
-from tools.stack_run import DELETE, ROOT, run_stack, set_path, unwrap
+from tools.stack_run import DELETE, ROOT, run_stack
 
-ISTIO_CRDS = ROOT.parent / "shared" / "schemas" / "istio-crds" / "crd-all-1.30.3.yaml"
 STACK = "current"
-VOLUMES = 5  # prod's 3 MongoDB members, and the 5 they grow to
-
-
-def _kubectl(kubeconfig: Path, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), *args], input=stdin, capture_output=True,
-                          text=True, check=check)
+KUBERNETES_VERSION = "1.33"
+RELEASES = {"istio-base": "base-1.30.3", "istiod": "istiod-1.30.3", "istio-ingressgateway": "gateway-1.30.3",
+            "prometheus": "prometheus-27.20.0", "grafana": "grafana-9.2.2", "kiali": "kiali-server-2.11.0"}
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """A fresh simulated cluster for this module, stopped and wiped after it."""
-    state = tmp_path_factory.mktemp("sim-cluster")
-    env = {**os.environ, "SIM_DIR": str(state)}
-    script = str(ROOT / "scripts" / "sim-cluster.sh")
-    started = subprocess.run([script, "start"], env=env, capture_output=True, text=True, check=False)
-    assert started.returncode == 0, f"the simulated cluster did not start (make sim-cluster-tools builds it):\n{started.stderr[-3000:]}"
-    kubeconfig = Path(subprocess.run([script, "kubeconfig"], env=env, capture_output=True, text=True, check=True).stdout.strip())
-    for member in range(VOLUMES):
-        _kubectl(kubeconfig, "apply", "-f", "-", stdin=json.dumps({
-            "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"mongodb-data-{member}"},
-            "spec": {"capacity": {"storage": "100Gi"}, "accessModes": ["ReadWriteOnce"],
-                     "hostPath": {"path": str(state / f"volume-{member}")}, "persistentVolumeReclaimPolicy": "Retain"}}))
-    yield kubeconfig
-    subprocess.run([script, "stop"], env=env, capture_output=True, check=False)
+    """A fresh simulated 1.33 cluster for this module, stopped after it."""
+    started = SimCluster.start(KUBERNETES_VERSION, tmp_path_factory.mktemp("sim-cluster"))
+    yield started.kubeconfig
+    started.stop()
 
 
 EDITS = {**CURRENT_ISTIO, "istio.ingressGateway.serviceType": "NodePort"}
@@ -62,69 +61,34 @@ EDITS = {**CURRENT_ISTIO, "istio.ingressGateway.serviceType": "NodePort"}
 RATE_LIMITS = {"services.destination.rateLimit": {"requests": 100}, "istio.ingressGateway.rateLimit": {"requests": 1000}}
 
 
+def current_edits() -> dict:
+    """The current-Istio stack with the real charts, as this tier and the upgrade test run it."""
+    return {**EDITS, **real_charts().edits(CURRENT_ISTIO["istio.version"])}
+
+
 @pytest.fixture(scope="module")
 def stack(cluster, tmp_path_factory):
     root = tmp_path_factory.mktemp("real-cluster")
     workspace = Workspace(root / "workspace", kubeconfig=cluster)
-    edits = {**EDITS, **RATE_LIMITS, "helm.chartsDir": str(stand_in_helm_charts(root / "charts", ISTIO_CRDS))}
+    edits = {**current_edits(), **RATE_LIMITS}
     workspace.init(STACK, "prod", edits)
     return workspace, cluster, edits
 
 
-def _up(workspace: Workspace):
-    return workspace.pulumi("up", "--stack", STACK, "--yes", "--skip-preview", "--policy-pack", str(ROOT / "policy"),
-                            events=True, timeout=1500)
+def _up(workspace: Workspace, *extra: str):
+    return up(workspace, STACK, *extra)
 
 
 def _stack_file(workspace: Workspace) -> Path:
-    return workspace.project / f"Pulumi.{STACK}.yaml"
+    return stack_file(workspace, STACK)
 
 
 def _set(workspace: Workspace, path: str, value) -> None:
-    """An edit of the stack file, as a reviewed change would make it (`pulumi config set --path` semantics)."""
-    stack_file = _stack_file(workspace)
-    document = yaml.safe_load(stack_file.read_text())
-    values = {key.removeprefix(f"{PROJECT}:"): item for key, item in document["config"].items()}
-    set_path(values, path, value)
-    document["config"] = {f"{PROJECT}:{key}": item for key, item in values.items()}
-    stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
-
-
-def _live(kubeconfig: Path, kind: str, name: str, namespace: str | None) -> dict | None:
-    found = _kubectl(kubeconfig, "get", kind, name, *(["-n", namespace] if namespace else []), "-o", "json", check=False)
-    return json.loads(found.stdout) if found.returncode == 0 else None
-
-
-def _contains(live, declared) -> list[str]:
-    """Where `declared` is not found in `live` (dicts by key, lists element by element)."""
-    if isinstance(declared, dict):
-        if not isinstance(live, dict):
-            return ["."]
-        return [f".{key}{where}" for key, value in declared.items() for where in _contains(live.get(key), value)]
-    if isinstance(declared, list):
-        if not isinstance(live, list) or len(live) != len(declared):
-            return ["[]"]
-        return [f"[{index}]{where}" for index, (a, b) in enumerate(zip(live, declared, strict=True)) for where in _contains(a, b)]
-    return [] if live == declared or str(live) == str(declared) or _same_quantity(live, declared) else [f" = {live!r}, declared {declared!r}"]
-
-
-def _same_quantity(live, declared) -> bool:
-    """The server writes quantities in canonical form (1000m -> 1)."""
-    try:
-        return parse_quantity(str(live)) == parse_quantity(str(declared))
-    except ValueError:
-        return False
-
-
-def _weights(kubeconfig: Path, service: str) -> dict[str, int]:
-    spec = _live(kubeconfig, "virtualservices.networking.istio.io", service, "bee-travels")["spec"]
-    weighted = next(route for route in spec["http"] if route["name"] == "weighted")["route"]
-    return {leg["destination"]["subset"]: leg.get("weight", 100) for leg in weighted}
+    set_in_stack_file(workspace, STACK, path, value)
 
 
 def _plan(workspace: Workspace) -> dict[tuple[str, str], str]:
-    result = workspace.preview(STACK)
-    return {key: op for key, op in planned_resources(result.events).items() if op != "same"}
+    return planned_changes(workspace, STACK)
 
 
 # ---- 1. from an empty cluster ----------------------------------------------------------------------
@@ -134,22 +98,27 @@ def test_up_from_an_empty_cluster_creates_every_declared_object_with_its_declare
     _up(workspace)
     declared = run_stack("prod", edits)
     assert declared.error is None, declared.error
-    missing, differing = [], []
-    for resource in declared.kubernetes_objects():
-        manifest = unwrap(resource.manifest())
-        kind, meta = manifest.get("kind") or resource.kind, manifest.get("metadata", {})
-        group = manifest.get("apiVersion", "v1").split("/")[0] if "/" in manifest.get("apiVersion", "") else ""
-        live = _live(kubeconfig, f"{kind.lower()}.{group}" if group else kind.lower(), meta["name"], meta.get("namespace"))
-        if live is None:
-            missing.append(f"{kind} {meta['name']}")
-            continue
-        for field in ("spec", "data"):
-            if field in manifest:
-                differing += [f"{kind} {meta['name']} {field}{where}" for where in _contains(live.get(field), manifest[field])]
-        differing += [f"{kind} {meta['name']} label {key}" for key, value in (meta.get("labels") or {}).items()
-                      if live["metadata"].get("labels", {}).get(key) != value]
+    missing, differing = differences(kubeconfig, declared_manifests(declared))
     assert missing == []
     assert differing == [], "\n".join(differing)
+
+
+def test_every_release_is_the_real_chart_deployed_with_what_it_rendered_on_the_server(stack):
+    """Istio 1.30's base chart renders its CRDs as templates, so they are among what it rendered."""
+    _, kubeconfig, _ = stack
+    releases = helm_releases(kubeconfig)
+    assert {name: release.chart for name, release in releases.items()} == RELEASES
+    assert {release.status for release in releases.values()} == {"deployed"}
+    crds = [m for m in releases["istio-base"].manifests if m["kind"] == "CustomResourceDefinition"]
+    assert {"virtualservices.networking.istio.io", "envoyfilters.networking.istio.io"} <= {c["metadata"]["name"] for c in crds}
+    for release in releases.values():
+        assert release.manifests, f"{release.name} rendered nothing"
+        missing, differing = differences(kubeconfig, release.manifests, release.namespace)
+        assert (missing, differing) == ([], []), f"{release.name}: missing {missing}\n" + "\n".join(differing)
+    deployments = [m for release in releases.values() for m in release.manifests if m["kind"] == "Deployment"]
+    for manifest in deployments:
+        found = live(kubeconfig, "deployment", manifest["metadata"]["name"], manifest["metadata"].get("namespace", "istio-system"))
+        assert found["status"].get("readyReplicas") == found["spec"]["replicas"], manifest["metadata"]["name"]
 
 
 def test_a_second_preview_plans_no_change_and_a_refresh_finds_no_drift(stack):
@@ -162,7 +131,7 @@ def test_the_state_holds_generated_passwords_and_keys_only_as_ciphertext(stack):
     workspace, kubeconfig, _ = stack
     exported = workspace.pulumi("stack", "export", "--stack", STACK).stdout
     state = json.loads(exported)
-    live_secret = _live(kubeconfig, "secret", "mongodb-root", "bee-travels")
+    live_secret = live(kubeconfig, "secret", "mongodb-root", "bee-travels")
     password = base64.b64decode(live_secret["data"]["password"]).decode()
     assert len(password) == 32 and password not in exported
     passwords = [r for r in state["deployment"]["resources"] if r["type"] == "random:index/randomPassword:RandomPassword"]
@@ -179,16 +148,16 @@ def test_step_2_half_the_traffic_plans_only_the_route_and_the_live_weights_follo
     _set(workspace, "services.hotel.weights", {"v1": 50, "v2": 50})
     assert _plan(workspace) == {("kubernetes:networking.istio.io/v1beta1:VirtualService", "traffic-hotel-virtual-service"): "update"}
     _up(workspace)
-    assert _weights(kubeconfig, "hotel") == {"v1": 50, "v2": 50}
+    assert weights(kubeconfig, "hotel") == {"v1": 50, "v2": 50}
 
 
 def test_step_3_all_traffic_and_a_roll_back_touch_only_the_route(stack):
     workspace, kubeconfig, _ = stack
-    for weights in ({"v1": 0, "v2": 100}, {"v1": 100, "v2": 0}, {"v1": 90, "v2": 10}):
-        _set(workspace, "services.hotel.weights", weights)
+    for step in ({"v1": 0, "v2": 100}, {"v1": 100, "v2": 0}, {"v1": 90, "v2": 10}):
+        _set(workspace, "services.hotel.weights", step)
         assert _plan(workspace) == {("kubernetes:networking.istio.io/v1beta1:VirtualService", "traffic-hotel-virtual-service"): "update"}
         _up(workspace)
-        assert _weights(kubeconfig, "hotel") == weights
+        assert weights(kubeconfig, "hotel") == step
 
 
 def test_make_promote_apply_moves_the_weight_through_the_automation_api_and_the_live_route_follows(stack, prometheus):  # noqa: F811
@@ -200,9 +169,9 @@ def test_make_promote_apply_moves_the_weight_through_the_automation_api_and_the_
         cwd=ROOT, env=workspace.env, capture_output=True, text=True, timeout=1500, check=False)
     assert promoted.returncode == 0, promoted.stdout[-3000:] + promoted.stderr[-3000:]
     assert "ADVANCE" in promoted.stdout
-    weights = yaml.safe_load(_stack_file(workspace).read_text())["config"][f"{PROJECT}:services"]["hotel"]["weights"]
-    assert weights == {"v1": 75, "v2": 25}
-    assert _weights(kubeconfig, "hotel") == weights
+    in_file = yaml.safe_load(_stack_file(workspace).read_text())["config"][f"{PROJECT}:services"]["hotel"]["weights"]
+    assert in_file == {"v1": 75, "v2": 25}
+    assert weights(kubeconfig, "hotel") == in_file
     assert not (ROOT / f"Pulumi.{STACK}.yaml").exists(), "the promotion wrote a stack file into the repository"
 
 
@@ -224,8 +193,8 @@ def test_step_1_a_new_canary_routes_only_after_its_subset_and_its_ready_pods(sta
     assert position("DestinationRule", "::traffic-currencyexchange-destination-rule", "resOutputsEvent") < route_starts
     # The Deployment's create ends when the provider has seen its pods Ready.
     assert position("Deployment", "::currencyexchange-v2-deployment", "resOutputsEvent") < route_starts
-    assert _weights(kubeconfig, "currencyexchange") == {"v1": 90, "v2": 10}
-    assert _live(kubeconfig, "deployment", "currencyexchange-v2", "bee-travels")["status"].get("readyReplicas") == 2
+    assert weights(kubeconfig, "currencyexchange") == {"v1": 90, "v2": 10}
+    assert live(kubeconfig, "deployment", "currencyexchange-v2", "bee-travels")["status"].get("readyReplicas") == 2
 
 
 RETIRE_V1 = {  # what the README's step 4 says retiring hotel v1 plans
@@ -250,8 +219,8 @@ def test_step_4_retiring_the_old_version_plans_what_the_readme_says(stack):
     observability = {key for key in plan if key[1].startswith("observability-") and plan[key] == "update"}
     assert {key: op for key, op in plan.items() if key not in observability} == RETIRE_V1, sorted(plan.items())
     _up(workspace)
-    assert _live(kubeconfig, "deployment", "hotel-v1", "bee-travels") is None
-    assert _weights(kubeconfig, "hotel") == {"v2": 100}
+    assert live(kubeconfig, "deployment", "hotel-v1", "bee-travels") is None
+    assert weights(kubeconfig, "hotel") == {"v2": 100}
 
 
 GROW_TO_FIVE = {  # the README's "more members": in place, the connection Secret updated, not replaced
@@ -268,10 +237,10 @@ def test_growing_the_replica_set_changes_the_members_in_place(stack):
     _set(workspace, "mongodb.replicas", VOLUMES)
     assert _plan(workspace) == GROW_TO_FIVE
     _up(workspace)
-    members = _live(kubeconfig, "statefulset", "mongodb", "bee-travels")
+    members = live(kubeconfig, "statefulset", "mongodb", "bee-travels")
     assert members["spec"]["replicas"] == VOLUMES and members["status"].get("readyReplicas") == VOLUMES
-    assert _live(kubeconfig, "poddisruptionbudget", "mongodb", "bee-travels")["spec"]["minAvailable"] == 3
-    job = _live(kubeconfig, "job", "mongodb-replica-set-init", "bee-travels")
+    assert live(kubeconfig, "poddisruptionbudget", "mongodb", "bee-travels")["spec"]["minAvailable"] == 3
+    job = live(kubeconfig, "job", "mongodb-replica-set-init", "bee-travels")
     assert job["status"].get("succeeded") == 1
     env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert all(f"mongodb-{member}.mongodb-headless:27017" in env["MEMBERS_SCRIPT"] for member in range(VOLUMES))
@@ -281,15 +250,15 @@ def _settles_at(kubeconfig: Path, deployment: str, replicas: int, seconds: float
     """The live Deployment's count reaches `replicas` (the autoscaler controller acts within its 15 s sync)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if _live(kubeconfig, "deployment", deployment, "bee-travels")["spec"]["replicas"] == replicas:
+        if live(kubeconfig, "deployment", deployment, "bee-travels")["spec"]["replicas"] == replicas:
             return True
         time.sleep(2)
     return False
 
 
 def _autoscaler(kubeconfig: Path, name: str) -> tuple[int, int] | None:
-    live = _live(kubeconfig, "horizontalpodautoscalers.autoscaling", name, "bee-travels")
-    return (live["spec"]["minReplicas"], live["spec"]["maxReplicas"]) if live else None
+    found = live(kubeconfig, "horizontalpodautoscalers.autoscaling", name, "bee-travels")
+    return (found["spec"]["minReplicas"], found["spec"]["maxReplicas"]) if found else None
 
 
 def test_autoscaling_on_then_off_moves_the_count_without_a_drop_or_a_conflict(stack):
@@ -319,7 +288,7 @@ def test_autoscaling_on_then_off_moves_the_count_without_a_drop_or_a_conflict(st
 
 def test_a_bad_edit_changes_nothing_on_the_server(stack):
     workspace, kubeconfig, _ = stack
-    before = _live(kubeconfig, "virtualservices.networking.istio.io", "carrental", "bee-travels")
+    before = live(kubeconfig, "virtualservices.networking.istio.io", "carrental", "bee-travels")
     stack_file = _stack_file(workspace)
     saved = stack_file.read_text()
     document = yaml.safe_load(saved)
@@ -328,7 +297,7 @@ def test_a_bad_edit_changes_nothing_on_the_server(stack):
     refused = workspace.pulumi("up", "--stack", STACK, "--yes", "--skip-preview", check=False)
     stack_file.write_text(saved)
     assert refused.returncode != 0 and "add up to 90" in refused.output
-    after = _live(kubeconfig, "virtualservices.networking.istio.io", "carrental", "bee-travels")
+    after = live(kubeconfig, "virtualservices.networking.istio.io", "carrental", "bee-travels")
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
 
 
@@ -341,11 +310,11 @@ def _drift(workspace: Workspace, kubeconfig: Path) -> subprocess.CompletedProces
 def test_a_hand_edited_route_is_drift_that_the_nightly_checks_report_and_a_refreshed_up_takes_back(stack):
     workspace, kubeconfig, _ = stack
     assert _drift(workspace, kubeconfig).returncode == 0
-    weights = _weights(kubeconfig, "carrental")
-    live = _live(kubeconfig, "virtualservices.networking.istio.io", "carrental", "bee-travels")["spec"]["http"]
-    index = next(i for i, route in enumerate(live) if route["name"] == "weighted")
-    _kubectl(kubeconfig, "patch", "virtualservices.networking.istio.io", "carrental", "-n", "bee-travels", "--type=json", "-p",
-             json.dumps([{"op": "replace", "path": f"/spec/http/{index}/route/{leg}/weight", "value": 50} for leg in (0, 1)]))
+    declared = weights(kubeconfig, "carrental")
+    routes = live(kubeconfig, "virtualservices.networking.istio.io", "carrental", "bee-travels")["spec"]["http"]
+    index = next(i for i, route in enumerate(routes) if route["name"] == "weighted")
+    kubectl(kubeconfig, "patch", "virtualservices.networking.istio.io", "carrental", "-n", "bee-travels", "--type=json", "-p",
+            json.dumps([{"op": "replace", "path": f"/spec/http/{index}/route/{leg}/weight", "value": 50} for leg in (0, 1)]))
     found = _drift(workspace, kubeconfig)
     assert found.returncode == 1, found.stdout + found.stderr
     assert "carrental route weighted: live v1 50%, v2 50%; stack file v1 90%, v2 10%" in found.stdout
@@ -353,8 +322,8 @@ def test_a_hand_edited_route_is_drift_that_the_nightly_checks_report_and_a_refre
     assert refreshed.returncode != 0, "a refreshed preview must see the hand edit"
     # A plain `pulumi up` compares with the state, which still holds 90/10, and changes nothing; with --refresh it
     # reads the hand edit, and takes the weights back from kubectl's field manager instead of failing on the conflict.
-    workspace.pulumi("up", "--stack", STACK, "--yes", "--skip-preview", "--refresh", timeout=1500)
-    assert _weights(kubeconfig, "carrental") == weights and _drift(workspace, kubeconfig).returncode == 0
+    _up(workspace, "--refresh")
+    assert weights(kubeconfig, "carrental") == declared and _drift(workspace, kubeconfig).returncode == 0
 
 
 @pytest.mark.parametrize(("edits", "key", "fix"), [
@@ -368,14 +337,14 @@ def test_a_hand_edited_route_is_drift_that_the_nightly_checks_report_and_a_refre
 def test_a_change_the_running_stack_cannot_take_is_refused_before_anything_is_registered(stack, edits, key, fix):
     """The stack's own outputs, read back through the real engine, say what runs; the API server says its version."""
     workspace, kubeconfig, _ = stack
-    before = _live(kubeconfig, "virtualservices.networking.istio.io", "carrental", "bee-travels")
+    before = live(kubeconfig, "virtualservices.networking.istio.io", "carrental", "bee-travels")
     saved = _stack_file(workspace).read_text()
     for path, value in edits.items():
         _set(workspace, path, value)
     refused = workspace.pulumi("up", "--stack", STACK, "--yes", "--skip-preview", check=False)
     _stack_file(workspace).write_text(saved)
     assert refused.returncode != 0 and f"{PROJECT}:{key}: " in refused.output and fix in refused.output, refused.output[-3000:]
-    after = _live(kubeconfig, "virtualservices.networking.istio.io", "carrental", "bee-travels")
+    after = live(kubeconfig, "virtualservices.networking.istio.io", "carrental", "bee-travels")
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
 
 
@@ -386,7 +355,7 @@ def _diagnose(workspace: Workspace, kubeconfig: Path, prometheus_url: str) -> su
 
 
 def _ready_pods(kubeconfig: Path, selector: str) -> int:
-    pods = json.loads(_kubectl(kubeconfig, "get", "pods", "-n", "bee-travels", "-l", selector, "-o", "json").stdout)["items"]
+    pods = json.loads(kubectl(kubeconfig, "get", "pods", "-n", "bee-travels", "-l", selector, "-o", "json").stdout)["items"]
     return sum(any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", [])) for pod in pods)
 
 
@@ -404,13 +373,13 @@ def test_diagnose_reads_the_live_cluster_and_names_a_canary_subset_left_without_
     assert "bee-travels: STRICT" in found.stdout.split("---- mTLS in force ----")[1]
     assert "[errors] carrental v2: 37 × 503 UH in the last 10m from bee-ui-v1" in found.stdout  # the recorded answer
     # The canary's pods go: its subset is named with the share of traffic the stack file still sends it.
-    replicas = json.loads(_kubectl(kubeconfig, "get", "deployment", "carrental-v2", "-n", "bee-travels", "-o", "json").stdout)["spec"]["replicas"]
-    _kubectl(kubeconfig, "scale", "deployment", "carrental-v2", "-n", "bee-travels", "--replicas=0")
+    replicas = json.loads(kubectl(kubeconfig, "get", "deployment", "carrental-v2", "-n", "bee-travels", "-o", "json").stdout)["spec"]["replicas"]
+    kubectl(kubeconfig, "scale", "deployment", "carrental-v2", "-n", "bee-travels", "--replicas=0")
     deadline = time.monotonic() + 90
     while _ready_pods(kubeconfig, "app=carrental,version=v2") and time.monotonic() < deadline:
         time.sleep(1)
     emptied = _diagnose(workspace, kubeconfig, recorded_prometheus.url)
-    _kubectl(kubeconfig, "scale", "deployment", "carrental-v2", "-n", "bee-travels", f"--replicas={replicas}")
+    kubectl(kubeconfig, "scale", "deployment", "carrental-v2", "-n", "bee-travels", f"--replicas={replicas}")
     weight = settings.services["carrental"].effective_weights()["v2"]
     assert f"[subset] carrental subset v2 has no ready pod (the stack file routes it {weight}%: those requests end in 503 UH)" in emptied.stdout
 
@@ -420,6 +389,6 @@ def test_destroy_stops_at_the_protected_data_and_the_volume_claims_survive(stack
     refused = workspace.pulumi("destroy", "--stack", STACK, "--yes", "--skip-preview", check=False, timeout=1500)
     assert refused.returncode != 0
     assert "protect" in refused.output
-    claims = json.loads(_kubectl(kubeconfig, "get", "pvc", "-n", "bee-travels", "-o", "json").stdout)["items"]
+    claims = json.loads(kubectl(kubeconfig, "get", "pvc", "-n", "bee-travels", "-o", "json").stdout)["items"]
     assert len(claims) == VOLUMES and all(claim["status"]["phase"] == "Bound" for claim in claims)
-    assert _live(kubeconfig, "secret", "mongodb-root", "bee-travels") is not None
+    assert live(kubeconfig, "secret", "mongodb-root", "bee-travels") is not None

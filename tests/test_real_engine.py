@@ -1,8 +1,8 @@
 """The real engine: the pinned Pulumi CLI, language host, providers and policy pack preview every stack.
 
 No cluster is reachable here, so the Kubernetes provider plans without a server (its unreachable-cluster mode).
-Helm charts cannot be downloaded, so releases install stand-in charts from a local `helm.chartsDir`
-(and `istio.chartsDir` for Istio 1.6); everything else is the committed stack as users run it.
+The releases are given the real charts each stack pins (tests/real_charts.py); everything else is the committed stack
+as users run it.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 from mesh_policies import POLICIES
-from pulumi_cli import PROJECT, Workspace, planned_resources, policy_results, stand_in_helm_charts
+from pulumi_cli import PROJECT, Workspace, planned_resources, policy_results
+from real_charts import real_charts
 from stack_fixtures import CURRENT_ISTIO
 from test_config_validation import BAD_CONFIGS, CLOUD_SECRETS
 
-from builders.istio_archive import charts_dir
-from tools.stack_run import ROOT, run_stack, stand_in_chart_cache
+from tools.stack_run import ROOT, run_stack
 
 CLOUD_CERT = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUbeeTravelsTestOnly\n-----END CERTIFICATE-----"
 CLOUD_TIER = {"services.hotel.versions.v3": {"tier": "cloud"}, "services.hotel.weights.v3": 0,
@@ -27,11 +27,10 @@ CLOUD_TIER = {"services.hotel.versions.v3": {"tier": "cloud"}, "services.hotel.w
 
 
 @pytest.fixture(scope="module")
-def charts(tmp_path_factory):
-    """Stand-ins for every chart any stack installs: the 1.6 release archive's layout and a helm.chartsDir."""
-    root = tmp_path_factory.mktemp("charts")
-    istio_16 = charts_dir("1.6.14", stand_in_chart_cache(root / "istio-cache"))
-    return {"istio.chartsDir": str(istio_16), "helm.chartsDir": str(stand_in_helm_charts(root / "helm"))}
+def charts():
+    """The real charts every stack pins (tests/real_charts.py): Istio 1.6's folder and, where present, a helm.chartsDir."""
+    found = real_charts()
+    return {**found.edits("1.6.14"), **found.edits("1.30.3")}
 
 
 STACKS = {  # real stack name -> (committed stack file it starts from, edits)

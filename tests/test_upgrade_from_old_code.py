@@ -1,7 +1,7 @@
 """A stack created by the code before one component per service, previewed by today's code on a real API server.
 
 The older program is this repository's own tree at OLD_CODE (`git archive`), run by the same pinned toolchain. It
-creates the current-Istio prod stack on the simulated cluster; then the workspace switches to today's program and
+creates the current-Istio prod stack, with the real charts, on the simulated 1.33 cluster; then the workspace switches to today's program and
 stack file, and `pulumi preview` must plan no resource that goes away and comes back under a new URN: every move to
 a new parent is covered by an alias. What is replaced is named below, each with the change that replaces it.
 """
@@ -13,8 +13,8 @@ import tarfile
 from io import BytesIO
 
 import pytest
-from pulumi_cli import Workspace, planned_resources, stand_in_helm_charts
-from test_real_cluster import EDITS, ISTIO_CRDS, cluster  # noqa: F401 - a simulated cluster of its own, as a fixture
+from pulumi_cli import Workspace, planned_resources
+from test_real_cluster import cluster, current_edits  # noqa: F401 - a simulated cluster of its own, as a fixture
 
 from tools.stack_run import ROOT
 
@@ -49,7 +49,7 @@ def _old_tree(root) -> object:
 @pytest.fixture(scope="module")
 def planned(cluster, tmp_path_factory):  # noqa: F811
     root = tmp_path_factory.mktemp("upgrade")
-    edits = {**EDITS, "helm.chartsDir": str(stand_in_helm_charts(root / "charts", ISTIO_CRDS))}
+    edits = current_edits()
     workspace = Workspace(root / "workspace", kubeconfig=cluster, source=_old_tree(root))
     workspace.init(STACK, "prod", edits)
     workspace.pulumi("up", "--stack", STACK, "--yes", "--skip-preview", timeout=1500)

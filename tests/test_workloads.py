@@ -102,6 +102,19 @@ def test_every_service_selects_pods_of_a_deployment(any_stack):
         assert any(selector.items() <= labels.items() for labels in templates), f"Service {service.k8s_name} selects no pods"
 
 
+def test_every_declared_port_names_its_protocol(any_stack):
+    """Server-side apply before Kubernetes 1.20 refuses a list-keyed port without `protocol` (the 1.18 real-cluster
+    tier's server refused the tracing Deployment for it): every container and Service port says it."""
+    for resource in any_stack.kubernetes_objects():
+        manifest = resource.manifest()
+        template = manifest.get("spec", {}).get("template", {}).get("spec") or manifest.get("spec", {}).get("jobTemplate", {})
+        containers = [*template.get("containers", []), *template.get("initContainers", [])] if isinstance(template, dict) else []
+        ports = [port for container in containers for port in container.get("ports") or []]
+        if manifest.get("kind") == "Service":
+            ports += manifest["spec"].get("ports") or []
+        assert all(port.get("protocol") for port in ports), f"{manifest.get('kind')} {resource.k8s_name}: {ports}"
+
+
 def test_services_expose_port_80_named_http_and_each_has_an_identity(dev):
     for name, port in PORTS.items():
         service = dev.named("Service", name)
@@ -111,7 +124,7 @@ def test_services_expose_port_80_named_http_and_each_has_an_identity(dev):
         for deployment in deployments(dev).values():
             if deployment.k8s_name.startswith(f"{name}-"):
                 spec = pod(deployment)["spec"]
-                assert spec["containers"][0]["ports"] == [{"name": "http", "containerPort": port}]
+                assert spec["containers"][0]["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}]
 
 
 def test_versions_on_a_database_tier_run_under_their_own_identity():

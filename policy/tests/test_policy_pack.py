@@ -421,3 +421,11 @@ def test_the_waivers_name_exactly_the_images_prod_still_runs_by_tag():
     # A waiver for an image prod no longer runs, or pins, is stale; an image prod runs by tag must be waived here.
     runs = {**_digests_for("prod"), **_digests_for("prod", "1.30.3")}
     assert sorted(mesh_policies.UNPINNED_REPOSITORIES_WAIVED) == sorted(runs)
+
+
+@pytest.mark.parametrize(("name", "sensitive"), [
+    ("pilotCertProvider", False),  # Istio 1.6's global.yaml: who issues istiod's certificate (istiod), not a certificate
+    ("credentialName", False), ("existingSecret", False), ("tlsCert", True), ("adminPassword", True), ("accessToken", True),
+])
+def test_a_name_that_names_who_provides_a_credential_is_not_one(name, sensitive):
+    assert mesh_policies.is_sensitive_name(name) is sensitive
