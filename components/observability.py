@@ -126,6 +126,10 @@ ISTIO_DASHBOARD_FILES = {
 }
 ISTIO_DASHBOARD_NAMES = tuple(name for names in ISTIO_DASHBOARD_FILES.values() for name in names)
 PROMETHEUS_PORT, GRAFANA_PORT, KIALI_PORT, ZIPKIN_PORT = 9090, 3000, 20001, 9411
+# Grafana's Service keeps its charts' default port. Grafana 6.31.1 also declares the Service's port on the container,
+# beside Grafana's own 3000 (templates/_pod.tpl), so a Service on 3000 made the same port twice, which the API
+# server's field tracking refuses (the 1.18 real-cluster tier's server logged it for every update).
+GRAFANA_SERVICE_PORT = 80
 TRACING_UID = 10001  # an unprivileged uid the tracing images run under; they write nothing outside /tmp
 GRAFANA_ADMIN_SECRET = "grafana-admin"
 # The add-ons read the mesh from outside it, as Istio's own do. Istio 1.6's injector reads only the annotation;
@@ -326,7 +330,7 @@ def grafana_values(args: ObservabilityArgs, dashboard_maps: dict[str, str]) -> d
         "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
         "grafana.ini": {"auth.anonymous": {"enabled": False}, "users": {"allow_sign_up": False},
                         "analytics": {"reporting_enabled": False, "check_for_updates": False}},
-        "service": {"type": "ClusterIP", "port": GRAFANA_PORT},
+        "service": {"type": "ClusterIP", "port": GRAFANA_SERVICE_PORT},
         "persistence": {"enabled": False},
         "resources": _resources(ADDON_RESOURCES),
         "datasources": {"datasources.yaml": {"apiVersion": 1, "datasources": [{
@@ -392,7 +396,7 @@ def port_forwards(args: ObservabilityArgs) -> dict[str, str]:
     settings, ns = args.settings, args.namespace
     wanted = {
         "prometheus": (settings.prometheus, f"svc/prometheus {PROMETHEUS_PORT}:{PROMETHEUS_PORT}", f"http://localhost:{PROMETHEUS_PORT}"),
-        "grafana": (settings.grafana, f"svc/grafana {GRAFANA_PORT}:{GRAFANA_PORT}", f"http://localhost:{GRAFANA_PORT}"),
+        "grafana": (settings.grafana, f"svc/grafana {GRAFANA_PORT}:{GRAFANA_SERVICE_PORT}", f"http://localhost:{GRAFANA_PORT}"),
         "kiali": (settings.kiali, f"svc/kiali {KIALI_PORT}:{KIALI_PORT}", f"http://localhost:{KIALI_PORT}/kiali"),
         "tracing": (settings.tracing.enabled, "svc/tracing 16686:80",
                     f"http://localhost:16686{args.addons.tracing[settings.tracing.backend].ui_path}"),

@@ -144,6 +144,14 @@ def test_every_workload_is_ready_on_the_fake_nodes(deployed):
     assert jobs and all(job["status"].get("succeeded") == 1 for job in jobs)
 
 
+def test_the_server_tracked_the_fields_of_every_object_it_was_given(deployed):
+    """A 1.18 server takes some objects it cannot track field by field (a container port declared twice) and only
+    logs it; whoever then applies them server-side (kubectl --server-side, the provider) fails on the duplicate."""
+    log = (deployed.cluster.state / "logs" / "kube-apiserver.log").read_text()
+    failures = [line for line in log.splitlines() if "failed to update managedFields" in line]
+    assert failures == [], "\n".join(failures)
+
+
 def test_nothing_on_the_server_would_make_it_dial_a_fake_address(deployed):
     """The network rule of the tier: admission webhooks off, no aggregated API or conversion webhook to call, and
     every Service address on loopback."""
