@@ -6,7 +6,8 @@ refused change stops the run with nothing applied. A stack that was never deploy
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,12 @@ from config.settings import Settings
 
 # The engine's own function for reading a stack's outputs (the one StackReference uses).
 READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
+# The file backend (gocloud's fileblob) replaces a checkpoint atomically but rewrites its `.attrs` sidecar in place,
+# so a read while the engine saves the update's first checkpoint can find the sidecar empty and fail with
+# "failed to load checkpoint: EOF". The engine saves that checkpoint as the program starts, so the read is retried.
+CHECKPOINT_READ_RACE = "failed to load checkpoint"
+CHECKPOINT_READ_ATTEMPTS = 8
+CHECKPOINT_READ_PAUSE = 0.25
 
 
 @dataclass(frozen=True)
@@ -83,10 +90,17 @@ def autoscalers_handing_over(settings: Settings, deployed: DeployedFacts | None)
     return {name: frozenset(versions) for name, versions in handing_over.items()}
 
 
-def last_deployed() -> DeployedFacts | None:
+def last_deployed(invoke: Callable[..., Any] = pulumi.runtime.invoke, pause: float = CHECKPOINT_READ_PAUSE) -> DeployedFacts | None:
     """This stack's facts as its last update left them, or None for a stack never deployed."""
     name = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
-    result = pulumi.runtime.invoke(READ_STACK_OUTPUTS, {"name": name})
+    for attempt in range(1, CHECKPOINT_READ_ATTEMPTS + 1):
+        try:
+            result = invoke(READ_STACK_OUTPUTS, {"name": name})
+            break
+        except Exception as error:  # the SDK raises a bare Exception for a failed invoke
+            if CHECKPOINT_READ_RACE not in str(error) or attempt == CHECKPOINT_READ_ATTEMPTS:
+                raise
+            time.sleep(pause)
     return DeployedFacts.from_outputs((result.value or {}).get("outputs") or {})
 
 

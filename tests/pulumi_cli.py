@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from tools.backend import local_backend_url
 from tools.stack_run import ROOT, set_path, stand_in_charts_dir
 
 PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"]
@@ -72,7 +73,7 @@ class Workspace:
             **{key: value for key, value in os.environ.items() if not key.startswith(("PULUMI_", "KUBERNETES_"))},
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
             "PULUMI_HOME": str(bin_dir.parent / "home"),
-            "PULUMI_BACKEND_URL": f"file://{root / 'state'}",
+            "PULUMI_BACKEND_URL": local_backend_url(root / "state"),
             "PULUMI_CONFIG_PASSPHRASE": self.passphrase,
             "PULUMI_SKIP_UPDATE_CHECK": "true",
             "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",

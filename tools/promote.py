@@ -51,6 +51,7 @@ from components.istio import ISTIO_NAMESPACE
 from components.observability import PROMETHEUS_PORT
 from config.settings import PROJECT, CanarySettings, ServiceLevel, Settings
 from config.stack_config import RawStackConfig, StackConfigError, load_settings
+from tools.backend import local_backend_url
 from tools.stack_run import ROOT, encode_config, load_stack_values
 
 EXIT_DONE, EXIT_UP_FAILED, EXIT_ERROR, EXIT_HOLD, EXIT_ROLLBACK = 0, 1, 2, 3, 4
@@ -547,7 +548,7 @@ def _backend_defaults() -> dict[str, str]:
     """scripts/up.sh's local state and generated passphrase, for whatever the environment does not set itself."""
     defaults = {}
     if "PULUMI_BACKEND_URL" not in os.environ:
-        defaults["PULUMI_BACKEND_URL"] = f"file://{ROOT / '.pulumi-state'}"
+        defaults["PULUMI_BACKEND_URL"] = local_backend_url(ROOT / ".pulumi-state")
     passphrase = ROOT / ".pulumi-passphrase"
     if not {"PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE"} & set(os.environ) and passphrase.is_file():
         defaults["PULUMI_CONFIG_PASSPHRASE_FILE"] = str(passphrase)
