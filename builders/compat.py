@@ -13,6 +13,12 @@ class IstioRelease:
     minor: str
     kubernetes_minors: tuple[int, int]  # officially supported, inclusive
     why: str
+    # What a route's retryOn may name besides HTTP status codes: istiod's supportedRetryOnPolicies
+    # (pkg/config/validation/validation.go of 1.6.14 and 1.30.3).
+    retry_on_policies: frozenset[str]
+
+
+_GRPC_RETRY_ON = ("cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable")
 
 
 ISTIO_RELEASES: dict[str, IstioRelease] = {
@@ -21,8 +27,15 @@ ISTIO_RELEASES: dict[str, IstioRelease] = {
         (15, 18),
         "Istio 1.6 supports Kubernetes 1.15-1.18 and cannot run on 1.22 or later "
         "(its CRDs, webhooks and istiod use v1beta1 APIs that 1.22 removed)",
+        frozenset(("5xx", "gateway-error", "reset", "connect-failure", "retriable-4xx", "refused-stream",
+                   "retriable-status-codes", *_GRPC_RETRY_ON)),
     ),
-    "1.30": IstioRelease("1.30", (32, 36), "Istio 1.30 supports Kubernetes 1.32-1.36"),
+    "1.30": IstioRelease(
+        "1.30", (32, 36), "Istio 1.30 supports Kubernetes 1.32-1.36",
+        frozenset(("5xx", "gateway-error", "reset", "reset-before-request", "connect-failure", "retriable-4xx",
+                   "refused-stream", "retriable-status-codes", "retriable-headers", "envoy-ratelimited",
+                   "http3-post-connect-failure", *_GRPC_RETRY_ON)),
+    ),
 }
 
 

@@ -6,6 +6,7 @@ import difflib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 from builders.catalogue import CATALOGUE
@@ -292,6 +293,28 @@ def _retry_budget(settings, _secrets):
                           f"longer than the {resilience.timeout} timeout; lower attempts or perTryTimeout, or raise timeout")
 
 
+def _retry_policies(settings, _secrets):
+    release = istio_release(settings.istio.version)
+    if release is None:
+        return  # _istio_kubernetes names the release
+    scopes = [("resilience.retries", settings.resilience.retries)] + [
+        (f"services.{name}.resilience.retries", service.resilience.retries) for name, service in _catalogued(settings)
+        if service.resilience.retries is not None
+    ]
+    for path, retries in scopes:
+        unknown = [policy for policy in retries.retry_on.split(",")
+                   if policy not in release.retry_on_policies and not _is_http_status(policy)]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], sorted(release.retry_on_policies), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            yield Problem(f"{path}.retryOn", f"Istio {release.minor} refuses {', '.join(unknown)}{hint}: retryOn takes HTTP status codes and "
+                          f"the policies {', '.join(sorted(release.retry_on_policies))}")
+
+
+def _is_http_status(policy: str) -> bool:
+    return policy.isdigit() and int(policy) in {status.value for status in HTTPStatus}
+
+
 # ---- mesh install ------------------------------------------------------------------------------
 
 def _istio_kubernetes(settings, _secrets):
@@ -334,6 +357,6 @@ RULES: tuple[Rule, ...] = (
     _known_services, _version_names, _tiers_supported, _weights, _match_routes, _mirrors, _sticky_canaries, _rate_limits, _image_digests,
     _callees_deployed,
     _mongodb_enabled, _mongodb_members, _cloud_database,
-    _replicas, _production_security, _identities_for_authorization, _gateway_tls, _faults, _retry_budget,
+    _replicas, _production_security, _identities_for_authorization, _gateway_tls, _faults, _retry_budget, _retry_policies,
     _istio_kubernetes, _node_ports, _image_tags, _observability,
 )

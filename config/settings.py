@@ -18,20 +18,124 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from builders.catalogue import CATALOGUE
-from config.units import is_dns_label, is_dns_name, parse_duration, parse_quantity
+from config.units import (
+    is_dns_label,
+    is_dns_name,
+    is_prometheus_duration,
+    parse_duration,
+    parse_istio_duration,
+    parse_quantity,
+)
 
 PROJECT = "bee-travels-mesh"
 
 
 # ---- value types -------------------------------------------------------------------------------
 
+# The largest count a Kubernetes or Istio integer field holds (int32: replicas, connection limits, retries).
+INT32_MAX = 2**31 - 1
+
+
 def _quantity(value: str) -> str:
-    parse_quantity(value)
+    if parse_quantity(value) < 0:
+        raise ValueError(f"{value!r} is negative, which Kubernetes refuses for resources and volume sizes; use 0 or more")
+    return value
+
+
+def _size(value: str) -> str:
+    if parse_quantity(_quantity(value)) == 0:
+        raise ValueError(f"{value!r} is no space at all; a volume needs a size above zero (for example 1Gi)")
     return value
 
 
 def _duration(value: str) -> str:
     parse_duration(value)
+    return value
+
+
+def _istio_duration(value: str) -> str:
+    parse_istio_duration(value)
+    return value
+
+
+def _prometheus_duration(value: str) -> str:
+    if not is_prometheus_duration(value):
+        raise ValueError(f"{value!r} is not a Prometheus duration: a whole number and one unit of ms, s, m or h (for example 5m or 90s)")
+    return value
+
+
+def _positive_prometheus_duration(value: str) -> str:
+    if parse_duration(_prometheus_duration(value)) == 0:
+        raise ValueError(f"{value!r} is no time at all; Prometheus needs a window above zero (for example 5m)")
+    return value
+
+
+def _whole_seconds(value: str) -> str:
+    seconds = parse_duration(value)
+    if seconds < 1 or seconds != int(seconds):
+        raise ValueError(f"{value!r} is not a whole number of seconds (a cookie's Max-Age counts them); for example 1h or 90s")
+    return value
+
+
+def _dns_subdomain(value: str) -> str:
+    if not is_dns_name(value):
+        raise ValueError(f"{value!r} is not a valid Kubernetes object name (lower-case letters, digits, '-' and '.', at most 253 characters)")
+    return value
+
+
+# Docker's reference grammar (distribution/reference): a registry host[:port], then lower-case path components.
+_IMAGE_REPOSITORY = re.compile(r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?/)?"
+                               r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
+_IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+def _image_repository(value: str) -> str:
+    if not _IMAGE_REPOSITORY.match(value):
+        raise ValueError(f"{value!r} is not an image repository: a registry host and lower-case path, for example docker.io/istio")
+    return value
+
+
+def _image_tag(value: str) -> str:
+    if not _IMAGE_TAG.match(value):
+        raise ValueError(f"{value!r} is not an image tag: letters, digits, '_', '.' and '-', at most 128, not starting with '.' or '-'")
+    return value
+
+
+# RFC 6265: a cookie's name is a token, its value printable ASCII without spaces, quotes, ',', ';' or '\\'.
+_COOKIE_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+_COOKIE_VALUE = re.compile(r"^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*$")
+
+
+def _cookie_name(value: str) -> str:
+    if not _COOKIE_NAME.match(value):
+        raise ValueError(f"cookie {value!r}: a cookie name is letters, digits and !#$%&'*+.^_`|~- (no spaces, '=' or ';')")
+    return value
+
+
+def _header_value(value: str) -> str:
+    if any(not character.isprintable() for character in value):
+        raise ValueError(f"{value!r} holds a control character (a newline, tab or the like), which no HTTP header carries")
+    if value != value.strip() or not value:
+        raise ValueError(f"{value!r}: a header value to match must be non-empty, without spaces around it (HTTP drops them)")
+    return value
+
+
+def _access_log_path(value: str) -> str:
+    if value and not re.fullmatch(r"/[A-Za-z0-9._/-]+", value):
+        raise ValueError(f"{value!r} is not a file path Envoy can write to: an absolute path such as /dev/stdout, or empty for no access log")
+    return value
+
+
+def _web_address(value: str) -> str:
+    if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s]*)?", value):
+        raise ValueError(f"{value!r} is not an http(s) address such as http://localhost:9090")
+    return value
+
+
+def _retry_on(value: str) -> str:
+    policies = value.split(",")
+    if any(not re.fullmatch(r"[a-z0-9-]+", policy) for policy in policies):
+        raise ValueError(f"{value!r} is not a comma-separated list of Envoy retry policies (for example 5xx,reset,connect-failure), without spaces")
     return value
 
 
@@ -72,6 +176,17 @@ def _numbers_as_text(value: Any) -> Any:
 
 Quantity = Annotated[str, BeforeValidator(_numbers_as_text), AfterValidator(_quantity)]
 Duration = Annotated[str, AfterValidator(_duration)]
+IstioDuration = Annotated[str, AfterValidator(_istio_duration)]
+PrometheusDuration = Annotated[str, AfterValidator(_prometheus_duration)]
+PrometheusWindow = Annotated[str, AfterValidator(_positive_prometheus_duration)]
+CookieLifetime = Annotated[str, AfterValidator(_whole_seconds)]
+ObjectName = Annotated[str, AfterValidator(_dns_subdomain)]
+ImageRepository = Annotated[str, AfterValidator(_image_repository)]
+ImageTag = Annotated[str, AfterValidator(_image_tag)]
+HeaderValue = Annotated[str, AfterValidator(_header_value)]
+Size = Annotated[str, BeforeValidator(_numbers_as_text), AfterValidator(_size)]
+RetryOn = Annotated[str, AfterValidator(_retry_on)]
+Count = Annotated[StrictInt, Field(le=INT32_MAX)]
 Hostname = Annotated[str, AfterValidator(_hostname)]
 DnsLabel = Annotated[str, AfterValidator(_dns_label)]
 Percent = Annotated[float, Field(ge=0, le=100)]
@@ -117,8 +232,8 @@ def resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> Resou
 
 class Autoscaling(Section):
     enabled: bool = False
-    min_replicas: StrictInt = Field(2, ge=1)
-    max_replicas: StrictInt = Field(5, ge=1)
+    min_replicas: Count = Field(2, ge=1)
+    max_replicas: Count = Field(5, ge=1)
     target_cpu_percent: StrictInt = Field(75, ge=1, le=100)
 
     @model_validator(mode="after")
@@ -170,7 +285,7 @@ class TokenBucket(Section):
     """Envoy's local rate limits are token buckets per proxy: `per` refills the amount, `burst` is the bucket's size."""
 
     per: Per = Field("second", description="Refill interval: second, minute, hour, or a duration of at least 50ms (e.g. 500ms).")
-    burst: StrictInt | None = Field(None, ge=1, description="Bucket size: admitted at once; defaults to the amount per interval.")
+    burst: Count | None = Field(None, ge=1, description="Bucket size: admitted at once; defaults to the amount per interval.")
 
     @property
     def tokens_per_fill(self) -> int:
@@ -188,7 +303,7 @@ class TokenBucket(Section):
 class RateLimit(TokenBucket):
     """Envoy's HTTP local rate limit (Istio 1.30): `requests` every `per`, beyond them `status`; on `paths` only, if given."""
 
-    requests: StrictInt = Field(ge=1, description="Requests admitted per unit of time, per proxy (each replica has its own bucket).")
+    requests: Count = Field(ge=1, description="Requests admitted per unit of time, per proxy (each replica has its own bucket).")
     status: StrictInt = Field(429, ge=400, le=599, description="HTTP status of a refused request.")
     paths: list[PathPrefix] = Field(default_factory=list, description="Path prefixes limited, each with its own bucket; other paths are not limited. Empty: every request shares one bucket.")
 
@@ -207,7 +322,7 @@ class RateLimit(TokenBucket):
 class ConnectionRateLimit(TokenBucket):
     """Envoy's network local rate limit (Istio 1.6 and 1.30): new connections admitted per `per`; beyond them, closed."""
 
-    connections: StrictInt = Field(ge=1, description="New connections admitted per unit of time, per proxy; one beyond them is closed at once.")
+    connections: Count = Field(ge=1, description="New connections admitted per unit of time, per proxy; one beyond them is closed at once.")
 
     @property
     def tokens_per_fill(self) -> int:
@@ -218,7 +333,7 @@ class IngressGatewaySettings(Section):
     service_type: ServiceType = Field("LoadBalancer", description="NodePort for kind, LoadBalancer for cloud clusters.")
     http_node_port: Port | None = Field(None, description="Fixed NodePort for HTTP (30000-32767) when serviceType is NodePort.")
     https_node_port: Port | None = None
-    replicas: StrictInt = Field(1, ge=1)
+    replicas: Count = Field(1, ge=1)
     autoscaling: Autoscaling = Autoscaling()
     pod_disruption_budget: bool = False
     resources: Resources = resources("100m", "128Mi", "2000m", "1Gi")
@@ -227,14 +342,14 @@ class IngressGatewaySettings(Section):
 
 
 class MeshConfigSettings(Section):
-    access_log_file: str = Field("/dev/stdout", description="Envoy access log path; empty turns access logs off.")
+    access_log_file: Annotated[str, AfterValidator(_access_log_path)] = Field("/dev/stdout", description="Envoy access log path; empty turns access logs off.")
     outbound_traffic_policy: Literal["ALLOW_ANY", "REGISTRY_ONLY"] = "ALLOW_ANY"
 
 
 class IstioSettings(Section):
     version: Annotated[str, AfterValidator(_pinned_version)] = "1.6.14"
-    hub: str = "docker.io/istio"
-    tag: str | None = Field(None, description="Image tag; defaults to the version.")
+    hub: ImageRepository = "docker.io/istio"
+    tag: ImageTag | None = Field(None, description="Image tag; defaults to the version.")
     revision: Annotated[str, AfterValidator(_optional_dns_label)] = Field("", description="Install istiod under this revision and label the app namespace istio.io/rev=<revision>.")
     jwt_policy: Literal["third-party-jwt", "first-party-jwt"] = "third-party-jwt"
     charts_dir: str | None = Field(None, description="Folder holding the 1.6 charts (default: the fetch command's cache).")
@@ -262,8 +377,8 @@ class HelmSettings(Section):
 class MongoSettings(Section):
     enabled: bool = True
     version: Annotated[str, AfterValidator(_pinned_version)] = Field("4.4.29", description="Tag of the official mongo image; the app's drivers (node 3.5, pymongo 3.10) speak up to 4.4.")
-    storage_size: Quantity = "5Gi"
-    storage_class: str | None = Field(None, description="StorageClass of the data volume; the cluster default when unset.")
+    storage_size: Size = "5Gi"
+    storage_class: ObjectName | None = Field(None, description="StorageClass of the data volume; the cluster default when unset.")
     resources: Resources = resources("200m", "256Mi", "1000m", "1Gi")
     replicas: StrictInt = Field(1, ge=1, le=7, description="Members: 1 runs a standalone server; 3, 5 or 7 a replica set (odd, so a majority can elect a primary).")
 
@@ -281,38 +396,38 @@ def _digest(value: str) -> str:
 
 
 class ImageSettings(Section):
-    registry: str = "docker.io/beetravels"
-    tag: str = Field("node-v1.0.2", description="Tag of every Bee Travels service image.")
-    seed_tag: str = Field("dceed01c7b899e0c8eff1ae88912614a6e4139d6", description="Tag of the data-gen seeding images.")
+    registry: ImageRepository = "docker.io/beetravels"
+    tag: ImageTag = Field("node-v1.0.2", description="Tag of every Bee Travels service image.")
+    seed_tag: ImageTag = Field("dceed01c7b899e0c8eff1ae88912614a6e4139d6", description="Tag of the data-gen seeding images.")
     pull_policy: Literal["IfNotPresent", "Always", "Never"] = Field("IfNotPresent", description="Pull policy of every image the stack runs: the services, seeders, MongoDB and tracing, and Istio's and the add-ons' images through their charts.")
-    digests: dict[str, Annotated[str, AfterValidator(_digest)]] = Field(default_factory=dict, description="Image repository (registry/name, no tag) -> its sha256 digest: that image is pulled by digest, the tag kept for the reader. The policy pack requires a digest for every image of a production stack.")
+    digests: dict[ImageRepository, Annotated[str, AfterValidator(_digest)]] = Field(default_factory=dict, description="Image repository (registry/name, no tag) -> its sha256 digest: that image is pulled by digest, the tag kept for the reader. The policy pack requires a digest for every image of a production stack.")
 
 
 # ---- traffic -----------------------------------------------------------------------------------
 
 class Retries(Section):
     attempts: StrictInt = Field(2, ge=0, le=10)
-    per_try_timeout: Duration = "2s"
-    retry_on: str = "5xx,reset,connect-failure,refused-stream"
+    per_try_timeout: IstioDuration = "2s"
+    retry_on: RetryOn = "5xx,reset,connect-failure,refused-stream"
 
 
 class ConnectionPool(Section):
-    max_connections: StrictInt = Field(100, ge=1)
-    connect_timeout: Duration = "3s"
-    http1_max_pending_requests: StrictInt = Field(100, ge=1)
-    http2_max_requests: StrictInt = Field(1000, ge=1)
-    max_requests_per_connection: StrictInt = Field(0, ge=0, description="0 keeps connections open without limit.")
+    max_connections: Count = Field(100, ge=1)
+    connect_timeout: IstioDuration = "3s"
+    http1_max_pending_requests: Count = Field(100, ge=1)
+    http2_max_requests: Count = Field(1000, ge=1)
+    max_requests_per_connection: Count = Field(0, ge=0, description="0 keeps connections open without limit.")
 
 
 class OutlierDetection(Section):
-    consecutive_errors: StrictInt = Field(5, ge=1, description="Consecutive 5xx answers that eject a pod.")
-    interval: Duration = "10s"
-    base_ejection_time: Duration = "30s"
+    consecutive_errors: Count = Field(5, ge=1, description="Consecutive 5xx answers that eject a pod.")
+    interval: IstioDuration = "10s"
+    base_ejection_time: IstioDuration = "30s"
     max_ejection_percent: StrictInt = Field(50, ge=0, le=100)
 
 
 class Resilience(Section):
-    timeout: Duration = Field("10s", description="Whole-request timeout, retries included.")
+    timeout: IstioDuration = Field("10s", description="Whole-request timeout, retries included.")
     retries: Retries = Retries()
     load_balancer: LoadBalancerPolicy = "LEAST_CONN"
     connection_pool: ConnectionPool = ConnectionPool()
@@ -328,7 +443,7 @@ class Override(Section):
 
 
 class ResilienceOverride(Override):
-    timeout: Duration | None = None
+    timeout: IstioDuration | None = None
     retries: Retries | None = None
     load_balancer: LoadBalancerPolicy | None = None
     connection_pool: ConnectionPool | None = None
@@ -339,20 +454,20 @@ class ServiceLevel(Section):
     """What healthy means for a version of a service: alerts fire past it, and a canary past it is rolled back."""
 
     min_success_rate_percent: Percent = Field(99.0, description="Least share of requests answered without a 5xx, in percent.")
-    max_p95_latency_ms: StrictInt = Field(1000, ge=1, description="Highest 95th-percentile request latency, in milliseconds.")
-    window: Duration = Field("5m", description="Window that rates, ratios and percentiles are computed over.")
-    alert_after: Duration = Field("5m", description="How long a breach must last before its alert fires.")
+    max_p95_latency_ms: Count = Field(1000, ge=1, description="Highest 95th-percentile request latency, in milliseconds.")
+    window: PrometheusWindow = Field("5m", description="Window that rates, ratios and percentiles are computed over.")
+    alert_after: PrometheusDuration = Field("5m", description="How long a breach must last before its alert fires.")
 
 
 class ServiceLevelOverride(Override):
     min_success_rate_percent: Percent | None = None
-    max_p95_latency_ms: StrictInt | None = Field(None, ge=1)
-    window: Duration | None = None
-    alert_after: Duration | None = None
+    max_p95_latency_ms: Count | None = Field(None, ge=1)
+    window: PrometheusWindow | None = None
+    alert_after: PrometheusDuration | None = None
 
 
 class FaultDelay(Section):
-    fixed_delay: Duration
+    fixed_delay: IstioDuration
     percent: Percent
 
 
@@ -387,8 +502,8 @@ class MatchRoute(Section):
 
     version: str
     header: str | None = None
-    cookie: str | None = None
-    value: str
+    cookie: Annotated[str, AfterValidator(_cookie_name)] | None = None
+    value: HeaderValue
     expires: Annotated[str | None, AfterValidator(_iso_date)] = Field(None, description="YYYY-MM-DD (UTC) after which the stack is refused until this route is removed or its date moved: test routes do not outlive their test.")
 
     @model_validator(mode="after")
@@ -413,7 +528,7 @@ class Sticky(Section):
 
     version: str
     cookie: str = "bee-canary"
-    lifetime: Duration = Field("1h", description="How long the browser keeps the cookie (Max-Age).")
+    lifetime: CookieLifetime = Field("1h", description="How long the browser keeps the cookie (Max-Age).")
 
     @model_validator(mode="after")
     def _cookie_name(self) -> Sticky:
@@ -424,7 +539,7 @@ class Sticky(Section):
 
 class VersionSettings(Section):
     tier: DataTier = Field(description="Where this version keeps its data: json (bundled), mongodb (in-cluster) or cloud (external).")
-    replicas: StrictInt | None = Field(None, ge=1, description="Overrides the service's replicas for this version.")
+    replicas: Count | None = Field(None, ge=1, description="Overrides the service's replicas for this version.")
 
 
 class ServiceSettings(Section):
@@ -435,7 +550,7 @@ class ServiceSettings(Section):
     rate_limit: RateLimit | None = Field(None, description="Local rate limit on the requests this service's pods take in, all or on `paths` (Istio 1.30; refused on 1.6).")
     connection_rate_limit: ConnectionRateLimit | None = Field(None, description="Local limit on new connections to this service's pods (Istio 1.6 and 1.30).")
     sticky: Sticky | None = Field(None, description="Keep whoever got the canary on it, by a cookie on its answers and a route on that cookie.")
-    replicas: StrictInt = Field(1, ge=1)
+    replicas: Count = Field(1, ge=1)
     resources: Resources = resources("100m", "128Mi", "500m", "256Mi")
     autoscaling: Autoscaling = Autoscaling()
     resilience: ResilienceOverride = ResilienceOverride()
@@ -466,13 +581,20 @@ def _default_services() -> dict[str, ServiceSettings]:
 
 class GatewayTls(Section):
     mode: Literal["off", "secret", "self-signed"] = Field("off", description="secret: serve HTTPS with an existing TLS Secret; self-signed: generate one (non-production only).")
-    credential_name: str | None = Field(None, description="Name of the TLS Secret in the ingress gateway's namespace.")
+    credential_name: ObjectName | None = Field(None, description="Name of the TLS Secret in the ingress gateway's namespace.")
 
 
 class GatewaySettings(Section):
     hosts: list[Hostname] = Field(default_factory=lambda: ["*"], min_length=1)
     tls: GatewayTls = GatewayTls()
     https_redirect: bool = True
+
+    @model_validator(mode="after")
+    def _hosts_once(self) -> GatewaySettings:
+        repeated = sorted({host for host in self.hosts if self.hosts.count(host) > 1})
+        if repeated:
+            raise ValueError(f"hosts lists {', '.join(repeated)} more than once; give each host once")
+        return self
 
 
 # ---- security and observability ----------------------------------------------------------------
@@ -495,8 +617,8 @@ class ObservabilitySettings(Section):
     grafana: bool = Field(False, description="Grafana with Prometheus as data source, Istio's dashboards and the canary dashboard.")
     kiali: bool = Field(False, description="Kiali, reading Prometheus, the tracing backend and Grafana.")
     tracing: TracingSettings = TracingSettings()
-    retention: Duration = Field("240h", description="How long Prometheus keeps samples.")
-    storage_size: Quantity | None = Field(None, description="Volume for Prometheus' samples; unset keeps them in memory-backed scratch space, lost on restart.")
+    retention: PrometheusWindow = Field("240h", description="How long Prometheus keeps samples.")
+    storage_size: Size | None = Field(None, description="Volume for Prometheus' samples; unset keeps them in memory-backed scratch space, lost on restart.")
 
 
 class CanarySettings(Section):
@@ -504,11 +626,11 @@ class CanarySettings(Section):
 
     steps: list[Weight] = Field(default_factory=lambda: [10, 25, 50, 100], min_length=1,
                                 description="Canary weights in order; each promotion moves to the next one. Ends at 100.")
-    min_requests: StrictInt = Field(100, ge=1, description="Requests the canary and the stable version must each have served in the window before any decision.")
+    min_requests: Count = Field(100, ge=1, description="Requests the canary and the stable version must each have served in the window before any decision.")
     max_success_rate_drop_percent: Annotated[float, Field(ge=0, le=100)] = Field(1.0, description="Percentage points the canary's success rate may trail the stable version's.")
     max_latency_increase_percent: Annotated[float, Field(ge=0)] = Field(25.0, description="How much higher, in percent, the canary's p95 latency may be than the stable version's.")
     latency_tolerance_ms: Annotated[float, Field(ge=0)] = Field(10.0, description="A p95 this many milliseconds above stable's is never a regression, whatever the percentage (fast services sit in coarse histogram buckets).")
-    prometheus_url: str = Field("http://localhost:9090", description="Prometheus the promotion reads (the README port-forwards it here); --prometheus overrides.")
+    prometheus_url: Annotated[str, AfterValidator(_web_address)] = Field("http://localhost:9090", description="Prometheus the promotion reads (the README port-forwards it here); --prometheus overrides.")
     min_step_duration: Duration = Field("0s", description="Least time a weight must have been live (since the commit that last changed it) before the promotion loop moves it again.")
     auto_rollback: bool = Field(False, description="The promotion loop applies a rollback at once (only that service's route), then opens a pull request recording it.")
 

@@ -14,7 +14,7 @@ _DECIMAL = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "k
 
 def parse_quantity(text: str) -> Decimal:
     """The value of a Kubernetes quantity such as `250m`, `1.5Gi` or `1e3`; ValueError if it is not one."""
-    match = _QUANTITY.match(str(text).strip()) if isinstance(text, (str, int)) else None
+    match = _QUANTITY.match(str(text)) if isinstance(text, (str, int)) else None
     if match is None:
         raise ValueError(f"{text!r} is not a Kubernetes quantity (examples: 100m, 0.5, 256Mi, 1Gi)")
     number = Decimal(match["number"])
@@ -38,10 +38,30 @@ _DURATION_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "
 
 def parse_duration(text: str) -> float:
     """Seconds in a duration such as `2s`, `250ms` or `1m`; ValueError if it is not one."""
-    match = _DURATION.match(str(text).strip()) if isinstance(text, str) else None
+    match = _DURATION.match(text) if isinstance(text, str) else None
     if match is None:
         raise ValueError(f"{text!r} is not a duration (examples: 250ms, 2s, 1m)")
     return float(match["number"]) * _DURATION_SECONDS[match["unit"]]
+
+
+def parse_istio_duration(text: str) -> float:
+    """Seconds in a duration istiod accepts on a route or traffic policy: at least 1ms, whole milliseconds
+    (ValidateDuration, pkg/config/validation of 1.6.14 and 1.30.3)."""
+    seconds = parse_duration(text)
+    milliseconds = round(seconds * 1000, 6)
+    if milliseconds < 1:
+        raise ValueError(f"{text!r} is below 1ms, which Istio refuses; use 1ms or more")
+    if milliseconds != int(milliseconds):
+        raise ValueError(f"{text!r} is not a whole number of milliseconds, the precision Istio accepts; for example 250ms")
+    return seconds
+
+
+# Prometheus reads durations as whole numbers of a unit (model.ParseDuration): it refuses fractions such as 1.5m.
+_PROMETHEUS_DURATION = re.compile(r"^\d+(ms|s|m|h)$")
+
+
+def is_prometheus_duration(text: str) -> bool:
+    return isinstance(text, str) and bool(_PROMETHEUS_DURATION.match(text))
 
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")

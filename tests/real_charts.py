@@ -11,13 +11,16 @@ With neither, the test fails and says how to provide them.
 
 from __future__ import annotations
 
+import io
 import os
+import tarfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from pulumi_cli import pinned_charts
 
 from builders.charts import Chart, local_chart
@@ -49,6 +52,29 @@ class RealCharts:
         if not istio_version.startswith("1.6."):
             return []
         return sorted((self.istio_1_6 / "base" / "crds").glob("*.yaml"))
+
+    def istio_crds(self, istio_version: str) -> list[dict]:
+        """Every CustomResourceDefinition the release's base chart installs, as the chart ships them: Istio 1.6's
+        crds/ folder, current Istio's files/crd-all.gen.yaml (which its templates/crds.yaml includes)."""
+        if istio_version == ISTIO_1_6:
+            texts = [path.read_text() for path in self.crds(istio_version)]
+        else:
+            texts = [self._base_chart_file(istio_version, "files/crd-all.gen.yaml")]
+        return [document for text in texts for document in yaml.safe_load_all(text)
+                if document and document.get("kind") == "CustomResourceDefinition"]
+
+    def _base_chart_file(self, istio_version: str, member: str) -> str:
+        base = next(chart for chart in pinned_charts() if chart.name == "base" and chart.version == istio_version)
+        if self.helm_charts_dir is not None:
+            found = local_chart(base, self.helm_charts_dir)
+            if found.is_dir():
+                return (found / member).read_text()
+            archive = found.read_bytes()
+        else:
+            with urllib.request.urlopen(f"{base.repository}/{base.archive}", timeout=60) as answer:
+                archive = answer.read()
+        with tarfile.open(fileobj=io.BytesIO(archive)) as chart:
+            return chart.extractfile(f"{base.name}/{member}").read().decode()
 
 
 def _from_folder(folder: Path) -> RealCharts:
