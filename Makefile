@@ -11,7 +11,7 @@ include tools/toolchain/versions
 KIND_VERSION := v0.29.0
 LEGACY_SCHEMAS := .cache/kubernetes-validate-legacy
 
-.PHONY: help venv schemas promtool toolchain sim-cluster-tools sim-cluster-tools-all sim-cluster sim-cluster-stop test lint config-schema istio-charts policy-pack render bench up down preview destroy delete-cluster deploy-deps e2e-checks promote diagnose analyze scanner scan
+.PHONY: help venv schemas promtool toolchain sim-cluster-tools sim-cluster-tools-all sim-cluster sim-cluster-stop test lint config-schema istio-charts policy-pack render bench up down preview destroy delete-cluster recover deploy-deps e2e-checks promote diagnose analyze scanner scan
 
 help:
 	@echo "make up        set up and run 'pulumi up': with no context, a kind cluster and the stack it can run (dev on cgroup v1, dev-current otherwise)"
@@ -23,6 +23,7 @@ help:
 	@echo "make istio-charts  fetch and verify the Istio $(ISTIO_VERSION) Helm charts into .cache/istio"
 	@echo "make policy-pack   set up the policy pack's virtualenv (policy/venv) for 'pulumi preview --policy-pack policy'"
 	@echo "make render    render dev and prod offline into rendered/ (YAML per object, Helm releases, routing diagram)"
+	@echo "make recover STACK=dev  after an interrupted update: stale lock, pending operations, Helm releases left pending (make up does it)"
 	@echo "make promote STACK=prod SERVICE=hotel [APPLY=1]  judge a canary on Prometheus and move its weight in the stack file"
 	@echo "make diagnose STACK=prod  when requests fail: proxy sync, istioctl analyze, sidecars, empty subsets, drift, mTLS, recent 5xx (reads only)"
 	@echo "make analyze STACK=dev    istioctl analyze (the stack's Istio release) of the rendered objects, offline; fails on an error"
@@ -132,6 +133,10 @@ destroy: $(VENV)/.installed-runtime
 
 delete-cluster: $(VENV)/.installed-runtime
 	$(RUN_STACK_SCRIPT) delete-cluster
+
+# What an interrupted update left (a stale lock, pending operations, a Helm release left pending), recovered (tools/recover.py).
+recover: $(VENV)/.installed-runtime
+	$(RUN_STACK_SCRIPT) recover
 
 # What a CI job needs before `pulumi preview`/`up` through pulumi/actions: the program's venv, the pack's, the charts.
 deploy-deps: $(VENV)/.installed-runtime policy-pack istio-charts

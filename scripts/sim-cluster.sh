@@ -9,6 +9,9 @@
 #   scripts/sim-cluster.sh status      show which components run
 #   scripts/sim-cluster.sh kubeconfig  print the admin kubeconfig path
 #   scripts/sim-cluster.sh reset       stop, then delete the state dir (etcd data, certs)
+#   scripts/sim-cluster.sh stop-component|start-component NAME
+#                                      one component goes away, or comes back and is healthy
+#                                      (the fault tests: an API server or etcd lost mid-update)
 #
 # Binaries: kube-* and kwok from tools/toolchain/kube-<version>/build.sh (built on first start
 # if missing), etcd from the Debian package etcd-server (installed on first start if
@@ -388,6 +391,21 @@ cmd_status() {
   return "$rc"
 }
 
+component_named() {
+  [[ " ${COMPONENTS[*]} " == *" ${1:-} "* ]] || die "no component '${1:-}'; one of: ${COMPONENTS[*]}"
+}
+
+cmd_stop-component() { component_named "${1:-}" && stop_component "$1"; }
+
+cmd_start-component() {
+  component_named "${1:-}"
+  start_component "$1"
+  case $1 in
+    etcd) wait_for "etcd health" etcd etcd_healthy ;;
+    kube-apiserver) wait_for "kube-apiserver /readyz" kube-apiserver apiserver_ready ;;
+  esac
+}
+
 cmd_reset() {
   cmd_stop
   if [[ -d $SIM_DIR ]]; then
@@ -400,18 +418,18 @@ cmd_reset() {
 main() {
   local cmd=${1:-}
   case $cmd in
-    start|stop|status|reset)
+    start|stop|status|reset|stop-component|start-component)
       mkdir -p "$SIM_DIR"
       exec 9>"$SIM_DIR/.lock"
       flock 9
-      "cmd_$cmd"
+      "cmd_$cmd" "${@:2}"
       ;;
     kubeconfig)
       [[ -f $KUBECONFIG_FILE ]] || die "no kubeconfig yet; run: $0 start"
       echo "$KUBECONFIG_FILE"
       ;;
     *)
-      echo "usage: $0 start|stop|status|kubeconfig|reset" >&2
+      echo "usage: $0 start|stop|status|kubeconfig|reset|stop-component NAME|start-component NAME" >&2
       exit 2
       ;;
   esac

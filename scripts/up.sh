@@ -67,7 +67,8 @@ ensure_charts() {
 use_local_backend() {
   # Local file state and a generated passphrase, both git-ignored; back them up, they are the stack's memory.
   mkdir -p .pulumi-state
-  export PULUMI_BACKEND_URL=${PULUMI_BACKEND_URL:-file://$PWD/.pulumi-state}
+  # metadata=skip: no in-place sidecar beside each state file for a concurrent read to find empty (tools/stack_run.py).
+  export PULUMI_BACKEND_URL=${PULUMI_BACKEND_URL:-file://$PWD/.pulumi-state?metadata=skip}
   if [ -z "${PULUMI_CONFIG_PASSPHRASE:-}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
     if [ ! -s .pulumi-passphrase ]; then
       say "generating a stack passphrase in .pulumi-passphrase (keep it: it decrypts this stack's secrets)"
@@ -103,6 +104,8 @@ run_up() {
   ensure_charts "$istio_version"
   ensure_stack
   ensure_policy_pack
+  # An earlier update cut off leaves a lock, pending operations or a pending Helm release; recover them first.
+  recover_interrupted --apply
   "${deploy[@]}"
   printf '\n%s\n' "$next_steps"
 }
@@ -152,6 +155,10 @@ run_e2e() {
   fi
 }
 
+recover_interrupted() {
+  "$PWD/.venv/bin/python" -m tools.recover --stack "$stack" "$@"
+}
+
 run_on_stack() {
   # preview, destroy, e2e: the stack asked for, else the one `make up` deployed, else dev.
   local yes=()
@@ -161,7 +168,9 @@ run_on_stack() {
   ensure_charts "$istio_version"
   ensure_stack
   case "$operation" in
-    preview) ensure_policy_pack; pulumi preview --stack "$stack" --diff --policy-pack policy ;;
+    # A preview changes nothing: it says what an interrupted update left and what to run, then previews anyway.
+    preview) ensure_policy_pack; recover_interrupted || true; pulumi preview --stack "$stack" --diff --policy-pack policy ;;
+    recover) recover_interrupted --apply ;;
     destroy) pulumi destroy --stack "$stack" ${yes[@]+"${yes[@]}"} ;;
     e2e) run_e2e ;;
   esac
@@ -171,6 +180,6 @@ case "$operation" in
   up) run_up ;;
   down) run_down ;;
   delete-cluster) run_delete_cluster ;;
-  preview|destroy|e2e) run_on_stack ;;
-  *) die "unknown operation '$operation' (up, down, preview, destroy, e2e or delete-cluster)" ;;
+  preview|destroy|e2e|recover) run_on_stack ;;
+  *) die "unknown operation '$operation' (up, down, preview, destroy, e2e, recover or delete-cluster)" ;;
 esac
