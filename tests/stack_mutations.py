@@ -6,7 +6,7 @@ the mock engine. Its outcome is one of:
 - accepted: the program declared its objects; whether the servers take them is the caller's to check;
 - crashed: any other error, or a refusal that does not name the stack file or the key, or registered resources.
 
-    PYTHONPATH=.:tests python tests/stack_mutations.py [--stack dev ...]   # every mutation of every leaf: the census
+    PYTHONPATH=.:tests python tests/stack_mutations.py [--stack dev ...] [--schemas]   # every mutation: the census
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from schema_validation import validate_istio_object, validate_kubernetes_object
 
 from config.stack_config import StackConfigError
 from tools.stack_run import DELETE, PROJECT, ROOT, StackRun, run_stack
@@ -162,6 +163,31 @@ def outcome(mutation: Mutation, chart_edits: dict[str, str]) -> Outcome:
     return Outcome("refused", run)
 
 
+def _stack_setting(stack: str, key: str, default: str) -> str:
+    config = stack_file_config(stack)
+    section, _, field = key.partition(".")
+    return str((config.get(section) or {}).get(field, default) if field else config.get(section, default))
+
+
+def istio_version(stack: str) -> str:
+    return _stack_setting(stack, "istio.version", "1.6.14")
+
+
+def kubernetes_minor(stack: str) -> str:
+    return ".".join(_stack_setting(stack, "kubernetesVersion", "1.18").split(".")[:2])
+
+
+def schema_errors(stack: str, manifests: list[dict]) -> list[str]:
+    errors = []
+    for manifest in manifests:
+        group = manifest.get("apiVersion", "").rpartition("/")[0]
+        if group.endswith("istio.io"):
+            errors += validate_istio_object(manifest, istio_version(stack))
+        else:
+            errors += validate_kubernetes_object(manifest, kubernetes_minor(stack))
+    return errors
+
+
 def every_mutation(stacks: tuple[str, ...]) -> Iterator[Mutation]:
     for stack in stacks:
         for leaf in leaves(stack):
@@ -173,14 +199,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stack", action="append", choices=STACKS)
     parser.add_argument("--json", type=Path, help="also write every mutation's outcome here")
+    parser.add_argument("--schemas", action="store_true", help="check every accepted mutation's objects against the "
+                        "Kubernetes and Istio schemas of its stack (an accepted one that fails them counts as crashed)")
     args = parser.parse_args(argv)
     from real_charts import real_charts  # the charts the stacks pin: the census runs the program as the tests do
+    from real_cluster import declared_manifests
 
     charts = real_charts()
     counts: Counter[tuple[str, str]] = Counter()
     records = []
     for mutation in every_mutation(tuple(args.stack or STACKS)):
-        result = outcome(mutation, charts.edits(_istio_version(mutation.leaf.stack)))
+        result = outcome(mutation, charts.edits(istio_version(mutation.leaf.stack)))
+        if args.schemas and result.kind == "accepted":
+            errors = schema_errors(mutation.leaf.stack, declared_manifests(result.run))
+            if errors:
+                result = Outcome("crashed", result.run, f"accepted, but its objects fail their schemas: {errors[:3]}")
         counts[(mutation.leaf.stack, result.kind)] += 1
         records.append({"mutation": mutation.describe(), "outcome": result.kind, "why": result.why})
         if result.kind == "crashed":
@@ -190,10 +223,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(records, indent=1))
     return 1 if any(kind == "crashed" for _, kind in counts) else 0
-
-
-def _istio_version(stack: str) -> str:
-    return str((stack_file_config(stack).get("istio") or {}).get("version", "1.6.14"))
 
 
 if __name__ == "__main__":

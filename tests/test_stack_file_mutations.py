@@ -28,26 +28,11 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from real_charts import RealCharts, real_charts
 from real_cluster import SimCluster, declared_manifests, kubectl
-from schema_validation import validate_istio_object, validate_kubernetes_object
-from stack_mutations import STACKS, Mutation, leaves, mutated_values, outcome, stack_file_config
+from stack_mutations import STACKS, Mutation, istio_version, kubernetes_minor, leaves, mutated_values, outcome, schema_errors
 
 from tools.stack_run import run_stack
 
 EXAMPLES = int(os.environ.get("MUTATION_EXAMPLES", "60"))
-
-
-def _stack_setting(stack: str, key: str, default: str) -> str:
-    config = stack_file_config(stack)
-    section, _, field = key.partition(".")
-    return str((config.get(section) or {}).get(field, default) if field else config.get(section, default))
-
-
-def istio_version(stack: str) -> str:
-    return _stack_setting(stack, "istio.version", "1.6.14")
-
-
-def kubernetes_minor(stack: str) -> str:
-    return ".".join(_stack_setting(stack, "kubernetesVersion", "1.18").split(".")[:2])
 
 
 class Servers:
@@ -98,17 +83,6 @@ def _stream(documents: list[dict]) -> str:
 def _identity(manifest: dict) -> tuple[str, str, str, str]:
     meta = manifest["metadata"]
     return manifest.get("apiVersion", ""), manifest["kind"], meta.get("namespace", ""), meta["name"]
-
-
-def schema_errors(stack: str, manifests: list[dict]) -> list[str]:
-    errors = []
-    for manifest in manifests:
-        group = manifest.get("apiVersion", "").rpartition("/")[0]
-        if group.endswith("istio.io"):
-            errors += validate_istio_object(manifest, istio_version(stack))
-        else:
-            errors += validate_kubernetes_object(manifest, kubernetes_minor(stack))
-    return errors
 
 
 @pytest.fixture(scope="module")
