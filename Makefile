@@ -52,12 +52,13 @@ $(LEGACY_SCHEMAS)/.installed: | $(BIN)/python
 	touch $@
 
 # Prometheus' promtool evaluates the service-level rules in the tests; Debian's prometheus package ships it.
-# Without root or apt-get those tests skip and say so.
+# Without it those tests fail, so this target fails too when it cannot install it.
 promtool:
 	@command -v promtool >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
-	  else echo "promtool not found: the Prometheus rule tests will skip (apt-get install prometheus, or put promtool on PATH)"; fi; }
+	  else echo "promtool not found and not installable here (needs root and apt-get): install Prometheus' promtool and put it on PATH" >&2; exit 1; fi; }
+	@command -v promtool >/dev/null || { echo "promtool is still not on PATH after installing Debian's prometheus" >&2; exit 1; }
 
 lint: venv
 	$(BIN)/ruff check .

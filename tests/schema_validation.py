@@ -7,9 +7,12 @@ older release unpacked into a side folder, see ``LEGACY_PIP_COMMAND``.  An
 apiVersion/kind that the version does not serve is reported as an error, which is
 how the project checks that it picked API versions the target cluster serves.
 
-Istio custom resources are checked against the CRDs of the Istio release
-(``crd-all-<release>.yaml`` under ``../shared/schemas/istio-crds``), with unknown
-fields treated as errors like ``kubectl apply --validate=strict``.
+Istio custom resources are checked against the CRDs of the Istio release, taken from
+the same charts the real-cluster tier installs (``tests/real_charts.py``: the base
+chart's CRDs, from ``../shared/charts`` or ``$BEE_TRAVELS_CHARTS`` here, Istio's
+release archive and Helm repository elsewhere), with unknown fields treated as
+errors like ``kubectl apply --validate=strict``. Missing schemas fail the test that
+needs them, saying how to provide them; they never skip it.
 
 Limitations:
 - CEL rules (``x-kubernetes-validations``, present in the Istio 1.30 CRDs) are not
@@ -35,7 +38,6 @@ from typing import Any
 import jsonschema
 import referencing
 import referencing.jsonschema
-import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,7 +47,6 @@ LEGACY_PIP_COMMAND = (
 LEGACY_DEFAULT_DIR = (
     REPO_ROOT / ".cache/kubernetes-validate-legacy/kubernetes_validate/kubernetes-json-schema"
 )
-ISTIO_DEFAULT_DIR = REPO_ROOT.parent / "shared/schemas/istio-crds"
 ISTIO_RELEASES = {"1.6": "1.6.14", "1.30": "1.30.3"}
 
 # Groups under k8s.io that are CRDs or aggregated APIs, not built-in schemas.
@@ -214,11 +215,6 @@ def validate_kubernetes_object(obj: dict, kubernetes_version: str) -> list[str]:
 # ---------------------------------------------------------------- Istio
 
 
-def istio_schemas_dir() -> Path | None:
-    path = Path(os.environ.get("ISTIO_CRD_SCHEMAS") or ISTIO_DEFAULT_DIR)
-    return path if path.is_dir() else None
-
-
 def _istio_release(istio_version: str) -> str:
     minor = _minor(istio_version)
     if minor not in ISTIO_RELEASES:
@@ -229,54 +225,28 @@ def _istio_release(istio_version: str) -> str:
     return ISTIO_RELEASES[minor]
 
 
-def _istio_crd_file(release: str) -> Path | None:
-    folder = istio_schemas_dir()
-    path = folder / f"crd-all-{release}.yaml" if folder else None
-    return path if path and path.is_file() else None
-
-
-def istio_schemas_available(istio_version: str | None = None) -> bool:
-    """Whether the Istio CRD files are present (for one release, or for all known ones)."""
+def require_istio_schemas(istio_version: str | None = None) -> None:
+    """Load the CRDs of one Istio release (or of every known one); fail the calling test, saying how to provide the
+    charts, when they cannot be had."""
     releases = [_istio_release(istio_version)] if istio_version else list(ISTIO_RELEASES.values())
-    return all(_istio_crd_file(release) for release in releases)
-
-
-def require_istio_schemas(istio_version: str | None = None) -> Path:
-    """Skip the calling pytest test when the Istio CRD files are missing."""
-    if not istio_schemas_available(istio_version):
-        import pytest
-
-        wanted = _istio_release(istio_version) if istio_version else ", ".join(ISTIO_RELEASES.values())
-        where = Path(os.environ.get("ISTIO_CRD_SCHEMAS") or ISTIO_DEFAULT_DIR)
-        pytest.skip(
-            f"Istio CRD schemas (crd-all-<release>.yaml for {wanted}) not found in {where}; "
-            "set ISTIO_CRD_SCHEMAS to the folder holding them"
-        )
-    return istio_schemas_dir()
+    for release in releases:
+        _istio_crds(release)
 
 
 def require_kubernetes_schemas(kubernetes_version: str) -> None:
-    """Skip the calling pytest test when the schemas for that Kubernetes version are missing."""
+    """Fail the calling test, naming the install command, when that Kubernetes version's schemas are missing."""
     if not kubernetes_schemas_available(kubernetes_version):
         import pytest
 
-        pytest.skip(_unavailable_message(_minor(kubernetes_version)))
+        pytest.fail(_unavailable_message(_minor(kubernetes_version)))
 
 
 @functools.cache
 def _istio_crds(release: str) -> dict:
-    path = _istio_crd_file(release)
-    if path is None:
-        raise SchemaUnavailable(
-            f"crd-all-{release}.yaml not found in {istio_schemas_dir() or ISTIO_DEFAULT_DIR} "
-            "(set ISTIO_CRD_SCHEMAS to the folder holding the Istio CRD files)"
-        )
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    crds = {}
-    for doc in yaml.load_all(path.read_text(), Loader=loader):
-        if doc and doc.get("kind") == "CustomResourceDefinition":
-            crds[(doc["spec"]["group"], doc["spec"]["names"]["kind"])] = doc
-    return crds
+    """(group, kind) -> CRD, as the release's base chart installs them (fails the test when no charts are had)."""
+    from real_charts import real_charts
+
+    return {(crd["spec"]["group"], crd["spec"]["names"]["kind"]): crd for crd in real_charts().istio_crds(release)}
 
 
 def _crd_version_schema(crd: dict, version: str) -> dict | None:

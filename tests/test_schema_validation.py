@@ -194,7 +194,7 @@ def test_missing_legacy_folder_names_the_install_command(monkeypatch, tmp_path):
     with pytest.raises(sv.SchemaUnavailable) as info:
         sv.validate_kubernetes_object(deployment(), "1.11")
     assert sv.LEGACY_PIP_COMMAND in str(info.value)
-    with pytest.raises(pytest.skip.Exception, match="kubernetes-validate==1.24.1"):
+    with pytest.raises(pytest.fail.Exception, match="kubernetes-validate==1.24.1"):
         sv.require_kubernetes_schemas("1.11")
 
 
@@ -300,9 +300,25 @@ def test_openapi_translation():
     assert not validator.is_valid({"labels": {"x": 1}})
 
 
-def test_missing_istio_folder_skips_with_location(monkeypatch, tmp_path):
-    monkeypatch.setenv("ISTIO_CRD_SCHEMAS", str(tmp_path / "nowhere"))
-    assert sv.istio_schemas_dir() is None
-    assert not sv.istio_schemas_available()
-    with pytest.raises(pytest.skip.Exception, match="nowhere.*ISTIO_CRD_SCHEMAS"):
-        sv.require_istio_schemas()
+def test_without_the_charts_the_istio_checks_fail_saying_how_to_provide_them(monkeypatch, tmp_path):
+    """The CRDs come from the base charts the real-cluster tier installs; a machine without them fails, never skips."""
+    monkeypatch.setenv("BEE_TRAVELS_CHARTS", str(tmp_path / "nowhere"))
+    forget = (sv._istio_crds.cache_clear, sv._istio_validator.cache_clear)
+    for clear in forget:
+        clear()
+    try:
+        with pytest.raises(pytest.fail.Exception, match="nowhere lacks charts the stacks pin.*Provide the charts"):
+            sv.validate_istio_object(virtual_service(), "1.30")
+    finally:
+        for clear in forget:
+            clear()
+
+
+def test_the_istio_schemas_are_the_base_charts_crds():
+    """Istio 1.6's from the release archive's crds/ folder (mixer's and the operator's too), 1.30's from the base
+    chart's generated file: every kind the stacks declare is there."""
+    kinds = {release: {kind for _, kind in sv._istio_crds(release)} for release in sv.ISTIO_RELEASES.values()}
+    declared = {"Gateway", "VirtualService", "DestinationRule", "ServiceEntry", "Sidecar", "EnvoyFilter",
+                "PeerAuthentication", "AuthorizationPolicy"}
+    assert declared <= kinds["1.6.14"] and declared <= kinds["1.30.3"]
+    assert "Telemetry" in kinds["1.30.3"] and "Telemetry" not in kinds["1.6.14"]
