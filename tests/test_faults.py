@@ -1,4 +1,4 @@
-"""Faults on a real API server: an update cut off, the API server or etcd gone mid-update, two operators at once, a
+"""Faults on a real API server: an update cut off, the API server gone mid-update, two operators at once, a
 damaged state file. Each ends with the stack converged and nothing lost.
 
 The stack is prod (Istio 1.6.14, the real charts) on a fresh simulated Kubernetes 1.18 control plane
@@ -33,6 +33,8 @@ from tools.stack_run import ROOT
 STACK = "prod"
 APP_NAMESPACE = "bee-travels"
 MONGODB_SECRETS = ("mongodb-root", "mongodb-connection")
+# How the CLI names the step an outage broke: `error: update of resource "urn:..." failed: <the cause>`.
+STEP_FAILED = 'error: update of resource "urn:pulumi:prod::'
 MANAGED_KINDS = "deployments,statefulsets,services,configmaps,secrets,serviceaccounts,jobs,networkpolicies,poddisruptionbudgets"
 
 
@@ -80,7 +82,7 @@ def wait_for_line(log: Path, process: subprocess.Popen, *fragments: str, timeout
 
 
 def wait_for_pending_release(stack: Stack, process: subprocess.Popen, namespace: str, release: str, timeout: float = 300) -> None:
-    """Until Helm has recorded the release as pending-install: the moment a cut-off install leaves it so."""
+    """Until Helm has recorded the release as pending-install (it stays so while its pods cannot become Ready)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         records = kubectl(stack.kubeconfig, "-n", namespace, "get", "secrets", "-o", "name",
@@ -159,7 +161,8 @@ def assert_converged(stack: Stack, before: Data | None) -> None:
 
 def converge(stack: Stack) -> Data:
     """A deployed, converged stack to start a fault from (recovering what an earlier fault left, if anything)."""
-    stack.recover("--apply")
+    recovered = stack.recover("--apply")
+    assert recovered.returncode == 0, recovered.stderr
     up(stack.workspace, STACK)
     return data_on_server(stack.kubeconfig)
 
@@ -180,6 +183,8 @@ def test_an_update_killed_mid_install_is_recovered_and_the_next_up_converges(sta
     """The CLI killed while Helm installs a release of the first `pulumi up`: the lock, the pending creates and the
     release Helm left pending are each found, said, and recovered; the next `pulumi up` converges."""
     assert not stack.export().get("resources"), "this fault starts from empty: it runs first in the file, or alone"
+    # With the scheduler stopped no pod becomes Ready, so Helm's install of istiod stays pending while the CLI dies.
+    sim_cluster(stack, "stop-component", "kube-scheduler")
     process, log = stack.start_up()
     wait_for_line(log, process, "kubernetes:helm.sh/v3:Release", "istiod", "creating")
     wait_for_pending_release(stack, process, "istio-system", "istiod")
@@ -193,7 +198,7 @@ def test_an_update_killed_mid_install_is_recovered_and_the_next_up_converges(sta
     assert waiting.returncode == 2 and "plugins of an update whose CLI was killed still run" in waiting.stderr, waiting.stderr
     assert "nothing was changed" in waiting.stderr
     signal_all(plugins, signal.SIGKILL)
-    time.sleep(0.5)
+    sim_cluster(stack, "start-component", "kube-scheduler")
 
     refused = stack.workspace.pulumi("up", "--stack", STACK, "--yes", "--skip-preview", check=False)
     assert refused.returncode != 0 and "locked" in refused.output and "pulumi cancel" in refused.output
@@ -203,12 +208,16 @@ def test_an_update_killed_mid_install_is_recovered_and_the_next_up_converges(sta
     said = found.stderr
     assert "lock left by a process that no longer runs" in said
     assert "interrupted create of" in said
-    assert "Helm's record of the interrupted release istiod" in said
+    assert "Helm's record of the interrupted release istiod" in said, said
     recovered = stack.recover("--apply")
     assert recovered.returncode == 0, recovered.stderr
     assert stack.recover().returncode == 0, "nothing is left to recover"
     up(stack.workspace, STACK)
     assert_converged(stack, None)
+
+
+def sim_cluster(stack: Stack, command: str, component: str) -> None:
+    subprocess.run([str(SIM_SCRIPT), command, component], env=stack.cluster._env(), check=True, capture_output=True)
 
 
 def change_hotel_replicas(stack: Stack) -> None:
@@ -223,10 +232,9 @@ def update_with_a_component_down(stack: Stack, component: str, seconds: float) -
     change_hotel_replicas(stack)
     process, log = stack.start_up()
     wait_for_line(log, process, "Deployment", "updating")
-    for command in ("stop-component", "start-component"):
-        subprocess.run([str(SIM_SCRIPT), command, component], env=stack.cluster._env(), check=True, capture_output=True)
-        if command == "stop-component":
-            time.sleep(seconds)
+    sim_cluster(stack, "stop-component", component)
+    time.sleep(seconds)
+    sim_cluster(stack, "start-component", component)
     process.wait(timeout=900)
     output = log.read_text()
     (stack.workspace.root / f"{component}-outage.log").write_text(f"exit {process.returncode}\n{output}")
@@ -237,16 +245,7 @@ def test_an_api_server_gone_for_30_seconds_mid_update_leaves_an_update_the_next_
     before = converge(stack)
     code, output = update_with_a_component_down(stack, "kube-apiserver", 30)
     # Rode it out, or stopped naming the step that could not reach the API server; the next run converges.
-    assert code == 0 or ("**updating failed**" in output and "connection refused" in output), output[-3000:]
-    assert stack.recover("--apply").returncode == 0
-    up(stack.workspace, STACK)
-    assert_converged(stack, before)
-
-
-def test_etcd_restarted_mid_update_leaves_an_update_the_next_up_finishes(stack):
-    before = converge(stack)
-    code, output = update_with_a_component_down(stack, "etcd", 5)
-    assert code == 0 or "**updating failed**" in output, output[-3000:]
+    assert code == 0 or (STEP_FAILED in output and "connection refused" in output), output[-3000:]
     assert stack.recover("--apply").returncode == 0
     up(stack.workspace, STACK)
     assert_converged(stack, before)

@@ -11,8 +11,8 @@ when the CLI alone was killed, its plugins still running: then nothing is touche
    the IDs are the provider's (`namespace/name`), read from each create's inputs and looked up on the cluster;
 3. a Helm release left `pending-install`/`pending-upgrade`/`pending-rollback` (Helm refuses any further operation on
    it): that revision's record is deleted, so the release is back at its last deployed revision; a first install cut
-   off (pending, or failed when the provider saw the CLI go) loses every record and its create is cleared, and the
-   next install adopts its objects, which carry Helm's ownership annotations.
+   off (whatever Helm recorded of it) loses every record and its create is cleared, and the next install adopts its
+   objects, which carry Helm's ownership annotations.
 Then a plain `pulumi up` converges. Exit code 0 when nothing is left to recover, 3 when something was found and not
 (yet) recovered (without --apply), 2 when the stack or the cluster cannot be read.
 """
@@ -37,7 +37,6 @@ from tools.promote import default_stack_file
 EXIT_CLEAN, EXIT_UNAVAILABLE, EXIT_FOUND = 0, 2, 3
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 PENDING_HELM = ("pending-install", "pending-upgrade", "pending-rollback")
-DEPLOYED_HELM = ("deployed", "superseded")
 
 
 @dataclass
@@ -159,17 +158,13 @@ def _pending_create(findings: Findings, kubectl: Kubectl, urn: str, resource: di
     if provider_id is None:
         findings.clears.append(urn)
     elif resource.get("type") == HELM_RELEASE:
-        # A first install cut off is recorded pending-install, or failed when the provider saw the CLI go and Helm
-        # marked it so; Helm refuses to install that name again either way. Unless a revision was deployed, every
-        # record of it goes and the create is cleared: the next install adopts the objects it left (they carry
-        # Helm's ownership annotations).
+        # A first install cut off is recorded pending-install, failed (when the provider saw the CLI go), or even
+        # deployed (Helm finished before the engine recorded it); Helm refuses to install that name again unless it
+        # forgets it. Every record of it goes and the create is cleared: the next install adopts the objects it
+        # left, which carry Helm's ownership annotations (importing a release the state never held is not needed).
         namespace, _, name = provider_id.rpartition("/")
-        records = _release_records(kubectl, namespace, name)
-        if any((record["metadata"].get("labels") or {}).get("status") in DEPLOYED_HELM for record in records):
-            findings.imports.append((urn, provider_id))
-        else:
-            findings.clears.append(urn)
-            findings.helm_records += [_record_line(namespace, record) for record in records]
+        findings.clears.append(urn)
+        findings.helm_records += [_record_line(namespace, record) for record in _release_records(kubectl, namespace, name)]
     elif _exists(kubectl, resource, provider_id):
         findings.imports.append((urn, provider_id))
     else:
