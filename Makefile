@@ -29,7 +29,7 @@ help:
 	@echo "make analyze STACK=dev    istioctl analyze (the stack's Istio release) of the rendered objects, offline; fails on an error"
 	@echo "make scan STACK=prod  failed checks per workload of a misconfiguration scanner (checkov) over the rendered objects"
 	@echo "make bench     measure program evaluation (dev, prod, 20-400 services) and write docs/performance.md"
-	@echo "make config-schema regenerate Pulumi.yaml's config block from config/settings.py"
+	@echo "make config-schema regenerate Pulumi.yaml's config block and docs/configuration.md from config/settings.py"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

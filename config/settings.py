@@ -369,7 +369,7 @@ class IstioSettings(Section):
 class HelmSettings(Section):
     """Where the Helm charts come from, and how much release history Helm keeps."""
 
-    charts_dir: str | None = Field(None, description="Folder of the pinned charts as `helm pull --version V` leaves them (<name>-<version>.tgz, or unpacked as <name>-<version>/): every chart from a Helm repository is installed from there instead (air-gapped clusters, CI).")
+    charts_dir: str | None = Field(None, description="Folder of the pinned charts as `helm pull --version V` leaves them (<name>-<version>.tgz, or unpacked as <name>-<version>/): every chart from a Helm repository is installed from there instead (air-gapped clusters, CI). Checked before anything is registered, naming the `helm pull` commands for what is missing.")
 
 
 # ---- data stores -------------------------------------------------------------------------------
@@ -600,7 +600,7 @@ class GatewaySettings(Section):
 # ---- security and observability ----------------------------------------------------------------
 
 class SecuritySettings(Section):
-    mtls_mode: MtlsMode = "STRICT"
+    mtls_mode: MtlsMode = Field("STRICT", description="DISABLE is refused while `authorization` is on, since every allow rule matches the caller's mTLS identity.")
     authorization: bool = Field(True, description="Deny by default and allow only the app's call graph.")
     restrict_egress: bool = Field(True, description="Sidecar resources limiting each workload's egress to what it calls.")
     network_policies: bool = Field(True, description="Kubernetes NetworkPolicies admitting exactly the call graph (deny by default; DNS, istiod, scraping allowed): a second layer for traffic that does not meet a sidecar. Inert on a CNI without NetworkPolicy support.")
@@ -630,7 +630,7 @@ class CanarySettings(Section):
     max_success_rate_drop_percent: Annotated[float, Field(ge=0, le=100)] = Field(1.0, description="Percentage points the canary's success rate may trail the stable version's.")
     max_latency_increase_percent: Annotated[float, Field(ge=0)] = Field(25.0, description="How much higher, in percent, the canary's p95 latency may be than the stable version's.")
     latency_tolerance_ms: Annotated[float, Field(ge=0)] = Field(10.0, description="A p95 this many milliseconds above stable's is never a regression, whatever the percentage (fast services sit in coarse histogram buckets).")
-    prometheus_url: Annotated[str, AfterValidator(_web_address)] = Field("http://localhost:9090", description="Prometheus the promotion reads (the README port-forwards it here); --prometheus overrides.")
+    prometheus_url: Annotated[str, AfterValidator(_web_address)] = Field("http://localhost:9090", description="Prometheus the promotion reads (`kubectl -n istio-system port-forward svc/prometheus 9090:9090` puts it here); --prometheus overrides.")
     min_step_duration: Duration = Field("0s", description="Least time a weight must have been live (since the commit that last changed it) before the promotion loop moves it again.")
     auto_rollback: bool = Field(False, description="The promotion loop applies a rollback at once (only that service's route), then opens a pull request recording it.")
 
@@ -648,8 +648,8 @@ class CanarySettings(Section):
 class Settings(Section):
     """Everything one stack file decides."""
 
-    production: bool = Field(False, description="Marks a production stack: stricter rules apply and data is protected.")
-    kubernetes_version: Annotated[str, AfterValidator(_kubernetes_version)] = Field("1.18", description="Kubernetes version of the target cluster; picks API versions and is checked against Istio's supported range.")
+    production: bool = Field(False, description="Marks a production stack: stricter rules apply (at least 2 replicas, STRICT mTLS, HTTPS gateway, REGISTRY_ONLY egress, no faults) and data is protected.")
+    kubernetes_version: Annotated[str, AfterValidator(_kubernetes_version)] = Field("1.18", description="Kubernetes version of the target cluster; picks API versions (e.g. PDB policy/v1beta1 before 1.21) and is checked against Istio's supported range.")
     app_namespace: DnsLabel = Field("bee-travels", description="Namespace of the Bee Travels workloads (sidecar injection on).")
     images: ImageSettings = Field(ImageSettings(), description="Registry and pinned tags of the Bee Travels and seeding images.")
     istio: IstioSettings = Field(IstioSettings(), description="Istio release, images, revision, mesh config and ingress gateway.")

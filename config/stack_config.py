@@ -160,7 +160,7 @@ def _problem_from_pydantic(error: Mapping[str, Any]) -> Problem:
         allowed = _allowed_keys(location[:-1])
         return Problem(path, f"unknown key{_suggestion(location[-1], allowed)}; valid keys here: {', '.join(sorted(allowed))}")
     if error["type"] == "missing":
-        return Problem(path, "is missing; this section needs it (see the configuration reference in README.md)")
+        return Problem(path, "is missing; this section needs it (see the configuration reference in docs/configuration.md)")
     message = str(error["msg"]).removeprefix("Value error, ")
     return Problem(path or "(top level)", message)
 

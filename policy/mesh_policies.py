@@ -255,7 +255,7 @@ def validate_pinned_images(args: ResourceValidationArgs, report_violation: Repor
 # ---- rule: production images by digest -----------------------------------------------------------
 
 # Waived until their digests are recorded in Pulumi.prod.yaml's images.digests: the registry could not be read where
-# this pack was last changed, and a digest written from anywhere else would be a guess (README, Hardening: waivers).
+# this pack was last changed, and a digest written from anywhere else would be a guess (docs/security.md, Hardening: waivers).
 # Remove a repository here once its digest is in the stack file; a production stack running any other image must
 # pin it.
 UNPINNED_REPOSITORIES_WAIVED = (

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import schema_validation as sv
 
+from config.settings import SECRET_KEYS, Settings
 from tools import config_schema
 from tools.stack_run import ROOT, secret_paths, unwrap
 
@@ -78,6 +79,26 @@ def test_secret_values_never_appear_outside_secret_wrappers(any_stack):
 
 def test_pulumi_yaml_declares_every_key_the_program_reads():
     assert (ROOT / "Pulumi.yaml").read_text() == config_schema.render(), "run `make config-schema`"
+
+
+def test_the_configuration_reference_is_generated_from_the_model():
+    reference = (ROOT / "docs" / "configuration.md").read_text()
+    assert reference == config_schema.reference(), "docs/configuration.md is stale: run `make config-schema`"
+    sections = re.findall(r"^## `([^`]+)`$", reference, re.MULTILINE)
+    assert sections == [field.alias or name for name, field in Settings.model_fields.items()]
+    rows = set(re.findall(r"^\| `([^`]+)` \|", reference, re.MULTILINE))
+    assert {"services.<service>.versions.<version>.tier", "istio.ingressGateway.rateLimit.paths", *SECRET_KEYS} <= rows
+
+
+def test_config_schema_check_fails_on_either_stale_file(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(config_schema, "ROOT", tmp_path)
+    (tmp_path / "docs").mkdir()
+    assert config_schema.main([]) == 0 and config_schema.main(["--check"]) == 0
+    for name in config_schema.GENERATED:
+        fresh = (tmp_path / name).read_text()
+        (tmp_path / name).write_text(fresh + "\n")
+        assert config_schema.main(["--check"]) == 1 and name in capsys.readouterr().err
+        (tmp_path / name).write_text(fresh)
 
 
 def test_only_the_settings_loader_reads_stack_config():

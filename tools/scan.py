@@ -4,7 +4,7 @@
 
 Renders the stack as `make render` does (the mock engine, no cluster) and runs checkov's Kubernetes checks over the
 objects, offline (`--skip-download`: no call to its vendor's API). Prints the failed checks per workload (Deployment,
-StatefulSet, Job, ...) with the average, and marks each one the README's waiver table documents. --pin-digests pins
+StatefulSet, Job, ...) with the average, and marks each one the waiver table in docs/security.md documents. --pin-digests pins
 every image the stack runs by a made-up digest first: what the stack scores once the stack file records the real
 ones. Exit code 1 when a failed check is not a documented waiver; `make scanner` (`--install`) installs checkov.
 """
@@ -32,6 +32,7 @@ from tools.stack_run import ROOT
 LOCK = ROOT / "tools" / "scanner" / "requirements.txt"
 # checkov also reports a Pod per pod template (its findings are the workload's own): those are not counted twice.
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
+WAIVER_PAGE = ROOT / "docs" / "security.md"
 WAIVER_HEADING = "| waiver | why it is safe here | what would remove it |"
 
 
@@ -58,9 +59,9 @@ class Failure:
     title: str
 
 
-def documented_waivers(readme: Path = ROOT / "README.md") -> set[str]:
-    """The check ids named in the first column of the README's waiver table."""
-    text = readme.read_text()
+def documented_waivers(page: Path = WAIVER_PAGE) -> set[str]:
+    """The check ids named in the first column of the waiver table (docs/security.md, Hardening)."""
+    text = page.read_text()
     table = text[text.index(WAIVER_HEADING):].split("\n\n", 1)[0]
     return {check for row in table.splitlines()[2:] for check in re.findall(r"CKV_K8S_\d+", row.split("|")[1])}
 
