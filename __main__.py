@@ -2,31 +2,27 @@
 
 import pulumi
 
-from builders.catalogue import FRONTEND
-from builders.charts import require_local_charts
+from builders.access import AccessPlan, outbound_policy
+from builders.addons import ZIPKIN_PORT, addon_versions, enabled_charts
+from builders.charts import chart_source, repository_charts, require_local_charts
 from builders.compat import KubernetesApis
 from builders.monitoring_rules import monitored_services
 from builders.rate_limits import limits_of
+from builders.routes import external_hosts, external_hosts_by_identity
 from builders.workloads import DataConnections, identities_on_tier, service_accounts
 from components.cloud_database import CloudDatabase, CloudDatabaseArgs
 from components.gateway_tls import SelfSignedCertificate, SelfSignedCertificateArgs
-from components.istio import (
-    ISTIO_NAMESPACE,
-    IstioMesh,
-    IstioMeshArgs,
-    chart_source,
-    gateway_service_account,
-    repository_charts,
-    sidecar_needs_account_token,
-)
+from components.istio import IstioMesh, IstioMeshArgs, gateway_service_account, sidecar_needs_account_token
 from components.mongodb import MongoDB, MongoDBArgs
-from components.observability import ZIPKIN_PORT, Observability, ObservabilityArgs, addon_versions, enabled_charts, istio_dashboards
-from components.security import AccessPlan, MeshSecurity, MeshSecurityArgs, outbound_policy
+from components.observability import Observability, ObservabilityArgs, istio_dashboards
+from components.security import MeshSecurity, MeshSecurityArgs
 from components.service import MeshService, MeshServiceArgs
-from components.traffic import TrafficRules, TrafficRulesArgs, external_hosts, external_hosts_by_identity
+from components.traffic import TrafficRules, TrafficRulesArgs
 from config.deployed import autoscalers_handing_over, facts_of, last_deployed
 from config.live_cluster import live_cluster
 from config.stack_config import RawStackConfig, kubernetes_provider_config, load_settings, read_secrets, stack_file_name
+from domain.catalogue import FRONTEND
+from domain.mesh import ISTIO_NAMESPACE
 
 # 1. Settings: read and checked once. A bad stack file or missing charts stop here, before anything is registered.
 raw_config = RawStackConfig.from_pulumi()

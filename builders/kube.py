@@ -72,6 +72,11 @@ def istio_resource(resource_name: str, kind: str, name: str, namespace: str, spe
     )
 
 
+def network_policy(resource_name: str, name: str, namespace: str, spec: dict[str, Any],
+                   opts: pulumi.ResourceOptions) -> k8s.networking.v1.NetworkPolicy:
+    return k8s.networking.v1.NetworkPolicy(resource_name, metadata=metadata(name, namespace), spec=spec, opts=opts)
+
+
 def helm_release(resource_name: str, release_name: str, chart: ChartRef, namespace: str, values: dict[str, Any],
                  opts: pulumi.ResourceOptions, value_files: list[str] | None = None) -> k8s.helm.v3.Release:
     """A Helm release that waits until its workloads are ready, so whatever depends on it starts after."""

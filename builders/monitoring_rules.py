@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from builders.signals import LATENCY, RATE, SIGNALS, SUCCESS, Scope, recorded
-from config.settings import ServiceLevel
+
+if TYPE_CHECKING:
+    from config.settings import ServiceLevel
 
 
 @dataclass(frozen=True)

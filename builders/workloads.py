@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from builders.catalogue import ServiceSpec
 from builders.compat import KubernetesApis
-from builders.images import service_image
 from builders.kube import container_port
-from config.settings import ImageSettings, ServiceSettings
+from domain.catalogue import ServiceSpec
+from domain.images import service_image
+
+if TYPE_CHECKING:
+    from config.settings import ImageSettings, ServiceSettings
 
 CLOUD_SECRET = "cloud-database"
 SCRATCH = "/tmp"

@@ -2,71 +2,22 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from builders import istio_archive
-from builders.charts import Chart, ChartRef, ChartsMissingError, chart_ref
+from builders.charts import ChartRef, ChartSource
 from builders.compat import KubernetesApis
 from builders.kube import NAMESPACE_LABEL, helm_release, metadata
-from config.settings import HelmSettings, IstioSettings, Resources, TracingSettings
+from config.settings import IstioSettings, Resources, TracingSettings
+from domain.mesh import ISTIO_NAMESPACE, injection_labels
 
-ISTIO_NAMESPACE = "istio-system"
-ISTIO_HELM_REPOSITORY = "https://istio-release.storage.googleapis.com/charts"
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # The ingress gateway's pod labels; Gateways select on them.
 GATEWAY_SELECTOR = {"istio": "ingressgateway"}
 # Every label the 1.6 gateway chart gives the gateway pods from its values (gateways.istio-ingressgateway.labels).
 GATEWAY_POD_LABELS_1_6 = {"app": "istio-ingressgateway", **GATEWAY_SELECTOR}
-
-
-@dataclass(frozen=True)
-class ChartSource:
-    """Where the three charts come from: a local folder (1.6, release archive) or the Helm repository."""
-
-    base: ChartRef
-    istiod: ChartRef
-    gateway: ChartRef
-    global_values: str | None = None  # 1.6 only: global.yaml, which istiod and gateway charts read
-    dashboards: str | None = None  # 1.6 only: the release's own Grafana dashboards, shipped beside its charts
-
-
-def repository_charts(istio: IstioSettings) -> list[Chart]:
-    """The charts Istio publishes in its Helm repository for this release; 1.6 published none."""
-    if istio.minor == "1.6":
-        return []
-    return [Chart(ISTIO_HELM_REPOSITORY, name, istio.version) for name in ("base", "istiod", "gateway")]
-
-
-def chart_source(istio: IstioSettings, helm: HelmSettings) -> ChartSource:
-    if istio.minor != "1.6":
-        base, istiod, gateway = (chart_ref(chart, helm.charts_dir) for chart in repository_charts(istio))
-        return ChartSource(base, istiod, gateway)
-    cache = Path(os.environ.get(istio_archive.CACHE_ENV, istio_archive.DEFAULT_CACHE))
-    charts = Path(istio.charts_dir) if istio.charts_dir else istio_archive.charts_dir(istio.version, cache)
-    missing = [required for required in istio_archive.REQUIRED_FILES if not (charts / required).is_file()]
-    if missing and istio.charts_dir:
-        raise ChartsMissingError(f"istio.chartsDir is {charts}, which lacks {', '.join(missing)}: point it at the "
-                                 f"manifests/charts folder of the Istio {istio.version} release archive")
-    if missing:
-        raise ChartsMissingError(istio_archive.missing_charts_message(istio.version, cache))
-
-    def local(path: Path) -> str:
-        # Relative to the project when possible, so previews and renders read the same on every machine.
-        return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
-
-    return ChartSource(
-        base=ChartRef(local(charts / "base")),
-        istiod=ChartRef(local(charts / "istio-control" / "istio-discovery")),
-        gateway=ChartRef(local(charts / "gateways" / "istio-ingress")),
-        global_values=local(charts / "global.yaml"),
-        dashboards=local(charts / "istio-telemetry" / "grafana" / "dashboards"),
-    )
 
 
 @dataclass(frozen=True)
@@ -213,11 +164,6 @@ def sidecar_needs_account_token(istio: IstioSettings) -> bool:
     return istio.minor == "1.6" and istio.jwt_policy == "first-party-jwt"
 
 
-def injection_labels(istio: IstioSettings) -> dict[str, str]:
-    # A revisioned istiod's injector selects istio.io/rev; istio-injection would take precedence, so never both.
-    return {"istio.io/rev": istio.revision} if istio.revision else {"istio-injection": "enabled"}
-
-
 class IstioMesh(pulumi.ComponentResource):
     """Owns the Istio control plane install, the ingress gateway and the app namespace with sidecar injection."""
 
@@ -245,7 +191,7 @@ class IstioMesh(pulumi.ComponentResource):
         # Pods created before istiod's injector is up would start without sidecars, so the namespace waits.
         app_namespace = k8s.core.v1.Namespace(
             f"{name}-app-namespace",
-            metadata=metadata(args.app_namespace, labels={NAMESPACE_LABEL: args.app_namespace, **injection_labels(istio)}),
+            metadata=metadata(args.app_namespace, labels={NAMESPACE_LABEL: args.app_namespace, **injection_labels(istio.revision)}),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[istiod], protect=args.production,
                                         retain_on_delete=args.production),
         )

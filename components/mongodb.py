@@ -9,22 +9,19 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from builders.compat import KubernetesApis
-from builders.images import mongo_image, seed_image
 from builders.kube import container_port, metadata
 from builders.workloads import Identity, identity
 from config.settings import ImageSettings, MongoSettings
+from domain.images import mongo_image, seed_image
+from domain.mongodb import MEMBER_ACCOUNT, PORT, SEED_ACCOUNT, SEED_POD_LABELS
 
 SERVICE_NAME = "mongo"  # the host name the Bee Travels v2 images were built against
 DATABASE = "beetravels"
-PORT = 27017
 CONNECTION_SECRET = "mongodb-connection"
 CONNECTION_KEY = "MONGO_CONNECTION_URL"
 LABELS = {"app": "mongodb"}
 MONGO_UID = 999  # the mongodb user of the official image
-SEED_ACCOUNT = "mongodb-seed"
-SEED_POD_LABELS = {"app.kubernetes.io/component": "seed"}
 HEADLESS_SERVICE = "mongodb-headless"
-MEMBER_ACCOUNT = "mongodb"
 REPLICA_SET = "rs0"
 KEYFILE_PATH = "/etc/mongodb-keyfile/keyfile"
 # The root user's name and password as files: the image's entrypoint reads MONGO_INITDB_ROOT_*_FILE (docker-library/

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,120 +12,25 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 import yaml
 
-from builders.charts import Chart, chart_ref
+from builders.addons import (
+    CONFIG_DIR,
+    GRAFANA_PORT,
+    ISTIO_DASHBOARD_FILES,
+    ISTIO_DASHBOARD_NAMES,
+    ISTIO_DASHBOARDS_URL,
+    KIALI_PORT,
+    PROMETHEUS_PORT,
+    ZIPKIN_PORT,
+    AddonVersions,
+    TracingBackend,
+)
+from builders.charts import PROJECT_ROOT, Chart, ChartSource, chart_ref
 from builders.compat import KubernetesApis
-from builders.images import TRACING_IMAGES, pinned
 from builders.kube import container_port, helm_release, metadata
 from builders.monitoring_rules import MonitoredService, alerting_rules, dashboard_json, recording_rules
-from components.istio import PROJECT_ROOT, ChartSource
 from config.settings import ImageSettings, ObservabilitySettings, Resources, resources
+from domain.images import pinned
 
-
-@dataclass(frozen=True)
-class TracingBackend:
-    """How one tracing backend runs: image, ports and start-up; Istio sends it Zipkin spans on 9411 either way."""
-
-    image: str
-    query_port: int  # the UI, behind the `tracing` Service on port 80
-    health_path: str
-    health_port: int
-    env: dict[str, str] = field(default_factory=dict)
-    args: tuple[str, ...] = ()
-    config: dict[str, Any] | None = None  # a config file, mounted at CONFIG_DIR
-    ui_path: str = ""
-
-
-@dataclass(frozen=True)
-class AddonVersions:
-    """What one Istio release runs with, pinned. Sources are noted per release."""
-
-    prometheus: Chart
-    grafana: Chart
-    kiali: Chart
-    kiali_image: str
-    kiali_v2: bool  # Kiali 2 renamed in_cluster_url to internal_url
-    grafana_without_token: dict[str, Any]  # the chart version's key for not mounting the API token
-    tracing: dict[str, TracingBackend]
-    # Istio's own dashboards where they are not shipped beside the charts: name -> file in Istio's repository.
-    grafana_dashboards: dict[str, str] = field(default_factory=dict)
-
-
-PROMETHEUS_REPO = "https://prometheus-community.github.io/helm-charts"
-ISTIO_DASHBOARDS_URL = "https://raw.githubusercontent.com/istio/istio"
-GRAFANA_REPO = "https://grafana.github.io/helm-charts"
-KIALI_REPO = "https://kiali.org/helm-charts"
-CONFIG_DIR = "/etc/tracing"
-
-# Jaeger v2 as Istio's current add-on runs it (samples/addons/jaeger.yaml), with in-memory storage.
-_JAEGER_V2_CONFIG: dict[str, Any] = {
-    "service": {
-        "extensions": ["jaeger_storage", "jaeger_query", "healthcheckv2"],
-        "pipelines": {"traces": {"receivers": ["otlp", "zipkin"], "processors": ["batch"], "exporters": ["jaeger_storage_exporter"]}},
-    },
-    "extensions": {
-        "healthcheckv2": {"use_v2": True, "http": {"endpoint": "0.0.0.0:13133"}},
-        "jaeger_query": {"base_path": "/jaeger", "storage": {"traces": "memory_storage"}},
-        "jaeger_storage": {"backends": {"memory_storage": {"memory": {"max_traces": 50000}}}},
-    },
-    "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "0.0.0.0:4317"}, "http": {"endpoint": "0.0.0.0:4318"}}},
-                  "zipkin": {"endpoint": "0.0.0.0:9411"}},
-    "processors": {"batch": {}},
-    "exporters": {"jaeger_storage_exporter": {"trace_storage": "memory_storage"}},
-}
-
-ADDONS: dict[str, AddonVersions] = {
-    # Istio 1.6 on Kubernetes 1.18: Prometheus and Grafana charts as Istio's own add-on generator pinned them
-    # (manifests/addons/gen.sh), both from before the charts required Kubernetes 1.19 or set seccompProfile, which
-    # 1.18 rejects. Kiali's compatibility table pairs Istio 1.6 with Kiali 1.18-1.21, none of which was published as
-    # a chart; 1.22 is the oldest kiali-server chart. Jaeger 1.17 and Zipkin 2.21 are what Istio 1.6's add-ons ran.
-    "1.6": AddonVersions(
-        prometheus=Chart(PROMETHEUS_REPO, "prometheus", "19.6.1"),
-        grafana=Chart(GRAFANA_REPO, "grafana", "6.31.1"),
-        kiali=Chart(KIALI_REPO, "kiali-server", "1.22.0"),
-        kiali_image="v1.22.0",
-        kiali_v2=False,
-        grafana_without_token={"serviceAccount": {"autoMount": False}},  # grafana 6.31.1 templates/serviceaccount.yaml
-        tracing={
-            "jaeger": TracingBackend(
-                TRACING_IMAGES["1.6"]["jaeger"], 16686, "/", 14269, ui_path="/jaeger",
-                # 1.17 names the Zipkin port COLLECTOR_ZIPKIN_HTTP_PORT (renamed in 1.22).
-                env={"COLLECTOR_ZIPKIN_HTTP_PORT": "9411", "SPAN_STORAGE_TYPE": "memory", "MEMORY_MAX_TRACES": "50000",
-                     "QUERY_BASE_PATH": "/jaeger"}),
-            "zipkin": TracingBackend(TRACING_IMAGES["1.6"]["zipkin"], 9411, "/health", 9411,
-                                     env={"STORAGE_TYPE": "mem"}),
-        },
-    ),
-    # Current Istio: the versions Istio's add-on generator pins (kiali-server 2.11, prometheus 27.20, grafana 9.2)
-    # and the Jaeger its samples run.
-    "1.30": AddonVersions(
-        prometheus=Chart(PROMETHEUS_REPO, "prometheus", "27.20.0"),
-        grafana=Chart(GRAFANA_REPO, "grafana", "9.2.2"),
-        kiali=Chart(KIALI_REPO, "kiali-server", "2.11.0"),
-        kiali_image="v2.11.0",  # the chart's own default; v2.11 is a moving tag
-        kiali_v2=True,
-        grafana_without_token={"automountServiceAccountToken": False},  # grafana 9.2.2 templates/_pod.tpl
-        tracing={
-            "jaeger": TracingBackend(TRACING_IMAGES["1.30"]["jaeger"], 16686, "/status", 13133, ui_path="/jaeger",
-                                     args=("--config", f"{CONFIG_DIR}/config.yaml"), config=_JAEGER_V2_CONFIG),
-            "zipkin": TracingBackend(TRACING_IMAGES["1.30"]["zipkin"], 9411, "/health", 9411,
-                                     env={"STORAGE_TYPE": "mem"}),
-        },
-        # The dashboards of the installed release, fetched by Grafana at start from Istio's repository at the
-        # release's tag (the ones its samples/addons/grafana.yaml bundles); grafana.com's ids would pin no release.
-        grafana_dashboards={"istio-mesh": "istio-mesh-dashboard.gen.json", "istio-service": "istio-service-dashboard.json",
-                            "istio-workload": "istio-workload-dashboard.json",
-                            "istio-performance": "istio-performance-dashboard.json",
-                            "istio-control-plane": "pilot-dashboard.gen.json"},
-    ),
-}
-
-# Istio 1.6 ships its dashboards in the release archive beside the charts; Mixer's is left out (telemetry v2 has no Mixer).
-ISTIO_DASHBOARD_FILES = {
-    "istio": ("pilot-dashboard.json", "istio-performance-dashboard.json"),
-    "istio-services": ("istio-mesh-dashboard.json", "istio-service-dashboard.json", "istio-workload-dashboard.json"),
-}
-ISTIO_DASHBOARD_NAMES = tuple(name for names in ISTIO_DASHBOARD_FILES.values() for name in names)
-PROMETHEUS_PORT, GRAFANA_PORT, KIALI_PORT, ZIPKIN_PORT = 9090, 3000, 20001, 9411
 # Grafana's Service keeps its charts' default port. Grafana 6.31.1 also declares the Service's port on the container,
 # beside Grafana's own 3000 (templates/_pod.tpl), so a Service on 3000 made the same port twice, which the API
 # server's field tracking refuses (the 1.18 real-cluster tier's server logged it for every update).
@@ -170,16 +75,6 @@ def istio_dashboards(charts: ChartSource) -> dict[str, dict[str, str]]:
     # Compact JSON: the dashboards share ConfigMaps, which hold at most 1 MiB.
     return {provider: {name: json.dumps(json.loads((folder / name).read_text()), separators=(",", ":")) for name in names}
             for provider, names in ISTIO_DASHBOARD_FILES.items()}
-
-
-def addon_versions(istio_minor: str) -> AddonVersions:
-    return ADDONS[istio_minor]
-
-
-def enabled_charts(settings: ObservabilitySettings, addons: AddonVersions) -> list[Chart]:
-    """The add-on charts this stack installs."""
-    toggles = {addons.prometheus: settings.prometheus, addons.grafana: settings.grafana, addons.kiali: settings.kiali}
-    return [chart for chart, enabled in toggles.items() if enabled]
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,11 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from builders.catalogue import CATALOGUE, ServiceSpec
+from builders.access import Caller, Destination, authorization_spec, egress_network_policy_spec, ingress_network_policy_spec
 from builders.compat import KubernetesApis
-from builders.kube import TAKE_BACK_FIELDS, istio_resource, metadata, moved_from
+from builders.kube import TAKE_BACK_FIELDS, istio_resource, metadata, moved_from, network_policy
 from builders.rate_limits import Limits, rate_limit_filter_spec
+from builders.routes import GATEWAY_NAME, MIRROR_WRITES_ACCEPTED, destination_rule_spec, virtual_service_spec
 from builders.workloads import (
     SERVICE_PORT,
     DataConnections,
@@ -22,16 +23,8 @@ from builders.workloads import (
     writable_app_copy,
     writable_folders,
 )
-from components.security import (
-    Caller,
-    Destination,
-    authorization_spec,
-    egress_network_policy_spec,
-    ingress_network_policy_spec,
-    network_policy,
-)
-from components.traffic import GATEWAY_NAME, MIRROR_WRITES_ACCEPTED, destination_rule_spec, virtual_service_spec
 from config.settings import GatewaySettings, ImageSettings, Resilience, ServiceSettings
+from domain.catalogue import CATALOGUE, ServiceSpec
 
 
 @dataclass(frozen=True)

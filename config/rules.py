@@ -9,11 +9,10 @@ from datetime import UTC, date, datetime
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
-from builders.catalogue import CATALOGUE
-from builders.compat import ISTIO_RELEASES, istio_release, kubernetes_supported
-from builders.images import repositories
-from builders.rate_limits import ENVOY_APIS
-from config.units import is_dns_label, is_dns_name, parse_duration
+from domain.catalogue import CATALOGUE
+from domain.envoy import ENVOY_APIS
+from domain.istio_releases import ISTIO_RELEASES, istio_release, kubernetes_supported
+from domain.units import is_dns_label, is_dns_name, parse_duration
 
 if TYPE_CHECKING:
     from config.settings import ServiceSettings, Settings
@@ -113,7 +112,7 @@ def _rate_limits(settings, _secrets):
 
 
 def _image_digests(settings, _secrets):
-    run = repositories(settings)
+    run = settings.image_repositories()
     for repository in settings.images.digests:
         if repository not in run:
             close = difflib.get_close_matches(repository, run, n=1)

@@ -17,8 +17,9 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from builders.catalogue import CATALOGUE
-from config.units import (
+from domain.catalogue import CATALOGUE, SEED_IMAGES
+from domain.images import MONGO_REPOSITORY, TRACING_IMAGES, repository_of, seed_image, service_image
+from domain.units import (
     is_dns_label,
     is_dns_name,
     is_prometheus_duration,
@@ -679,6 +680,19 @@ class Settings(Section):
     @property
     def kubernetes_minor(self) -> int:
         return int(self.kubernetes_version.split(".")[1])
+
+    def image_repositories(self) -> list[str]:
+        """The repositories of every image this stack runs: what `images.digests` may name."""
+        found = {repository_of(service_image(self.images, CATALOGUE[name], tier))
+                 for name, service in self.services.items() if name in CATALOGUE
+                 for tier in service.tiers if tier in CATALOGUE[name].images}  # other tiers are refused by their own rule
+        if self.uses_tier("mongodb"):
+            found.add(MONGO_REPOSITORY)
+            found |= {repository_of(seed_image(self.images, name)) for name in self.services_using("mongodb") if name in SEED_IMAGES}
+        tracing = self.observability.tracing
+        if tracing.enabled and self.istio.minor in TRACING_IMAGES:
+            found.add(repository_of(TRACING_IMAGES[self.istio.minor][tracing.backend]))
+        return sorted(found)
 
 
 # Config keys that hold secrets: read only as Pulumi secrets, never stored in the model.

@@ -25,7 +25,7 @@ from tools.stack_run import ROOT, set_path, stand_in_charts_dir
 
 PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"]
 # What the program needs from the repository; stack files and local state are left behind.
-PROGRAM_FILES = ("Pulumi.yaml", "__main__.py", "config", "builders", "components", "requirements.txt", ".venv")
+PROGRAM_FILES = ("Pulumi.yaml", "__main__.py", "domain", "config", "builders", "components", "requirements.txt", ".venv")
 _toolchain_lock = threading.Lock()
 _toolchain_bin: Path | None = None
 
@@ -165,8 +165,8 @@ def policy_results(events: list[dict]) -> tuple[set[str], set[str]]:
 
 def pinned_charts() -> list:
     """Every repository chart a stack may install: current Istio's three and the add-ons of both Istio lines."""
-    from components.istio import repository_charts
-    from components.observability import ADDONS
+    from builders.addons import ADDONS
+    from builders.charts import repository_charts
     from config.settings import IstioSettings
 
     charts = repository_charts(IstioSettings(version="1.30.3"))

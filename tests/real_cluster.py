@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 from pulumi_cli import PROJECT, Workspace, planned_resources
 
-from config.units import parse_quantity
+from domain.units import parse_quantity
 from tools.stack_run import ROOT, StackRun, set_path, unwrap
 
 SIM_SCRIPT = ROOT / "scripts" / "sim-cluster.sh"

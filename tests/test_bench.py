@@ -7,8 +7,8 @@ import json
 import pytest
 
 from bench import program_scaling as bench
-from builders import catalogue
-from components import security
+from builders import access as security
+from domain import catalogue
 from tools.stack_run import run_stack
 
 

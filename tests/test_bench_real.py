@@ -8,7 +8,7 @@ import time
 import pytest
 
 from bench import program_scaling, real_cluster
-from builders import catalogue
+from domain import catalogue
 from tests.pulumi_cli import stand_in_helm_charts
 from tools.stack_run import run_stack
 

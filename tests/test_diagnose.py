@@ -14,8 +14,8 @@ import pytest
 import yaml
 from test_promote import serving
 
+from builders.routes import http_routes
 from builders.signals import flagged_responses
-from components.traffic import http_routes
 from config.settings import Settings
 from tools import diagnose
 from tools.diagnose import Finding, Istioctl
@@ -46,7 +46,7 @@ def healthy_cluster(settings: Settings) -> dict[str, list[dict] | dict]:
     """Every version's pod ready with a sidecar, routes as the stack file says, mTLS as it asks: nothing to find."""
     pods = [_pod(f"{name}-{version}-abc12", name, version) for name, service in settings.services.items() for version in service.versions]
     return {
-        "namespace": {"metadata": {"name": NAMESPACE, "labels": diagnose.injection_labels(settings.istio)}},
+        "namespace": {"metadata": {"name": NAMESPACE, "labels": diagnose.injection_labels(settings.istio.revision)}},
         "pods": pods,
         "services": [_named(name, {"selector": {"app": name}}) for name in settings.services],
         "destinationrules": [_named(name, {"host": f"{name}.{NAMESPACE}.svc.cluster.local",

@@ -3,7 +3,7 @@
 import pytest
 from stack_fixtures import CURRENT_ISTIO
 
-from components.istio import ChartsMissingError
+from builders.charts import ChartsMissingError
 from tools.stack_run import run_stack
 
 RELEASE = "kubernetes:helm.sh/v3:Release"

@@ -308,7 +308,7 @@ def test_missing_istio_dashboards_stop_the_program_before_anything_is_registered
 
 
 def test_dashboards_are_compact_json(istio_chart_cache):
-    from components.istio import chart_source
+    from builders.charts import chart_source
     from config.settings import HelmSettings, IstioSettings
 
     compact = istio_dashboards(chart_source(IstioSettings(), HelmSettings()))

@@ -19,7 +19,8 @@ import pytest
 import schema_validation as sv
 from stack_fixtures import CURRENT_ISTIO
 
-from builders.rate_limits import ENVOY_APIS, TYPE_URL, UNREACHED
+from builders.rate_limits import TYPE_URL, UNREACHED
+from domain.envoy import ENVOY_APIS
 from tools.stack_run import ROOT, run_stack, unwrap
 
 TOOLS = ROOT / "tools"

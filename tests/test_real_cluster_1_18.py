@@ -37,7 +37,7 @@ from real_cluster import (
     weights,
 )
 
-from components.istio import ISTIO_NAMESPACE
+from domain.mesh import ISTIO_NAMESPACE
 from tools.stack_run import StackRun, run_stack
 
 KUBERNETES_VERSION = "1.18"

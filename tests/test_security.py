@@ -2,7 +2,7 @@
 
 import pytest
 
-from builders.catalogue import CATALOGUE
+from domain.catalogue import CATALOGUE
 from tools.stack_run import run_stack
 
 NS = "bee-travels"

@@ -102,7 +102,7 @@ def test_config_schema_check_fails_on_either_stale_file(monkeypatch, tmp_path, c
 
 
 def test_only_the_settings_loader_reads_stack_config():
-    readers = [str(path.relative_to(ROOT)) for layer in ("config", "builders", "components") for path in (ROOT / layer).glob("*.py")
+    readers = [str(path.relative_to(ROOT)) for layer in ("domain", "config", "builders", "components") for path in (ROOT / layer).glob("*.py")
                if re.search(r"pulumi\.Config\(|get_config|require_object", path.read_text())]
     assert readers == ["config/stack_config.py"]
 
@@ -113,25 +113,71 @@ def test_stack_files_hold_no_plaintext_credentials(stack_file):
     assert "password" not in text and "mongodb://" not in text
 
 
-def _imports(path):
+OURS = {"domain", "config", "builders", "components", "tools", "bench", "tests", "policy"}
+# Each layer and what it may import at run time: domain (the app's and the releases' facts) <- config (the settings
+# model, loading, rules) <- builders (pure specs and values) <- components (resources) <- __main__.
+LAYERS = {"domain": {"domain"}, "config": {"config", "domain"}, "builders": {"builders", "domain"},
+          "components": {"components", "builders", "config", "domain"}}
+# builders take settings objects: they may name config's types, for annotations only.
+TYPE_ONLY = {"builders": {"config"}}
+
+
+def _imports(path: Path, *, type_only: bool = False) -> set[str]:
+    """Top-level packages a module imports: at run time, or (type_only) only inside `if TYPE_CHECKING:`."""
     tree = ast.parse(path.read_text())
-    return {node.module.split(".")[0] if isinstance(node, ast.ImportFrom) else alias.name.split(".")[0]
-            for node in ast.walk(tree) if isinstance(node, ast.ImportFrom | ast.Import)
-            for alias in (node.names if isinstance(node, ast.Import) else [None]) if not isinstance(node, ast.ImportFrom) or node.module}
+    guarded = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING"
+               for statement in block.body for node in ast.walk(statement)}
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom) and (id(node) in guarded) == type_only:
+            names = [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else \
+                [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            found |= {name.split(".")[0] for name in names}
+    return found & OURS
 
 
-def test_the_layers_import_only_downwards():
-    """config (settings, loading, rules) <- builders (pure) <- components (resources) <- __main__; tools sit beside."""
-    allowed = {"config": {"config", "builders"}, "builders": {"builders", "config"}, "components": {"components", "builders", "config"}}
-    ours = {"config", "builders", "components", "tools", "bench", "policy"}
-    for layer, may_use in allowed.items():
-        for path in (ROOT / layer).glob("*.py"):
-            assert _imports(path) & ours <= may_use, f"{path.relative_to(ROOT)} imports {sorted(_imports(path) & ours - may_use)}"
+def _modules(folder: str) -> list[Path]:
+    return sorted((ROOT / folder).rglob("*.py"))
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_each_layer_imports_only_the_layers_below_it(layer):
+    for path in _modules(layer):
+        assert _imports(path) <= LAYERS[layer], f"{path.relative_to(ROOT)} imports {sorted(_imports(path) - LAYERS[layer])}"
+        allowed_types = LAYERS[layer] | TYPE_ONLY.get(layer, set())
+        assert _imports(path, type_only=True) <= allowed_types, f"{path.relative_to(ROOT)} names {sorted(_imports(path, type_only=True) - allowed_types)}"
+
+
+def test_the_commands_never_import_the_components():
+    """tools/ reads what the program decides through domain, config and builders: a command never loads a component
+    (and so never registers a resource, nor pulls in their SDK imports, by reading a name)."""
+    for path in _modules("tools"):
+        assert "components" not in _imports(path) | _imports(path, type_only=True), f"{path.relative_to(ROOT)} imports components"
+
+
+def test_the_domain_facts_load_without_pulumi_or_the_settings_model():
+    """What config and the commands read of the app and the releases costs no SDK import."""
+    third_party = {"pulumi", "pulumi_kubernetes", "pulumi_random", "pydantic", "yaml"}
+    for path in _modules("domain"):
+        tree = ast.parse(path.read_text())
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        assert not imported & third_party, f"{path.relative_to(ROOT)} imports {sorted(imported & third_party)}"
+
+
+def test_the_layering_check_sees_a_wrong_import(tmp_path):
+    """The check reads run-time imports and type-only ones apart: a builder importing config at run time is caught."""
+    module = tmp_path / "m.py"
+    module.write_text("from typing import TYPE_CHECKING\nfrom domain.catalogue import CATALOGUE\n"
+                      "if TYPE_CHECKING:\n    from config.settings import Settings\nfrom config.rules import Problem\n")
+    assert _imports(module) == {"domain", "config"} and _imports(module, type_only=True) == {"config"}
+    module.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from config.settings import Settings\n")
+    assert _imports(module) == set()
 
 
 def test_no_module_of_the_program_imports_itself_back():
     """No import cycle among the program's modules (loading and rules among them), checked on the import graph."""
-    modules = {f"{path.parent.name}.{path.stem}": path for layer in ("config", "builders", "components")
+    modules = {f"{path.parent.name}.{path.stem}": path for layer in ("domain", "config", "builders", "components")
                for path in (ROOT / layer).glob("*.py") if path.stem != "__init__"}
     graph = {name: {module for module in _module_imports(path) if module in modules} for name, path in modules.items()}
 

@@ -290,7 +290,7 @@ def project(tmp_path):
     shutil.copytree(ROOT / "tools", root / "tools", ignore=shutil.ignore_patterns("toolchain", "__pycache__"))
     for path in ROOT.glob("Pulumi*.yaml"):
         shutil.copy2(path, root / path.name)
-    for name in ("config", "builders", "components", ".venv"):
+    for name in ("domain", "config", "builders", "components", ".venv"):
         (root / name).symlink_to(ROOT / name)
     stand_ins = tmp_path / "bin"
     stand_ins.mkdir()

@@ -25,9 +25,9 @@ from typing import Any
 
 import yaml
 
-from components.istio import ISTIO_NAMESPACE
-from components.traffic import GATEWAY_NAME
+from builders.routes import GATEWAY_NAME
 from config.settings import Settings
+from domain.mesh import ISTIO_NAMESPACE
 from tools import diagnose, render
 from tools.promote import PromotionError, default_stack_file, load_stack_settings
 

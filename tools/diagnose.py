@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from builders.signals import flagged_responses
-from components.istio import ISTIO_NAMESPACE, injection_labels
 from config.settings import Settings
+from domain.mesh import ISTIO_NAMESPACE, injection_labels
 from tools import drift, istio_charts
 from tools.promote import PORT_FORWARD, PrometheusError, PromotionError, default_stack_file, load_stack_settings, query_rows
 from tools.stack_run import load_stack_values
@@ -147,7 +147,7 @@ def _look_closer(pod: str, namespace: str, host: str | None = None) -> tuple[str
 # ---- the checks that need only the API server ----------------------------------------------------------
 
 def injection_findings(live: Live, settings: Settings) -> list[Finding]:
-    wanted = injection_labels(settings.istio)
+    wanted = injection_labels(settings.istio.revision)
     labels = _labels(live.namespace)
     missing = {key: value for key, value in wanted.items() if labels.get(key) != value}
     if not missing:

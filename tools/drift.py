@@ -2,7 +2,7 @@
 
     python -m tools.drift --stack prod [--stack-file Pulumi.prod.yaml] [--kubeconfig PATH]
 
-The routes the stack file asks for are built by the program's own builder (components/traffic.py), the live ones
+The routes the stack file asks for are built by the program's own builder (builders/routes.py), the live ones
 read with `kubectl get virtualservices -o json` in the app namespace. Prints every difference; exit code 1 when
 there is one, 0 when the live routes are the stack file's, 2 when the cluster cannot be read. The nightly workflow
 runs it beside `pulumi preview --refresh --expect-no-changes`, which compares everything else.
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from components.traffic import http_routes
+from builders.routes import http_routes
 from config.settings import Settings
 from tools.promote import PromotionError, default_stack_file, load_stack_settings
 

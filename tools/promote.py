@@ -46,11 +46,11 @@ from typing import Any
 import yaml
 from pulumi import automation
 
+from builders.addons import PROMETHEUS_PORT
 from builders.signals import Scope, p95_latency_ms, requests_served, success_ratio
-from components.istio import ISTIO_NAMESPACE
-from components.observability import PROMETHEUS_PORT
 from config.settings import PROJECT, CanarySettings, ServiceLevel, Settings
 from config.stack_config import RawStackConfig, StackConfigError, load_settings
+from domain.mesh import ISTIO_NAMESPACE
 from tools.backend import local_backend_url
 from tools.stack_run import ROOT, encode_config, load_stack_values
 

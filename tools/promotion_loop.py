@@ -33,7 +33,7 @@ from typing import Protocol
 import yaml
 
 from config.settings import PROJECT
-from config.units import parse_duration
+from domain.units import parse_duration
 from tools import promote
 
 WEBHOOK_ENV = "CANARY_WEBHOOK_URL"

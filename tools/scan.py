@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from builders.images import repositories
 from tools import render
 from tools.promote import load_stack_settings
 from tools.stack_run import ROOT
@@ -71,7 +70,7 @@ def digests_for_every_image(stack: str, istio_version: str | None = None) -> dic
     settings = load_stack_settings(stack, ROOT / f"Pulumi.{stack}.yaml")
     if istio_version:
         settings = settings.model_copy(update={"istio": settings.istio.model_copy(update={"version": istio_version})})
-    return {repository: f"sha256:{index:064x}" for index, repository in enumerate(repositories(settings), start=1)}
+    return {repository: f"sha256:{index:064x}" for index, repository in enumerate(settings.image_repositories(), start=1)}
 
 
 def scan(files: dict[str, str], checkov: Path) -> tuple[list[Failure], list[str]]:

@@ -225,7 +225,7 @@ def stand_in_chart(folder: Path, name: str, version: str, templates: dict[str, s
 
 def stand_in_chart_cache(root: Path, version: str = "1.6.14") -> Path:
     """A chart cache of the Istio release archive's layout whose charts render nothing (the program only passes their paths to Helm)."""
-    from components.observability import ISTIO_DASHBOARD_NAMES
+    from builders.addons import ISTIO_DASHBOARD_NAMES
     from tools import istio_charts
 
     charts = istio_charts.charts_dir(version, root)

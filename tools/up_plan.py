@@ -33,10 +33,10 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from builders.compat import istio_release
-from components.istio import ISTIO_NAMESPACE
 from config.live_cluster import live_cluster
 from config.settings import SECRET_KEYS, Settings
+from domain.istio_releases import istio_release
+from domain.mesh import ISTIO_NAMESPACE
 from tools import e2e
 from tools.stack_run import ROOT, load_stack_values
 

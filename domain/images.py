@@ -7,8 +7,20 @@ values pin tags).
 
 from __future__ import annotations
 
-from builders.catalogue import CATALOGUE, SEED_IMAGES, ServiceSpec
-from config.settings import ImageSettings, Settings
+from collections.abc import Mapping
+from typing import Protocol
+
+from domain.catalogue import SEED_IMAGES, ServiceSpec
+
+
+class ImageChoice(Protocol):
+    """What a stack file says of the images (its `images` section): where from, which tags, which digests."""
+
+    registry: str
+    tag: str
+    seed_tag: str
+    digests: Mapping[str, str]
+
 
 MONGO_REPOSITORY = "docker.io/library/mongo"
 # The tracing backends each Istio release's add-ons ran: Jaeger 1.17 and Zipkin 2.21 with 1.6; current Istio's samples.
@@ -24,37 +36,22 @@ def repository_of(image: str) -> str:
     return f"{head}/{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]
 
 
-def pinned(images: ImageSettings, image: str) -> str:
+def pinned(images: ImageChoice, image: str) -> str:
     digest = images.digests.get(repository_of(image))
     return f"{image}@{digest}" if digest else image
 
 
-def service_image(images: ImageSettings, spec: ServiceSpec, tier: str) -> str:
+def service_image(images: ImageChoice, spec: ServiceSpec, tier: str) -> str:
     return pinned(images, f"{images.registry}/{spec.image_for(tier)}:{images.tag}")
 
 
-def seed_image(images: ImageSettings, service: str) -> str:
+def seed_image(images: ImageChoice, service: str) -> str:
     return pinned(images, f"{images.registry}/{SEED_IMAGES[service]}:{images.seed_tag}")
 
 
-def mongo_image(images: ImageSettings, version: str) -> str:
+def mongo_image(images: ImageChoice, version: str) -> str:
     return pinned(images, f"{MONGO_REPOSITORY}:{version}")
 
 
-def tracing_image(images: ImageSettings, istio_minor: str, backend: str) -> str:
+def tracing_image(images: ImageChoice, istio_minor: str, backend: str) -> str:
     return pinned(images, TRACING_IMAGES[istio_minor][backend])
-
-
-def repositories(settings: Settings) -> list[str]:
-    """The repositories of every image this stack's settings run: what `images.digests` may name."""
-    images = settings.images
-    found = {repository_of(service_image(images, CATALOGUE[name], tier))
-             for name, service in settings.services.items() if name in CATALOGUE
-             for tier in service.tiers if tier in CATALOGUE[name].images}  # other tiers are refused by their own rule
-    if settings.uses_tier("mongodb"):
-        found.add(MONGO_REPOSITORY)
-        found |= {repository_of(seed_image(images, name)) for name in settings.services_using("mongodb") if name in SEED_IMAGES}
-    tracing = settings.observability.tracing
-    if tracing.enabled and settings.istio.minor in TRACING_IMAGES:
-        found.add(repository_of(TRACING_IMAGES[settings.istio.minor][tracing.backend]))
-    return sorted(found)
