@@ -211,6 +211,11 @@ args_of() {
         --allocate-node-cidrs=false --cluster-signing-cert-file="$PKI/ca.crt"
         --cluster-signing-key-file="$PKI/ca.key"
         --leader-elect=false --kube-api-qps=200 --kube-api-burst=400
+        # A node whose lease lapses past this is marked NotReady, and so are its pods. A kubelet sets them Ready
+        # again on its next status sync; kwok's stages do not (they take a pod to Ready once), so an API server or
+        # etcd outage longer than the default 40-50 s would leave pods NotReady for good. Longer than any outage
+        # the fault tests cause.
+        --node-monitor-grace-period=5m
         --profiling=false
       ) ;;
     kube-scheduler)

@@ -1,4 +1,4 @@
-"""Faults on a real API server: an update cut off, the API server gone mid-update, two operators at once, a
+"""Faults on a real API server: an update cut off, the API server or etcd gone mid-update, two operators at once, a
 damaged state file. Each ends with the stack converged and nothing lost.
 
 The stack is prod (Istio 1.6.14, the real charts) on a fresh simulated Kubernetes 1.18 control plane
@@ -246,6 +246,15 @@ def test_an_api_server_gone_for_30_seconds_mid_update_leaves_an_update_the_next_
     code, output = update_with_a_component_down(stack, "kube-apiserver", 30)
     # Rode it out, or stopped naming the step that could not reach the API server; the next run converges.
     assert code == 0 or (STEP_FAILED in output and "connection refused" in output), output[-3000:]
+    assert stack.recover("--apply").returncode == 0
+    up(stack.workspace, STACK)
+    assert_converged(stack, before)
+
+
+def test_etcd_restarted_mid_update_leaves_an_update_the_next_up_finishes(stack):
+    before = converge(stack)
+    code, output = update_with_a_component_down(stack, "etcd", 5)
+    assert code == 0 or STEP_FAILED in output, output[-3000:]
     assert stack.recover("--apply").returncode == 0
     up(stack.workspace, STACK)
     assert_converged(stack, before)
