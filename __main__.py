@@ -2,7 +2,7 @@
 
 import pulumi
 
-from builders.access import AccessPlan, outbound_policy
+from builders.access import AccessPlan
 from builders.addons import ZIPKIN_PORT, addon_versions, enabled_charts
 from builders.charts import chart_source, repository_charts, require_local_charts
 from builders.compat import KubernetesApis
@@ -65,7 +65,6 @@ plan = AccessPlan(
     mongo_clients=(*identities_on_tier(accounts, "mongodb"), *mongodb.own_clients) if mongodb else (),
     mongo_hosts=mongodb.service_hosts if mongodb else (), external_hosts=egress,
 )
-callers = plan.call_graph()
 handing_over = autoscalers_handing_over(settings, deployed)
 
 # 4. One component per service: its identities, Service, Deployments, routes (after their subsets and ready pods),
@@ -73,17 +72,12 @@ handing_over = autoscalers_handing_over(settings, deployed)
 services = {name: MeshService(name, MeshServiceArgs(
     settings=service, resilience=settings.resilience_of(name), images=settings.images,
     namespace=mesh.app_namespace, namespace_name=namespace, kubernetes=kubernetes, production=settings.production,
-    mtls=settings.security.mtls_mode != "DISABLE",
     data=DataConnections(
         mongo_secret=mongodb.connection_secret_name if mongodb else None,
         mongo_ready=mongodb.ready_for(name) if mongodb else (),
         cloud_secret=cloud.secret if cloud else None, cloud_has_cert=bool(cloud and cloud.has_cert),
     ),
-    callers=callers.get(name, []) if settings.security.authorization else None,
-    network_callers=callers.get(name, []) if settings.security.network_policies else None,
-    network_egress={tier: plan.network_egress(name, tier) for tier in service.tiers} if settings.security.network_policies else None,
-    egress={tier: plan.sidecar_egress(name, tier) for tier in service.tiers} if settings.security.restrict_egress else None,
-    outbound=outbound_policy(settings.production), gateway=settings.gateway if name == FRONTEND else None,
+    security=settings.security, plan=plan, gateway=settings.gateway if name == FRONTEND else None,
     after=mesh.prerequisites, autoscalers_handing_over=handing_over.get(name, frozenset()), mount_account_token=account_token,
     limits=limits_of(settings.istio.minor, service),
 )) for name, service in settings.services.items()}

@@ -3,6 +3,7 @@ NetworkPolicy and Sidecar specs that enforce it, in the mesh and below it."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,13 @@ class AccessPlan:
     mongo_clients: tuple[Identity, ...]
     mongo_hosts: tuple[str, ...]
     external_hosts: dict[tuple[str, str], tuple[ExternalHost, ...]]  # per (service, data tier)
+
+    def callers_of(self, service: str) -> list[Caller]:
+        return self._graph.get(service, [])
+
+    @functools.cached_property
+    def _graph(self) -> dict[str, list[Caller]]:
+        return self.call_graph()
 
     def call_graph(self) -> dict[str, list[Caller]]:
         """Who may call each workload (by app label), derived from the catalogue: nothing else is allowed."""

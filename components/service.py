@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from builders.access import Caller, Destination, authorization_spec, egress_network_policy_spec, ingress_network_policy_spec
+from builders.access import (
+    AccessPlan,
+    Caller,
+    Destination,
+    authorization_spec,
+    egress_network_policy_spec,
+    ingress_network_policy_spec,
+    outbound_policy,
+)
 from builders.compat import KubernetesApis
 from builders.kube import TAKE_BACK_FIELDS, istio_resource, metadata, moved_from, network_policy
 from builders.rate_limits import Limits, rate_limit_filter_spec
@@ -23,7 +30,7 @@ from builders.workloads import (
     writable_app_copy,
     writable_folders,
 )
-from config.settings import GatewaySettings, ImageSettings, Resilience, ServiceSettings
+from config.settings import GatewaySettings, ImageSettings, Resilience, SecuritySettings, ServiceSettings
 from domain.catalogue import CATALOGUE, ServiceSpec
 
 
@@ -36,15 +43,9 @@ class MeshServiceArgs:
     namespace_name: str
     kubernetes: KubernetesApis
     production: bool
-    mtls: bool
     data: DataConnections
-    callers: list[Caller] | None  # who may call it; None when authorization is off
-    # The same call graph for the NetworkPolicy layer: who may connect, and, per data tier, where its pods may
-    # connect; None when the stack has no NetworkPolicies.
-    network_callers: list[Caller] | None
-    network_egress: dict[str, list[Destination]] | None
-    egress: dict[str, list[str]] | None  # per data tier, the hosts its pods may reach; None when egress is open
-    outbound: dict[str, Any]  # the Sidecars' outbound policy (REGISTRY_ONLY in production)
+    security: SecuritySettings  # which layers enforce the access plan: authorization, NetworkPolicies, Sidecars
+    plan: AccessPlan  # who may call it, and where each of its identities may go
     gateway: GatewaySettings | None  # set for the front end, which the ingress gateway serves
     after: list[pulumi.Resource]  # the mesh's control plane: CRDs, istiod and its webhooks
     limits: Limits  # its rate limits, in the Envoy API of the stack's Istio
@@ -69,12 +70,14 @@ class MeshService(pulumi.ComponentResource):
                             for version, settings in args.settings.versions.items()}
         self._routes()
         self._rate_limit()
-        if args.callers is not None:
-            self._authorization(args.callers)
-        if args.network_callers is not None:
-            self._network_policies(args.network_callers, args.network_egress or {})
-        for tier, hosts in (args.egress or {}).items():
-            self._sidecar(tier, hosts)
+        callers = args.plan.callers_of(name)
+        if args.security.authorization:
+            self._authorization(callers)
+        if args.security.network_policies:
+            self._network_policies(callers, {tier: args.plan.network_egress(name, tier) for tier in args.settings.tiers})
+        if args.security.restrict_egress:
+            for tier in args.settings.tiers:
+                self._sidecar(tier, args.plan.sidecar_egress(name, tier))
         self.register_outputs({
             "serviceAccounts": self.accounts,
             "deployments": {version: f"{name}-{version}" for version in self.deployments},
@@ -205,7 +208,7 @@ class MeshService(pulumi.ComponentResource):
         args, name = self._args, self._name
         ns = args.namespace_name
         subsets = istio_resource(f"traffic-{name}-destination-rule", "DestinationRule", name, ns,
-                                 destination_rule_spec(name, args.settings, args.resilience, args.mtls, ns), self._opts("traffic"))
+                                 destination_rule_spec(name, args.settings, args.resilience, args.security.mtls_mode != "DISABLE", ns), self._opts("traffic"))
         ready = [self.deployments[version] for version in self.routed_versions()]
         gateway_ref = f"{ns}/{GATEWAY_NAME}"
         mirror = args.settings.mirror
@@ -248,5 +251,5 @@ class MeshService(pulumi.ComponentResource):
         istio_resource(f"security-{account}-sidecar", "Sidecar", account, self._args.namespace_name, {
             "workloadSelector": {"labels": identity_labels(self._name, tier)},
             "egress": [{"hosts": hosts}],
-            **self._args.outbound,
+            **outbound_policy(self._args.production),
         }, self._opts("security"))
