@@ -201,20 +201,20 @@ def _mongodb_members(settings, _secrets):
 
 
 def _cloud_database(settings, secrets):
+    # A secret key in plain text is in the stack file, and so in git, whether or not a version reads it.
+    url, cert = secrets["cloudDatabaseUrl"], secrets["cloudDatabaseCert"]
+    if url.present and not url.is_secret:
+        yield Problem("cloudDatabaseUrl", "holds credentials but is stored in plain text; remove it and set it again with `pulumi config set --secret cloudDatabaseUrl ...`")
+    if cert.present and not cert.is_secret:
+        yield Problem("cloudDatabaseCert", "must be a secret; set it with `pulumi config set --secret cloudDatabaseCert -- \"$(cat ca.pem)\"`")
     users = _tier_users(settings, "cloud")
     if not users:
         return
     who = _who_use(users)
     if settings.cloud_database.host is None:
         yield Problem("cloudDatabase.host", f"is required because {who} the cloud tier; set the external MongoDB host name")
-    url = secrets["cloudDatabaseUrl"]
     if not url.present:
         yield Problem("cloudDatabaseUrl", f"is required because {who} the cloud tier; set it with `pulumi config set --secret cloudDatabaseUrl 'mongodb://...'`")
-    elif not url.is_secret:
-        yield Problem("cloudDatabaseUrl", "holds credentials but is stored in plain text; remove it and set it again with `pulumi config set --secret cloudDatabaseUrl ...`")
-    cert = secrets["cloudDatabaseCert"]
-    if cert.present and not cert.is_secret:
-        yield Problem("cloudDatabaseCert", "must be a secret; set it with `pulumi config set --secret cloudDatabaseCert -- \"$(cat ca.pem)\"`")
 
 
 # ---- environment -------------------------------------------------------------------------------

@@ -113,19 +113,23 @@ def test_bad_config_is_refused_before_any_resource(stack, overrides, secrets, pa
 def test_every_problem_is_reported_at_once():
     run = run_stack("dev", {"services.hotel.weights.v2": 40, "security.mtlsMode": "strict", "servces": {}})
     message = str(run.error)
-    assert "services.hotel.weights" in message or "security.mtlsMode" in message
     assert "bee-travels-mesh:servces:" in message and "bee-travels-mesh:security.mtlsMode:" in message
+    # The weights rule spans the services section and the rest: it waits until every section parses.
+    assert message.count("\n  - ") == 2 and "services.hotel.weights" not in message, message
     # Cross-section rules wait until every section parses, then all of them are reported together.
     run = run_stack("dev", {"services.hotel.weights.v2": 40, "mongodb.enabled": False, "kubernetesVersion": "1.25"})
     assert str(run.error).count("\n  - ") == 3
 
 
 def test_a_secret_key_set_in_plain_text_is_refused_even_when_unused():
-    run = run_stack("dev", {"cloudDatabaseCert": "-----BEGIN CERTIFICATE-----"}, secrets={})
-    assert run.error is None  # unused by any version: allowed, but only read as a secret
-    run = run_stack("dev", {"services.hotel.versions.v2.tier": "cloud", "cloudDatabase.host": "db.example.com",
-                            "cloudDatabaseCert": "-----BEGIN CERTIFICATE-----"}, secrets=CLOUD_SECRETS)
-    assert "cloudDatabaseCert: must be a secret" in str(run.error)
+    """In plain text it sits in the stack file, and so in git, whether or not a version reads it."""
+    for key, value in (("cloudDatabaseCert", "-----BEGIN CERTIFICATE-----"), ("cloudDatabaseUrl", "mongodb://u:p@db:27017")):
+        unused = run_stack("dev", {key: value}, secrets={})
+        assert isinstance(unused.error, StackConfigError) and f"bee-travels-mesh:{key}:" in str(unused.error), unused.error
+        assert unused.resources == []
+    used = run_stack("dev", {"services.hotel.versions.v2.tier": "cloud", "cloudDatabase.host": "db.example.com",
+                             "cloudDatabaseCert": "-----BEGIN CERTIFICATE-----"}, secrets=CLOUD_SECRETS)
+    assert "cloudDatabaseCert: must be a secret" in str(used.error)
 
 
 def test_a_lone_version_needs_no_weight_and_a_routed_version_needs_none():
@@ -136,5 +140,11 @@ def test_a_lone_version_needs_no_weight_and_a_routed_version_needs_none():
 
 
 def test_weight_zero_keeps_a_version_deployed_and_idle():
+    """v2 at 0 keeps its pods and subset (a canary paused or drained), and the split sends it nothing."""
     run = run_stack("dev", {"services.destination.weights": {"v1": 100, "v2": 0}})
     assert run.error is None, run.error
+    deployments = {d.k8s_name: d.inputs["spec"]["replicas"] for d in run.of_type("Deployment") if d.k8s_name.startswith("destination-")}
+    assert deployments == {"destination-v1": 1, "destination-v2": 1}
+    assert [s["name"] for s in run.named("DestinationRule", "destination").inputs["spec"]["subsets"]] == ["v1", "v2"]
+    split = run.named("VirtualService", "destination").inputs["spec"]["http"][-1]["route"]
+    assert {leg["destination"]["subset"]: leg["weight"] for leg in split} == {"v1": 100, "v2": 0}

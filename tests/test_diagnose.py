@@ -1,4 +1,4 @@
-"""`make diagnose` (tools/diagnose.py) against recorded istioctl and Prometheus outputs (tests/data/diagnose) and a
+"""`make diagnose` (tools/diagnose.py) against istioctl and Prometheus outputs written by hand in their releases' formats (tests/data/diagnose) and a
 cluster given as API objects; tests/test_real_cluster.py runs the API-server checks against the simulated cluster."""
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from tools.stack_run import ROOT
 
 DATA = Path(__file__).parent / "data" / "diagnose"
 NAMESPACE = "bee-travels"
-# The pods the recorded proxy-status tables name.
-RECORDED_PODS = {"bee-ui-v1-6d9f7c8b5d-x2k4p": ("bee-ui", "v1"), "carrental-v2-7b8c9d6f5-m9n2b": ("carrental", "v2"),
+# The pods the hand-written proxy-status tables name.
+CANNED_PODS = {"bee-ui-v1-6d9f7c8b5d-x2k4p": ("bee-ui", "v1"), "carrental-v2-7b8c9d6f5-m9n2b": ("carrental", "v2"),
                  "hotel-v1-5f6d7c8b9-h7j3k": ("hotel", "v1")}
 
 
@@ -83,10 +83,10 @@ def settings(request) -> Settings:
     return _settings(ISTIO[request.param])
 
 
-# ---- recorded istioctl and Prometheus ------------------------------------------------------------------
+# ---- hand-written istioctl and Prometheus outputs ------------------------------------------------------------------
 
 def fake_istioctl(folder: Path, minor: str, proxy_status: str | None = None, analysis: str | None = None) -> tuple[Path, Path]:
-    """An istioctl that logs its arguments and prints the recorded output of the release `minor` (or the given one)."""
+    """An istioctl that logs its arguments and prints the hand-written output of the release `minor` (or the given one)."""
     log = folder / "istioctl-calls.log"
     script = folder / "istioctl"
     (folder / "proxy-status.txt").write_text(proxy_status or (DATA / f"proxy-status-{minor}.txt").read_text())
@@ -104,7 +104,7 @@ sys.exit(79 if sys.argv[1] == "analyze" else 0)  # analyze exits non-zero when i
 
 
 @dataclass
-class RecordedPrometheus:
+class CannedPrometheus:
     url: str = ""
     answer: bytes = field(default_factory=lambda: (DATA / "prometheus-flagged.json").read_bytes())
     queries: list[str] = field(default_factory=list)
@@ -115,11 +115,11 @@ class RecordedPrometheus:
 
 
 @pytest.fixture
-def recorded_prometheus() -> Iterator[RecordedPrometheus]:
-    """A local Prometheus answering every instant query with the recorded flagged-responses vector."""
-    recorded = RecordedPrometheus()
-    with serving(recorded.reply) as recorded.url:
-        yield recorded
+def canned_prometheus() -> Iterator[CannedPrometheus]:
+    """A local Prometheus answering every instant query with the hand-written flagged-responses vector."""
+    canned = CannedPrometheus()
+    with serving(canned.reply) as canned.url:
+        yield canned
 
 
 NO_ERRORS = b'{"status": "success", "data": {"resultType": "vector", "result": []}}'
@@ -134,10 +134,10 @@ def _texts(report: diagnose.Report, check: str) -> list[str]:
     return [finding.text for finding in report.findings if finding.check == check]
 
 
-def _with_recorded_pods(settings: Settings) -> dict:
+def _with_canned_pods(settings: Settings) -> dict:
     objects = healthy_cluster(settings)
-    objects["pods"] = [pod for pod in objects["pods"] if _labels(pod) not in RECORDED_PODS.values()]
-    objects["pods"] += [_pod(name, app, version) for name, (app, version) in RECORDED_PODS.items()]
+    objects["pods"] = [pod for pod in objects["pods"] if _labels(pod) not in CANNED_PODS.values()]
+    objects["pods"] += [_pod(name, app, version) for name, (app, version) in CANNED_PODS.items()]
     return objects
 
 
@@ -147,7 +147,7 @@ def _labels(pod: dict) -> tuple[str, str]:
 
 # ---- the whole run --------------------------------------------------------------------------------------
 
-def test_a_healthy_mesh_has_no_finding(settings, recorded_prometheus, tmp_path):
+def test_a_healthy_mesh_has_no_finding(settings, canned_prometheus, tmp_path):
     objects = healthy_cluster(settings)
     minor = settings.istio.minor
     synced = "SYNCED (4m)" if minor == "1.30" else "SYNCED"
@@ -155,17 +155,17 @@ def test_a_healthy_mesh_has_no_finding(settings, recorded_prometheus, tmp_path):
     rows = [f"{pod['metadata']['name']}.{NAMESPACE}     Kubernetes     {synced}     {synced}     {synced}     {synced}     istiod-1     x"
             for pod in objects["pods"]]
     istioctl, _ = fake_istioctl(tmp_path, minor, "\n".join([header, *rows]) + "\n", analysis="[]")
-    recorded_prometheus.answer = NO_ERRORS
-    report = _run(settings, objects, recorded_prometheus.url, istioctl)
+    canned_prometheus.answer = NO_ERRORS
+    report = _run(settings, objects, canned_prometheus.url, istioctl)
     assert report.findings == [], report.findings
     assert f"{NAMESPACE}: {settings.security.mtls_mode}" in report.raw["mTLS in force"]
 
 
-def test_istioctl_is_asked_what_its_release_can_say_and_analyze_counts_errors_and_warnings(settings, recorded_prometheus, tmp_path):
+def test_istioctl_is_asked_what_its_release_can_say_and_analyze_counts_errors_and_warnings(settings, canned_prometheus, tmp_path):
     minor = settings.istio.minor
     istioctl, log = fake_istioctl(tmp_path, minor)
-    recorded_prometheus.answer = NO_ERRORS
-    report = _run(settings, _with_recorded_pods(settings), recorded_prometheus.url, istioctl)
+    canned_prometheus.answer = NO_ERRORS
+    report = _run(settings, _with_canned_pods(settings), canned_prometheus.url, istioctl)
     calls = log.read_text().splitlines()
     verbose = " --verbosity 1" if minor == "1.30" else ""  # 1.6's proxy-status has no such flag and always shows sync state
     assert calls == [f"proxy-status{verbose} --kubeconfig /tmp/kubeconfig", "analyze --all-namespaces --output json --kubeconfig /tmp/kubeconfig"]
@@ -173,15 +173,15 @@ def test_istioctl_is_asked_what_its_release_can_say_and_analyze_counts_errors_an
     origin = "VirtualService bee-travels/carrental" if minor == "1.30" else "VirtualService carrental.bee-travels"
     assert any(text.startswith(f"Error IST0101 {origin}: ") and "carrental+v3" in text for text in analyzed)
     assert not any("IST0118" in text or "IST0102" in text for text in analyzed), "Info messages are not findings"
-    assert ("IST0103" in " ".join(analyzed)) == (minor == "1.30"), "the recorded 1.30 analysis has a Warning, 1.6's none"
+    assert ("IST0103" in " ".join(analyzed)) == (minor == "1.30"), "the hand-written 1.30 analysis has a Warning, 1.6's none"
     assert all(finding.next and finding.next[0].startswith("https://istio.io/") for finding in report.findings if finding.check == "analyze")
 
 
-def test_proxies_behind_istiod_are_named_with_what_is_stale_and_the_commands_that_look_closer(settings, recorded_prometheus, tmp_path):
+def test_proxies_behind_istiod_are_named_with_what_is_stale_and_the_commands_that_look_closer(settings, canned_prometheus, tmp_path):
     minor = settings.istio.minor
     istioctl, _ = fake_istioctl(tmp_path, minor)
-    recorded_prometheus.answer = NO_ERRORS
-    report = _run(settings, _with_recorded_pods(settings), recorded_prometheus.url, istioctl)
+    canned_prometheus.answer = NO_ERRORS
+    report = _run(settings, _with_canned_pods(settings), canned_prometheus.url, istioctl)
     behind = {finding.text.split()[1]: finding for finding in report.findings if finding.check == "proxy" and "not in sync" in finding.text}
     carrental = behind.pop("carrental-v2-7b8c9d6f5-m9n2b.bee-travels")
     expected_states = {"1.30": "CDS STALE (12m), RDS STALE (12m)", "1.6": "RDS STALE (Never Acknowledged)"}[minor]
@@ -194,13 +194,13 @@ def test_proxies_behind_istiod_are_named_with_what_is_stale_and_the_commands_tha
     assert set(behind) == expected_others[minor]
     # Every other app pod is ready with a sidecar but missing from the table: it never reached istiod.
     never = {finding.text.split(":")[0] for finding in report.findings if "never connected" in finding.text}
-    assert never == {" ".join(_labels(pod)) for pod in _with_recorded_pods(settings)["pods"]} - {" ".join(v) for v in RECORDED_PODS.values()}
+    assert never == {" ".join(_labels(pod)) for pod in _with_canned_pods(settings)["pods"]} - {" ".join(v) for v in CANNED_PODS.values()}
 
 
-def test_recent_errors_name_service_version_caller_and_where_to_look(settings, recorded_prometheus):
+def test_recent_errors_name_service_version_caller_and_where_to_look(settings, canned_prometheus):
     objects = healthy_cluster(settings)
-    report = _run(settings, objects, recorded_prometheus.url)
-    assert recorded_prometheus.queries == [flagged_responses(NAMESPACE, "10m")]
+    report = _run(settings, objects, canned_prometheus.url)
+    assert canned_prometheus.queries == [flagged_responses(NAMESPACE, "10m")]
     errors = {finding.text.split(" in the last")[0]: finding for finding in report.findings if finding.check == "errors"}
     assert list(errors) == ["bee-ui v1: 120 × 429 RL", "carrental v2: 37 × 503 UH", "hotel v1: 4 × 500 -", "no service: 3 × 404 NR"], \
         "most first; under one request in the window is noise from increase()'s extrapolation"
@@ -235,24 +235,24 @@ def test_the_query_counts_5xx_where_the_caller_saw_them_and_flags_where_a_proxy_
 
 # ---- the checks that need only the API server -------------------------------------------------------------
 
-def test_a_subset_without_ready_pods_is_named_with_the_share_of_traffic_it_loses(settings, recorded_prometheus):
+def test_a_subset_without_ready_pods_is_named_with_the_share_of_traffic_it_loses(settings, canned_prometheus):
     objects = healthy_cluster(settings)
     objects["pods"] = [pod if _labels(pod) != ("carrental", "v2") else _pod("carrental-v2-abc12", "carrental", "v2", ready=False)
                        for pod in objects["pods"]]
-    recorded_prometheus.answer = NO_ERRORS
-    report = _run(settings, objects, recorded_prometheus.url)
+    canned_prometheus.answer = NO_ERRORS
+    report = _run(settings, objects, canned_prometheus.url)
     (finding,) = report.findings
     assert finding == Finding("subset", "carrental subset v2 has no ready pod (the stack file routes it 10%: those requests end in 503 UH)",
                               ("kubectl get pods -n bee-travels -l app=carrental,version=v2",
                                "kubectl describe deployment carrental-v2 -n bee-travels"))
 
 
-def test_pods_without_a_sidecar_are_grouped_by_version_and_a_missing_injection_label_is_named(settings, recorded_prometheus):
+def test_pods_without_a_sidecar_are_grouped_by_version_and_a_missing_injection_label_is_named(settings, canned_prometheus):
     objects = healthy_cluster(settings)
     objects["pods"] += [_pod(f"hotel-v2-bare{i}", "hotel", "v2", sidecar=False) for i in range(2)]
     objects["namespace"] = {"metadata": {"name": NAMESPACE, "labels": {}}}
-    recorded_prometheus.answer = NO_ERRORS
-    report = _run(settings, objects, recorded_prometheus.url)
+    canned_prometheus.answer = NO_ERRORS
+    report = _run(settings, objects, canned_prometheus.url)
     namespace_finding, hotel = _texts(report, "sidecar")
     label = "istio.io/rev" if settings.istio.revision else "istio-injection=enabled"
     assert namespace_finding.startswith(f"namespace bee-travels lacks the injection label {label}")
@@ -266,24 +266,24 @@ def test_a_native_sidecar_counts_as_a_sidecar():
     assert diagnose.has_sidecar(native) and not diagnose.has_sidecar(plain_init)
 
 
-def test_the_mtls_mode_in_force_is_the_namespaces_own_else_the_mesh_wide_one(settings, recorded_prometheus):
+def test_the_mtls_mode_in_force_is_the_namespaces_own_else_the_mesh_wide_one(settings, canned_prometheus):
     objects = healthy_cluster(settings)
     objects["peerauthentications"] += [_named("relaxed", {"mtls": {"mode": "PERMISSIVE"}}),
                                        _named("one-workload", {"selector": {"matchLabels": {"app": "x"}}, "mtls": {"mode": "DISABLE"}}, "other")]
-    recorded_prometheus.answer = NO_ERRORS
-    report = _run(settings, objects, recorded_prometheus.url)
+    canned_prometheus.answer = NO_ERRORS
+    report = _run(settings, objects, canned_prometheus.url)
     assert _texts(report, "mtls") == ["mTLS in bee-travels is PERMISSIVE; the stack file asks STRICT (security.mtlsMode)"]
     assert report.raw["mTLS in force"].splitlines() == ["bee-travels: PERMISSIVE", "istio-system: STRICT", "other: STRICT"]
 
 
-def test_live_routes_that_differ_from_the_stack_file_are_findings(settings, recorded_prometheus):
+def test_live_routes_that_differ_from_the_stack_file_are_findings(settings, canned_prometheus):
     objects = healthy_cluster(settings)
     hotel = next(item for item in objects["virtualservices"] if item["metadata"]["name"] == "hotel")
     weighted = next(route for route in hotel["spec"]["http"] if route["name"] == "weighted")
     for leg in weighted["route"]:
         leg["weight"] = 50
-    recorded_prometheus.answer = NO_ERRORS
-    report = _run(settings, objects, recorded_prometheus.url)
+    canned_prometheus.answer = NO_ERRORS
+    report = _run(settings, objects, canned_prometheus.url)
     assert _texts(report, "routes") == ["hotel route weighted: live v1 50%, v2 50%; stack file v1 90%, v2 10% (applied by `pulumi up --refresh`)"]
 
 
@@ -322,7 +322,7 @@ print(json.dumps(objects[kind] if kind == "namespace" else {{"items": objects[ki
     (False, diagnose.EXIT_CLEAN, "prod: no finding(s)"),
     (True, diagnose.EXIT_FINDINGS, "prod: 1 finding(s)"),
 ])
-def test_the_command_prints_findings_first_and_exits_by_what_it_found(tmp_path, monkeypatch, capsys, recorded_prometheus,
+def test_the_command_prints_findings_first_and_exits_by_what_it_found(tmp_path, monkeypatch, capsys, canned_prometheus,
                                                                        broken, exit_code, first_line):
     settings = load_stack_settings("prod", ROOT / "Pulumi.prod.yaml")
     objects = healthy_cluster(settings)
@@ -330,8 +330,8 @@ def test_the_command_prints_findings_first_and_exits_by_what_it_found(tmp_path, 
         objects["pods"][0]["spec"]["containers"].pop()
     _fake_kubectl(tmp_path, objects)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    recorded_prometheus.answer = NO_ERRORS
-    assert diagnose.main(["--stack", "prod", "--no-istioctl", "--prometheus", recorded_prometheus.url]) == exit_code
+    canned_prometheus.answer = NO_ERRORS
+    assert diagnose.main(["--stack", "prod", "--no-istioctl", "--prometheus", canned_prometheus.url]) == exit_code
     out = capsys.readouterr().out
     assert out.splitlines()[0] == first_line
     assert out.index("---- pods ----") > (out.index("[sidecar]") if broken else 0), "findings come before the raw data"
@@ -394,13 +394,13 @@ def test_offline_analysis_gets_the_rendered_objects_and_the_pods_their_workloads
 def test_offline_analysis_fails_on_an_error_and_passes_with_warnings(tmp_path, capsys):
     from tools import analyze
 
-    recorded = json.loads((DATA / "analyze-1.6.json").read_text())
-    istioctl, _ = _analyzing_istioctl(tmp_path, json.dumps(recorded))
+    written = json.loads((DATA / "analyze-1.6.json").read_text())
+    istioctl, _ = _analyzing_istioctl(tmp_path, json.dumps(written))
     assert analyze.main(["--stack", "dev", "--istioctl", str(istioctl)]) == analyze.EXIT_ERRORS
     out = capsys.readouterr().out
     assert "dev: Error IST0101 VirtualService carrental.bee-travels: Referenced host+subset" in out
     assert "dev: istioctl 1.6.14 analyze: 1 error(s), 0 warning(s)" in out
-    warning = [{**recorded[0], "level": "Warning"}, recorded[1]]
+    warning = [{**written[0], "level": "Warning"}, written[1]]
     (tmp_path / "analysis.json").write_text(json.dumps(warning))
     assert analyze.main(["--stack", "dev", "--istioctl", str(istioctl)]) == analyze.EXIT_CLEAN
     assert "dev: istioctl 1.6.14 analyze: 0 error(s), 1 warning(s)" in capsys.readouterr().out

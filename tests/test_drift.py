@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 
+import yaml
+
 from tools.drift import differences, expected_routes, route_summary
 from tools.promote import load_stack_settings
 from tools.stack_run import ROOT, run_stack
@@ -13,7 +15,26 @@ def _live_from(run) -> dict:
     return {vs.k8s_name: route_summary(vs.inputs["spec"]["http"]) for vs in run.of_type("VirtualService")}
 
 
-def test_the_routes_the_program_declares_are_exactly_what_the_check_expects(istio_chart_cache):
+def _written_routes(section: dict) -> dict[str, dict[str, int]]:
+    """Route name -> subset -> weight, read off one service's section of a stack file as a reviewer reads it."""
+    versions = list(section["versions"])
+    routes = {f"{route.get('header') or route.get('cookie')}-to-{route['version']}": {route["version"]: 100}
+              for route in section.get("matchRoutes", [])}
+    return {**routes, "weighted": section.get("weights") or {versions[0]: 100}}
+
+
+def test_the_check_expects_the_weights_and_match_routes_the_stack_file_writes(istio_chart_cache):
+    """What drift compares the cluster with is the stack file's own text: each weight, each match route, and a single
+    version taking everything; read from the YAML here, not from the builder the check itself uses."""
+    for stack in ("dev", "prod", "dev-current"):
+        stack_file = ROOT / f"Pulumi.{stack}.yaml"
+        written = yaml.safe_load(stack_file.read_text())["config"]["bee-travels-mesh:services"]
+        expected = expected_routes(load_stack_settings(stack, stack_file))
+        assert expected == {name: _written_routes(section) for name, section in written.items()}, stack
+
+
+def test_the_declared_virtual_services_carry_the_routes_the_check_expects(istio_chart_cache):
+    """The program's VirtualServices, read the way the check reads live ones, hold exactly those routes."""
     for stack in ("dev", "prod"):
         settings = load_stack_settings(stack, ROOT / f"Pulumi.{stack}.yaml")
         assert differences(expected_routes(settings), _live_from(run_stack(stack))) == []

@@ -150,6 +150,29 @@ def test_current_istio_needs_no_local_charts(monkeypatch, tmp_path):
     assert run_stack("prod", CURRENT_ISTIO).error is None
 
 
+def test_a_charts_dir_missing_a_pinned_chart_stops_the_program_naming_the_pulls(tmp_path):
+    """helm.chartsDir holding only some pinned charts: one error names the stack file, every missing archive and the
+    `helm pull` that fetches each into that folder, before anything is registered; a complete folder is accepted."""
+    folder = tmp_path / "charts"
+    folder.mkdir()
+    (folder / "grafana-9.2.2").mkdir()  # unpacked, as `helm pull --untar` leaves it
+    run = run_stack("prod", {**CURRENT_ISTIO, "helm.chartsDir": str(folder)})
+    assert isinstance(run.error, ChartsMissingError) and run.resources == []
+    message = str(run.error)
+    assert message.startswith(f"Pulumi.prod.yaml: helm.chartsDir is {folder}")
+    for chart, repository, version in (("base", "https://istio-release.storage.googleapis.com/charts", "1.30.3"),
+                                       ("prometheus", "https://prometheus-community.github.io/helm-charts", "27.20.0"),
+                                       ("kiali-server", "https://kiali.org/helm-charts", "2.11.0")):
+        assert f"{chart}-{version}.tgz" in message
+        assert f"helm pull {chart} --repo {repository} --version {version} -d {folder}" in message
+    assert "grafana" not in message
+    for chart in ("base", "istiod", "gateway"):
+        (folder / f"{chart}-1.30.3").mkdir()
+    for archive in ("prometheus-27.20.0.tgz", "kiali-server-2.11.0.tgz"):
+        (folder / archive).write_bytes(b"")
+    assert run_stack("prod", {**CURRENT_ISTIO, "helm.chartsDir": str(folder)}).error is None
+
+
 @pytest.mark.parametrize(("istio", "kubernetes", "accepted"), [
     ("1.6.14", "1.15", True), ("1.6.14", "1.18.20", True), ("1.6.14", "1.14", False), ("1.6.14", "1.19", False),
     ("1.6.14", "1.22", False), ("1.30.3", "1.32", True), ("1.30.3", "1.36", True), ("1.30.3", "1.31", False),

@@ -168,6 +168,15 @@ def test_a_service_level_override_moves_only_that_services_bar(tmp_path):
                if 'destination_service_name="destination"' in rule["expr"])
 
 
+def test_alert_after_is_how_long_a_breach_lasts_before_its_alert_fires():
+    """serviceLevel.alertAfter is every alert's `for:`; a service's own serviceLevel moves only its alerts'."""
+    run = run_stack("dev", {"serviceLevel.alertAfter": "12m", "services.hotel.serviceLevel": {"alertAfter": "3m"}})
+    rules = release(run, "prometheus")["values"]["serverFiles"]["alerting_rules.yml"]
+    waits = {(rule["labels"]["service"], rule["alert"]): rule["for"] for group in rules["groups"] for rule in group["rules"]}
+    assert waits and {wait for (service, _), wait in waits.items() if service == "hotel"} == {"3m"}
+    assert {wait for (service, _), wait in waits.items() if service != "hotel"} == {"12m"}
+
+
 def test_alerts_cover_exactly_the_deployed_versions(any_stack):
     rules = release(any_stack, "prometheus")["values"]["serverFiles"]["alerting_rules.yml"]
     alerted = sorted({(rule["labels"]["service"], rule["labels"]["version"]) for group in rules["groups"] for rule in group["rules"]})
@@ -247,6 +256,13 @@ def test_kiali_gets_only_keys_its_pinned_chart_reads_and_is_named_kiali(dev, cur
     assert [key for key in KIALI_2_11_UNREAD if _has(new, key)] == []
     assert new["deployment"]["instance_name"] == "kiali" and new["deployment"]["pod_labels"] == {"sidecar.istio.io/inject": "false"}
     assert new["deployment"]["image_version"] == "v2.11.0"
+
+
+def test_kiali_is_view_only_in_production_and_may_edit_elsewhere(dev, prod, current):
+    """In prod Kiali cannot change the mesh it shows (its chart's deployment.view_only_mode) on either Istio line; dev
+    keeps its editors."""
+    view_only = [release(run, "kiali")["values"]["deployment"]["view_only_mode"] for run in (dev, prod, current)]
+    assert view_only == [False, True, True]  # current: the prod stack on Istio 1.30
 
 
 def test_uis_reach_each_other_at_the_services_the_charts_create(any_stack):
@@ -365,9 +381,9 @@ RUNTIME_DEFAULT = {"seccompProfile": {"type": "RuntimeDefault"}}
 
 
 def test_the_add_ons_run_confined_through_the_keys_their_pinned_charts_read(dev, prod, current):
-    """What the real charts at the pinned versions do with these keys was read from their templates (prometheus
-    19.6.1 / 27.20.0 deploy.yaml, grafana 6.31.1 / 9.2.2 _pod.tpl and serviceaccount, kiali-server 1.22.0 / 2.11.0
-    deployment.yaml) and checked by rendering them with these values and scanning the output."""
+    """The values, as read off the pinned charts' templates (prometheus 19.6.1 / 27.20.0 deploy.yaml, grafana 6.31.1 /
+    9.2.2 _pod.tpl and serviceaccount, kiali-server 1.22.0 / 2.11.0 deployment.yaml). What the 1.6 line's charts
+    render from them on a real server is checked by tests/test_real_cluster_1_18.py (the add-ons run confined)."""
     for run, kubernetes_1_18 in ((dev, True), (prod, True), (current, False)):
         pull = "Always" if run.stack == "prod" else "IfNotPresent"  # images.pullPolicy of the stack file
         prometheus = release(run, "prometheus")["values"]

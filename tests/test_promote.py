@@ -1,4 +1,5 @@
-"""Metric-gated promotion (tools/promote.py) against a fake Prometheus: a local HTTP server answering recorded responses."""
+"""Metric-gated promotion (tools/promote.py) against a fake Prometheus: a local HTTP server answering with
+hand-written responses in the shape of Prometheus' query API."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ PROD_WEIGHTS = "{v1: 90, v2: 10}"
 
 @dataclass
 class FakePrometheus:
-    """Answers /api/v1/query for the three signals of one service, as recorded from a real Prometheus."""
+    """Answers /api/v1/query for the three signals of one service, in the vector shape Prometheus' API returns
+    (written by hand: no Prometheus runs here)."""
 
     url: str = ""
     namespace: str = "bee-travels"

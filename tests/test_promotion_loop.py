@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -96,14 +98,9 @@ def test_a_rollback_is_applied_to_that_route_alone_then_recorded_and_announced(r
     _set_canary(repo, autoRollback=True)
     prometheus.set(success={"v2": "0.9"})
     applied, posted = [], []
-    server = _webhook(posted)
-    os.environ[promotion_loop.WEBHOOK_ENV] = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    try:
+    with _webhook(posted):
         (outcome,) = _loop(repo, prometheus, tmp_path / "prs.json",
                            apply=lambda stack, path, targets: applied.append((stack, path.read_text(), targets))).run()
-    finally:
-        os.environ.pop(promotion_loop.WEBHOOK_ENV)
-        server.shutdown()
     assert outcome.action == "ROLLBACK" and "applied" in outcome.detail
     ((stack, text, targets),) = applied
     assert stack == "prod" and "{v1: 100, v2: 0}" in text[text.index(HOTEL):]
@@ -115,6 +112,37 @@ def test_a_rollback_is_applied_to_that_route_alone_then_recorded_and_announced(r
     assert len(posted) == 1 and "Roll back hotel v2 to 0% on prod" in posted[0]["text"]
 
 
+def test_a_rollback_that_fails_to_apply_calls_a_person_and_opens_nothing(repo, prometheus, tmp_path):  # noqa: F811
+    """The route could not be rolled back: the webhook says so and that it needs a person, no pull request claims a
+    rollback that did not happen, and the command exits 1 (tools.promotion_loop.main)."""
+    _set_canary(repo, autoRollback=True)
+    prometheus.set(success={"v2": "0.9"})
+    posted = []
+    with _webhook(posted):
+        (outcome,) = _loop(repo, prometheus, tmp_path / "prs.json", apply=lambda *args, **kwargs: 1).run()
+    assert (outcome.action, outcome.detail) == ("ROLLBACK", "apply failed")
+    assert not (tmp_path / "prs.json").exists()
+    assert [post["text"] for post in posted] == [
+        "prod: rolling back hotel FAILED to apply; Roll back hotel v2 to 0% on prod needs a person now"]
+
+
+def test_an_advance_to_100_percent_is_announced_and_one_short_of_it_is_not(repo, prometheus, tmp_path):  # noqa: F811
+    posted = []
+    with _webhook(posted):
+        (step,) = _loop(repo, prometheus, tmp_path / "prs.json").run()  # 10% -> 25%
+    assert step.action == "ADVANCE" and posted == []
+    stack_file = repo / "Pulumi.prod.yaml"
+    text = stack_file.read_text()
+    at = text.index("{v1: 90, v2: 10}", text.index(HOTEL))
+    stack_file.write_text(text[:at] + "{v1: 50, v2: 50}" + text[at + len("{v1: 90, v2: 10}"):])
+    _commit(repo, "hotel at 50%")
+    with _webhook(posted):
+        (last,) = _loop(repo, prometheus, tmp_path / "prs.json").run()
+    assert last.action == "ADVANCE" and "Promote hotel v2 to 100% on prod" in last.detail
+    assert [post["text"] for post in posted] == [
+        "prod: hotel v2 reached 100%; Promote hotel v2 to 100% on prod (updated pull request)"]  # the step's one pull request
+
+
 def test_without_auto_rollback_a_rollback_is_a_pull_request_only(repo, prometheus, tmp_path):  # noqa: F811
     prometheus.set(success={"v2": "0.9"})
     applied = []
@@ -123,7 +151,9 @@ def test_without_auto_rollback_a_rollback_is_a_pull_request_only(repo, prometheu
     assert "Applied already" not in json.loads((tmp_path / "prs.json").read_text())["rollback/prod-hotel"]["body"]
 
 
-def _webhook(posted: list) -> HTTPServer:
+@contextmanager
+def _webhook(posted: list) -> Iterator[None]:
+    """A local webhook receiver named in the loop's environment, collecting what it posts."""
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             posted.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
@@ -135,4 +165,9 @@ def _webhook(posted: list) -> HTTPServer:
 
     server = HTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    os.environ[promotion_loop.WEBHOOK_ENV] = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    try:
+        yield
+    finally:
+        os.environ.pop(promotion_loop.WEBHOOK_ENV)
+        server.shutdown()

@@ -36,7 +36,7 @@ from real_cluster import (
     weights,
 )
 from stack_fixtures import CURRENT_ISTIO
-from test_diagnose import recorded_prometheus  # noqa: F401 - Prometheus answering recorded errors, as a fixture
+from test_diagnose import canned_prometheus  # noqa: F401 - Prometheus answering hand-written errors, as a fixture
 from test_promote import prometheus  # noqa: F401 - the local Prometheus stand-in, as a fixture
 
 from tools.promote import load_stack_settings
@@ -67,12 +67,27 @@ def current_edits() -> dict:
 
 
 @pytest.fixture(scope="module")
-def stack(cluster, tmp_path_factory):
+def initialized(cluster, tmp_path_factory):
     root = tmp_path_factory.mktemp("real-cluster")
     workspace = Workspace(root / "workspace", kubeconfig=cluster)
     edits = {**current_edits(), **RATE_LIMITS}
     workspace.init(STACK, "prod", edits)
     return workspace, cluster, edits
+
+
+@pytest.fixture
+def stack(initialized):
+    """The deployed stack: as the first test left it, or deployed now when a later test runs on its own
+    (`pytest -k step_2`). Each test below sets up what it starts from; in file order they are one day's walkthrough."""
+    workspace = initialized[0]
+    if workspace.root not in _DEPLOYED:
+        if not json.loads(workspace.pulumi("stack", "export", "--stack", STACK).stdout)["deployment"].get("resources"):
+            _up(workspace)
+        _DEPLOYED.add(workspace.root)
+    return initialized
+
+
+_DEPLOYED: set[Path] = set()  # workspaces known to hold a deployed stack
 
 
 def _up(workspace: Workspace, *extra: str):
@@ -93,8 +108,8 @@ def _plan(workspace: Workspace) -> dict[tuple[str, str], str]:
 
 # ---- 1. from an empty cluster ----------------------------------------------------------------------
 
-def test_up_from_an_empty_cluster_creates_every_declared_object_with_its_declared_spec(stack):
-    workspace, kubeconfig, edits = stack
+def test_up_from_an_empty_cluster_creates_every_declared_object_with_its_declared_spec(initialized):
+    workspace, kubeconfig, edits = initialized
     _up(workspace)
     declared = run_stack("prod", edits)
     assert declared.error is None, declared.error
@@ -359,11 +374,11 @@ def _ready_pods(kubeconfig: Path, selector: str) -> int:
     return sum(any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", [])) for pod in pods)
 
 
-def test_diagnose_reads_the_live_cluster_and_names_a_canary_subset_left_without_pods(stack, recorded_prometheus):  # noqa: F811
+def test_diagnose_reads_the_live_cluster_and_names_a_canary_subset_left_without_pods(stack, canned_prometheus):  # noqa: F811
     """The checks that need only the API server, on the live objects; istioctl's are tested on recorded outputs."""
     workspace, kubeconfig, _ = stack
     settings = load_stack_settings(STACK, _stack_file(workspace))
-    found = _diagnose(workspace, kubeconfig, recorded_prometheus.url)
+    found = _diagnose(workspace, kubeconfig, canned_prometheus.url)
     assert found.returncode == 1, found.stdout + found.stderr
     # No injector runs here, so every app pod is one without a sidecar: each version is named once.
     versions = {f"{name} {version}" for name, service in settings.services.items() for version in service.versions}
@@ -378,7 +393,7 @@ def test_diagnose_reads_the_live_cluster_and_names_a_canary_subset_left_without_
     deadline = time.monotonic() + 90
     while _ready_pods(kubeconfig, "app=carrental,version=v2") and time.monotonic() < deadline:
         time.sleep(1)
-    emptied = _diagnose(workspace, kubeconfig, recorded_prometheus.url)
+    emptied = _diagnose(workspace, kubeconfig, canned_prometheus.url)
     kubectl(kubeconfig, "scale", "deployment", "carrental-v2", "-n", "bee-travels", f"--replicas={replicas}")
     weight = settings.services["carrental"].effective_weights()["v2"]
     assert f"[subset] carrental subset v2 has no ready pod (the stack file routes it {weight}%: those requests end in 503 UH)" in emptied.stdout

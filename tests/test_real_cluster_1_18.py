@@ -133,6 +133,23 @@ def test_istio_1_6_crds_from_the_base_chart_are_served_as_apiextensions_v1beta1(
         assert established.get("Established") == "True", crd["metadata"]["name"]
 
 
+def test_the_add_ons_real_charts_render_them_confined(deployed):
+    """What tests/test_observability.py sets through the values, as the pinned charts render it on a 1.18 server: the
+    runtime's default seccomp profile by pod annotation, Prometheus' server on a read-only root, no API token for
+    Grafana's pods."""
+    releases = helm_releases(deployed.kubeconfig)
+    deployments = {name: [m for m in releases[name].manifests if m["kind"] == "Deployment"] for name in ("prometheus", "grafana", "kiali")}
+    for name, found in deployments.items():
+        assert found, f"{name} rendered no Deployment"
+        for deployment in found:
+            annotations = deployment["spec"]["template"]["metadata"].get("annotations") or {}
+            assert annotations.get("seccomp.security.alpha.kubernetes.io/pod") == "runtime/default", deployment["metadata"]["name"]
+    server = next(container for deployment in deployments["prometheus"] for container in deployment["spec"]["template"]["spec"]["containers"]
+                  if container["name"] == "prometheus-server")
+    assert server["securityContext"]["readOnlyRootFilesystem"] is True and server["securityContext"]["runAsNonRoot"] is True
+    assert [d["spec"]["template"]["spec"].get("automountServiceAccountToken") for d in deployments["grafana"]] == [False]
+
+
 def test_every_workload_is_ready_on_the_fake_nodes(deployed):
     for kind in ("deployments", "statefulsets"):
         items = json.loads(kubectl(deployed.kubeconfig, "get", kind, "-A", "-o", "json").stdout)["items"]
