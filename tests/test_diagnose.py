@@ -17,7 +17,7 @@ from test_promote import serving
 from builders.routes import http_routes
 from builders.signals import flagged_responses
 from config.settings import Settings
-from tools import diagnose
+from tools import cluster, diagnose
 from tools.diagnose import Finding, Istioctl
 from tools.promote import load_stack_settings
 from tools.stack_run import ROOT
@@ -292,7 +292,7 @@ def test_a_source_that_cannot_be_read_is_a_finding_and_the_rest_still_runs(setti
     objects["pods"][0]["spec"]["containers"].pop()  # one pod without its sidecar: still found
 
     def no_istioctl():
-        raise diagnose.ReadError("no istioctl 1.x: download failed")
+        raise cluster.ReadError("no istioctl 1.x: download failed")
 
     report = diagnose.diagnose(settings, FakeKubectl(objects), no_istioctl, "http://127.0.0.1:9", "10m")
     unread = _texts(report, "unread")
@@ -410,15 +410,15 @@ def test_the_cluster_is_the_one_the_stacks_provider_talks_to_unless_told_otherwi
     stack_file = tmp_path / "Pulumi.prod.yaml"
     inline = "apiVersion: v1\nkind: Config\nclusters: []\n"
     stack_file.write_text(yaml.safe_dump({"config": {"kubernetes:context": "prod-cluster", "kubernetes:kubeconfig": inline}}))
-    with diagnose.stack_cluster(diagnose.parse_args(["--stack", "prod"]), stack_file) as flags:
+    with cluster.stack_cluster(diagnose.parse_args(["--stack", "prod"]), stack_file) as flags:
         assert flags[0] == "--kubeconfig" and flags[2:] == ("--context", "prod-cluster")
         written = Path(flags[1])
         assert written.read_text() == inline and written.stat().st_mode & 0o077 == 0, "the kubeconfig's text, readable by us only"
     assert not written.exists()
     given = diagnose.parse_args(["--stack", "prod", "--kubeconfig", str(stack_file), "--context", "other"])
-    with diagnose.stack_cluster(given, stack_file) as flags:
+    with cluster.stack_cluster(given, stack_file) as flags:
         assert flags == ("--kubeconfig", str(stack_file), "--context", "other")
     stack_file.write_text(yaml.safe_dump({"config": {"kubernetes:kubeconfig": {"secure": "v1:abc"}}}))
-    with pytest.raises(diagnose.ReadError, match="Pulumi.prod.yaml keeps kubernetes:kubeconfig as a secret; pass --kubeconfig"):
-        with diagnose.stack_cluster(diagnose.parse_args(["--stack", "prod"]), stack_file):
+    with pytest.raises(cluster.ReadError, match="Pulumi.prod.yaml keeps kubernetes:kubeconfig as a secret; pass --kubeconfig"):
+        with cluster.stack_cluster(diagnose.parse_args(["--stack", "prod"]), stack_file):
             pass

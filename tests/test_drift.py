@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import os
 
 import yaml
 
+from tools import drift
 from tools.drift import differences, expected_routes, route_summary
 from tools.promote import load_stack_settings
 from tools.stack_run import ROOT, run_stack
@@ -51,3 +53,23 @@ def test_a_moved_weight_a_missing_route_and_a_stray_one_are_each_named(istio_cha
         "hotel route weighted: live v1 50%, v2 50%; stack file v1 90%, v2 10%",
         "hotel route x-debug-to-v2: live v2 100%; stack file nothing",
     ]
+
+
+def test_drift_reads_the_cluster_the_stacks_provider_talks_to(tmp_path, monkeypatch, capsys):
+    """The stack file's kubernetes:kubeconfig and kubernetes:context pick the cluster, as for `pulumi up`: the nightly
+    check never compares the stack with whatever cluster kubectl's own context points at."""
+    text = (ROOT / "Pulumi.prod.yaml").read_text()
+    stack_file = tmp_path / "Pulumi.prod.yaml"
+    kubeconfig = tmp_path / "prod-kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    stack_file.write_text(text + f"  kubernetes:kubeconfig: {kubeconfig}\n  kubernetes:context: prod-cluster\n")
+    calls = tmp_path / "kubectl-calls"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "kubectl").write_text(f'#!/bin/sh\necho "$@" >> {calls}\necho \'{{"items": []}}\'\n')
+    (bin_dir / "kubectl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    assert drift.main(["--stack", "prod", "--stack-file", str(stack_file)]) == drift.EXIT_DRIFT
+    assert calls.read_text().split() == ["--kubeconfig", str(kubeconfig), "--context", "prod-cluster", "get",
+                                         "virtualservices.networking.istio.io", "-n", "bee-travels", "-o", "json"]
+    assert "hotel: no live VirtualService" in capsys.readouterr().out

@@ -29,6 +29,7 @@ from builders.routes import GATEWAY_NAME
 from config.settings import Settings
 from domain.mesh import ISTIO_NAMESPACE
 from tools import diagnose, render
+from tools.cluster import ReadError
 from tools.promote import PromotionError, default_stack_file, load_stack_settings
 
 EXIT_CLEAN, EXIT_ERRORS, EXIT_UNAVAILABLE = 0, 1, 2
@@ -78,7 +79,7 @@ def analyze(settings: Settings, files: dict[str, str], istioctl: str, folder: Pa
     done = subprocess.run([istioctl, *istioctl_args(settings, folder, suppressions(settings, objects))],
                           capture_output=True, text=True, check=False, timeout=300)
     if done.returncode != 0 and not done.stdout.strip():
-        raise diagnose.ReadError(f"istioctl analyze failed: {done.stderr.strip()[-1000:]}")
+        raise ReadError(f"istioctl analyze failed: {done.stderr.strip()[-1000:]}")
     return diagnose.parse_analysis(done.stdout)
 
 
@@ -101,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             if args.keep is None:
                 shutil.rmtree(folder, ignore_errors=True)
-    except (PromotionError, diagnose.ReadError) as error:
+    except (PromotionError, ReadError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     shown = diagnose.analysis_findings(messages)

@@ -14,13 +14,11 @@ the cluster cannot be read at all.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import subprocess
 import sys
-import tempfile
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,8 +27,8 @@ from builders.signals import flagged_responses
 from config.settings import Settings
 from domain.mesh import ISTIO_NAMESPACE, injection_labels
 from tools import drift, istio_charts
+from tools.cluster import Kubectl, ReadError, stack_cluster
 from tools.promote import PORT_FORWARD, PrometheusError, PromotionError, default_stack_file, load_stack_settings, query_rows
-from tools.stack_run import load_stack_values
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 SIDECAR = "istio-proxy"
@@ -71,28 +69,6 @@ class Report:
 
     def add(self, findings: Iterable[Finding]) -> None:
         self.findings.extend(findings)
-
-
-class ReadError(Exception):
-    """A source of live data could not be read."""
-
-
-# ---- reading the cluster ----------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Kubectl:
-    cluster: tuple[str, ...]  # --kubeconfig / --context, as the stack's provider finds its cluster
-
-    def items(self, kind: str, namespace: str | None) -> list[dict[str, Any]]:
-        where = ["-n", namespace] if namespace else ["--all-namespaces"]
-        return self.get(kind, *where)["items"]
-
-    def get(self, *args: str) -> dict[str, Any]:
-        command = ["kubectl", *self.cluster, "get", *args, "-o", "json"]
-        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
-        if done.returncode != 0:
-            raise ReadError(f"`{' '.join(command[1:])}` failed: {done.stderr.strip()[-400:]}")
-        return json.loads(done.stdout)
 
 
 @dataclass(frozen=True)
@@ -431,23 +407,6 @@ def print_report(report: Report, stack: str) -> None:
             print(f"    next: {command}", file=out)
     for title, text in report.raw.items():
         print(f"\n---- {title} ----\n{text}", file=out)
-
-
-@contextlib.contextmanager
-def stack_cluster(args: argparse.Namespace, stack_file: Path) -> Iterator[tuple[str, ...]]:
-    """kubectl's and istioctl's flags for the cluster the stack's provider talks to: the options given, else the stack
-    file's kubernetes:kubeconfig (a path, or the file's text, as the provider takes it) and kubernetes:context."""
-    values, _ = load_stack_values(args.stack, stack_file)
-    kubeconfig, context = args.kubeconfig or values.get("kubernetes:kubeconfig"), args.context or values.get("kubernetes:context")
-    if isinstance(kubeconfig, dict):
-        raise ReadError(f"{stack_file.name} keeps kubernetes:kubeconfig as a secret; pass --kubeconfig PATH")
-    with tempfile.TemporaryDirectory(prefix="diagnose-") as scratch:
-        if kubeconfig and not Path(str(kubeconfig)).expanduser().is_file():
-            inline = Path(scratch) / "kubeconfig"
-            inline.write_text(str(kubeconfig))
-            inline.chmod(0o600)
-            kubeconfig = str(inline)
-        yield (*(("--kubeconfig", str(Path(str(kubeconfig)).expanduser())) if kubeconfig else ()), *(("--context", str(context)) if context else ()))
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -1,9 +1,10 @@
 """Do the live routes equal the stack file? The weights and match routes of every VirtualService, read directly.
 
-    python -m tools.drift --stack prod [--stack-file Pulumi.prod.yaml] [--kubeconfig PATH]
+    python -m tools.drift --stack prod [--stack-file Pulumi.prod.yaml] [--kubeconfig PATH] [--context NAME]
 
 The routes the stack file asks for are built by the program's own builder (builders/routes.py), the live ones
-read with `kubectl get virtualservices -o json` in the app namespace. Prints every difference; exit code 1 when
+read with `kubectl get virtualservices -o json` in the app namespace of the cluster the stack's provider
+talks to (its kubernetes:kubeconfig and kubernetes:context, unless given). Prints every difference; exit code 1 when
 there is one, 0 when the live routes are the stack file's, 2 when the cluster cannot be read. The nightly workflow
 runs it beside `pulumi preview --refresh --expect-no-changes`, which compares everything else.
 """
@@ -11,8 +12,6 @@ runs it beside `pulumi preview --refresh --expect-no-changes`, which compares ev
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 from builders.routes import http_routes
 from config.settings import Settings
+from tools.cluster import Kubectl, ReadError, stack_cluster
 from tools.promote import PromotionError, default_stack_file, load_stack_settings
 
 EXIT_SAME, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
@@ -37,13 +37,11 @@ def expected_routes(settings: Settings) -> dict[str, dict[str, dict[str, int]]]:
             for name, service in settings.services.items()}
 
 
-def live_routes(namespace: str, kubeconfig: str | None) -> dict[str, dict[str, dict[str, int]]]:
-    command = ["kubectl", *(["--kubeconfig", kubeconfig] if kubeconfig else []), "get", "virtualservices.networking.istio.io",
-               "-n", namespace, "-o", "json"]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise PromotionError(f"cannot read the live VirtualServices in {namespace}: {done.stderr.strip()[-500:]}")
-    return routes_of(json.loads(done.stdout)["items"])
+def live_routes(namespace: str, kubectl: Kubectl) -> dict[str, dict[str, dict[str, int]]]:
+    try:
+        return routes_of(kubectl.items("virtualservices.networking.istio.io", namespace))
+    except ReadError as error:
+        raise PromotionError(f"cannot read the live VirtualServices in {namespace}: {error}") from error
 
 
 def routes_of(virtual_services: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, int]]]:
@@ -74,7 +72,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tools.drift", description=__doc__.split("\n", 1)[0])
     parser.add_argument("--stack", required=True)
     parser.add_argument("--stack-file", type=Path)
-    parser.add_argument("--kubeconfig")
+    parser.add_argument("--kubeconfig", help="default: the stack's kubernetes:kubeconfig, else kubectl's own")
+    parser.add_argument("--context", help="default: the stack's kubernetes:context, else the kubeconfig's current one")
     return parser.parse_args(argv)
 
 
@@ -83,8 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     stack_file = args.stack_file or default_stack_file(args.stack)
     try:
         settings = load_stack_settings(args.stack, stack_file)
-        found = differences(expected_routes(settings), live_routes(settings.app_namespace, args.kubeconfig))
-    except PromotionError as error:
+        with stack_cluster(args, stack_file) as cluster:
+            found = differences(expected_routes(settings), live_routes(settings.app_namespace, Kubectl(cluster)))
+    except (PromotionError, ReadError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
     if not found:

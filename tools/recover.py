@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.backend import local_state_dir
-from tools.diagnose import Kubectl, ReadError, stack_cluster
+from tools.cluster import Kubectl, ReadError, stack_cluster
 from tools.promote import default_stack_file
 
 EXIT_CLEAN, EXIT_UNAVAILABLE, EXIT_FOUND = 0, 2, 3
