@@ -19,7 +19,7 @@ from builders.signals import flagged_responses
 from config.settings import Settings
 from tools import cluster, diagnose
 from tools.diagnose import Finding, Istioctl
-from tools.promote import load_stack_settings
+from tools.stack_files import load_stack_settings
 from tools.stack_run import ROOT
 
 DATA = Path(__file__).parent / "data" / "diagnose"

@@ -9,7 +9,7 @@ import yaml
 
 from tools import drift
 from tools.drift import differences, expected_routes, route_summary
-from tools.promote import load_stack_settings
+from tools.stack_files import load_stack_settings
 from tools.stack_run import ROOT, run_stack
 
 

@@ -305,7 +305,7 @@ def test_edit_weights_changes_only_the_numbers(weights, changes, expected, newli
 
 def test_check_edit_refuses_an_edit_that_touches_anything_else():
     before = DOCUMENT.format(weights="      weights: {v1: 90, v2: 10}")
-    with pytest.raises(promote.PromotionError, match="more than the weights"):
+    with pytest.raises(promote.CommandError, match="more than the weights"):
         promote.check_edit(before, before.replace("replicas: 2", "replicas: 3").replace("90", "75"), "hotel", {"v1": 75})
 
 

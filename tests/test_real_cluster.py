@@ -39,7 +39,7 @@ from stack_fixtures import CURRENT_ISTIO
 from test_diagnose import canned_prometheus  # noqa: F401 - Prometheus answering hand-written errors, as a fixture
 from test_promote import prometheus  # noqa: F401 - the local Prometheus stand-in, as a fixture
 
-from tools.promote import load_stack_settings
+from tools.stack_files import load_stack_settings
 from tools.stack_run import DELETE, ROOT, run_stack
 
 STACK = "current"

@@ -146,6 +146,17 @@ def test_on_a_cluster_it_did_not_make_the_ui_is_reached_by_port_forward():
     assert "kubectl -n istio-system port-forward svc/istio-ingressgateway 8080:80" in steps[0]
 
 
+def test_a_stack_file_the_program_would_refuse_stops_make_up_before_a_cluster_is_made(monkeypatch, tmp_path):
+    """The plan reads the stack as `pulumi up` does, rules included: weights that do not add up stop it with the
+    program's own list of problems, before kind is asked for anything."""
+    text = (ROOT / "Pulumi.dev.yaml").read_text().replace("weights: {v1: 50, v2: 50}", "weights: {v1: 50, v2: 40}", 1)
+    assert "v2: 40" in text
+    (tmp_path / "Pulumi.broken.yaml").write_text(text)
+    monkeypatch.setattr(up_plan, "ROOT", tmp_path)
+    with pytest.raises(Stop, match=r"(?s)Pulumi.broken.yaml has 1 configuration problem.*services\.\w+\.weights: weights add up to 90"):
+        up_plan.stack_target("broken")
+
+
 def test_the_gateway_node_ports_of_both_stacks_reach_the_host_through_the_kind_config():
     for stack in up_plan.AUTO_STACKS:
         gateway = up_plan.stack_target(stack).settings.istio.ingress_gateway

@@ -30,7 +30,7 @@ from config.settings import Settings
 from domain.mesh import ISTIO_NAMESPACE
 from tools import diagnose, render
 from tools.cluster import ReadError
-from tools.promote import PromotionError, default_stack_file, load_stack_settings
+from tools.stack_files import CommandError, default_stack_file, load_stack_settings
 
 EXIT_CLEAN, EXIT_ERRORS, EXIT_UNAVAILABLE = 0, 1, 2
 WORKLOADS = ("Deployment", "StatefulSet")
@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             if args.keep is None:
                 shutil.rmtree(folder, ignore_errors=True)
-    except (PromotionError, ReadError) as error:
+    except (CommandError, ReadError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     shown = diagnose.analysis_findings(messages)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.stack_run import load_stack_values
+from tools.stack_files import load_stack_values
 
 
 class ReadError(Exception):

@@ -20,7 +20,7 @@ from typing import Any
 from builders.routes import http_routes
 from config.settings import Settings
 from tools.cluster import Kubectl, ReadError, stack_cluster
-from tools.promote import PromotionError, default_stack_file, load_stack_settings
+from tools.stack_files import CommandError, default_stack_file, load_stack_settings
 
 EXIT_SAME, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
 
@@ -41,7 +41,7 @@ def live_routes(namespace: str, kubectl: Kubectl) -> dict[str, dict[str, dict[st
     try:
         return routes_of(kubectl.items("virtualservices.networking.istio.io", namespace))
     except ReadError as error:
-        raise PromotionError(f"cannot read the live VirtualServices in {namespace}: {error}") from error
+        raise CommandError(f"cannot read the live VirtualServices in {namespace}: {error}") from error
 
 
 def routes_of(virtual_services: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, int]]]:
@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_stack_settings(args.stack, stack_file)
         with stack_cluster(args, stack_file) as cluster:
             found = differences(expected_routes(settings), live_routes(settings.app_namespace, Kubectl(cluster)))
-    except (PromotionError, ReadError) as error:
+    except (CommandError, ReadError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
     if not found:

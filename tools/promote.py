@@ -49,45 +49,20 @@ from pulumi import automation
 from builders.addons import PROMETHEUS_PORT
 from builders.signals import Scope, p95_latency_ms, requests_served, success_ratio
 from config.settings import PROJECT, CanarySettings, ServiceLevel, Settings
-from config.stack_config import RawStackConfig, StackConfigError, load_settings
 from domain.mesh import ISTIO_NAMESPACE
 from tools.backend import local_backend_url
-from tools.stack_run import ROOT, encode_config, load_stack_values
+from tools.stack_files import ROOT, CommandError, default_stack_file, load_stack_settings
 
 EXIT_DONE, EXIT_UP_FAILED, EXIT_ERROR, EXIT_HOLD, EXIT_ROLLBACK = 0, 1, 2, 3, 4
 PORT_FORWARD = f"kubectl -n {ISTIO_NAMESPACE} port-forward svc/prometheus {PROMETHEUS_PORT}:{PROMETHEUS_PORT}"
 SERVICES_KEY = f"{PROJECT}:services"
 
 
-class PromotionError(Exception):
-    """Something the user must fix before a decision can be made or written; nothing was edited."""
-
-
-class PrometheusError(PromotionError):
+class PrometheusError(CommandError):
     """Prometheus could not be reached or refused a query."""
 
 
 # ---- the stack's settings ----------------------------------------------------------------------
-
-def default_stack_file(stack: str) -> Path:
-    return ROOT / f"Pulumi.{stack}.yaml"
-
-
-def load_stack_settings(stack: str, stack_file: Path, shown_as: str | None = None) -> Settings:
-    """Settings as `pulumi up` would read them: project defaults overlaid by the stack file, validated."""
-    try:
-        values, secure = load_stack_values(stack, stack_file)
-    except yaml.YAMLError as error:
-        raise PromotionError(f"{shown_as or stack_file.name} is not valid YAML: {error}") from error
-    config, secret_keys = encode_config(values, secure, {})
-    prefix = f"{PROJECT}:"
-    ours = {key.removeprefix(prefix): value for key, value in config.items() if key.startswith(prefix)}
-    raw = RawStackConfig(ours, frozenset(key.removeprefix(prefix) for key in secret_keys if key.startswith(prefix)))
-    try:
-        return load_settings(raw, shown_as or stack_file.name)
-    except StackConfigError as error:
-        raise PromotionError(str(error)) from error
-
 
 # ---- which versions are compared ---------------------------------------------------------------
 
@@ -109,22 +84,22 @@ def choose_candidates(settings: Settings, stack: str, service: str, canary: str 
                       stack_file: str) -> Candidates:
     where = f"{stack_file}: {PROJECT}:services"
     if service not in settings.services:
-        raise PromotionError(f"{where}.{service} does not exist; services in this stack: {', '.join(settings.services)}")
+        raise CommandError(f"{where}.{service} does not exist; services in this stack: {', '.join(settings.services)}")
     versions = list(settings.services[service].versions)
     if len(versions) < 2:
-        raise PromotionError(f"{where}.{service}.versions lists only {', '.join(versions)}; promotion needs a canary and a "
+        raise CommandError(f"{where}.{service}.versions lists only {', '.join(versions)}; promotion needs a canary and a "
                              f"stable version: add the new version there (and its weight under services.{service}.weights)")
     weights = settings.services[service].effective_weights()
     canary = canary or versions[-1]
     for role, version in (("canary", canary), ("stable", stable)):
         if version is not None and version not in versions:
-            raise PromotionError(f"{where}.{service}.versions.{version} does not exist, so it cannot be the {role} "
+            raise CommandError(f"{where}.{service}.versions.{version} does not exist, so it cannot be the {role} "
                                  f"(deployed: {', '.join(versions)})")
     others = [version for version in versions if version != canary]
     # max() keeps the first of equal weights, so ties go to the version listed first.
     stable = stable or max(others, key=lambda version: weights.get(version, 0))
     if stable == canary:
-        raise PromotionError(f"--canary and --stable both name {canary}; compare two different versions of {service}")
+        raise CommandError(f"--canary and --stable both name {canary}; compare two different versions of {service}")
     return Candidates(stack, service, canary, stable, weights)
 
 
@@ -368,11 +343,11 @@ def _weights_node(text: str, service: str) -> yaml.MappingNode:
     for key in ("config", SERVICES_KEY, service, "weights"):
         child = _child(node, key)
         if child is None:
-            raise PromotionError(f"the stack file has no {PROJECT}:services.{service}.weights mapping to edit (missing '{key}'); "
+            raise CommandError(f"the stack file has no {PROJECT}:services.{service}.weights mapping to edit (missing '{key}'); "
                                  f"set the weights with `pulumi config set --path services.{service}.weights.<version> <weight>`")
         node = child
     if not isinstance(node, yaml.MappingNode):
-        raise PromotionError(f"{PROJECT}:services.{service}.weights in the stack file is not a mapping of version to weight")
+        raise CommandError(f"{PROJECT}:services.{service}.weights in the stack file is not a mapping of version to weight")
     return node
 
 
@@ -384,7 +359,7 @@ def _child(node: yaml.Node | None, key: str) -> yaml.Node | None:
 
 def _replace(node: yaml.Node, weight: int) -> Splice:
     if not isinstance(node, yaml.ScalarNode) or node.tag != "tag:yaml.org,2002:int":
-        raise PromotionError(f"the weight on line {node.start_mark.line + 1} of the stack file is not a plain integer; fix it by hand")
+        raise CommandError(f"the weight on line {node.start_mark.line + 1} of the stack file is not a plain integer; fix it by hand")
     return Splice(node.start_mark.index, node.end_mark.index, str(weight))
 
 
@@ -417,7 +392,7 @@ def check_edit(before: str, after: str, service: str, changes: Mapping[str, int]
     expected = copy.deepcopy(yaml.safe_load(before))
     expected["config"][SERVICES_KEY][service]["weights"].update(changes)
     if yaml.safe_load(after) != expected:
-        raise PromotionError("editing the stack file would change more than the weights; nothing was written (please report this)")
+        raise CommandError("editing the stack file would change more than the weights; nothing was written (please report this)")
 
 
 def write_validated(stack: str, stack_file: Path, before: str, after: str) -> None:
@@ -429,7 +404,7 @@ def write_validated(stack: str, stack_file: Path, before: str, after: str) -> No
         load_stack_settings(stack, Path(temporary), shown_as=stack_file.name)
         os.chmod(temporary, stack_file.stat().st_mode & 0o7777)
         if _read(stack_file) != before:
-            raise PromotionError(f"{stack_file.name} changed while the promotion ran; nothing was written, run it again")
+            raise CommandError(f"{stack_file.name} changed while the promotion ran; nothing was written, run it again")
         os.replace(temporary, stack_file)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -587,7 +562,7 @@ class Judgement:
 def judge(stack: str, service: str, stack_file: Path, prometheus: str | None = None, canary: str | None = None,
           stable: str | None = None, timeout: float = 10.0) -> Judgement:
     if not stack_file.is_file():
-        raise PromotionError(f"{stack_file} does not exist; create the stack with `pulumi stack init {stack}` or pass --stack-file")
+        raise CommandError(f"{stack_file} does not exist; create the stack with `pulumi stack init {stack}` or pass --stack-file")
     before = _read(stack_file)
     settings = load_stack_settings(stack, stack_file)
     candidates = choose_candidates(settings, stack, service, canary, stable, stack_file.name)
@@ -628,7 +603,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return promote(args, args.stack_file or default_stack_file(args.stack))
-    except PromotionError as error:
+    except CommandError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
 

@@ -35,6 +35,7 @@ import yaml
 from config.settings import PROJECT
 from domain.units import parse_duration
 from tools import promote
+from tools.stack_files import CommandError
 
 WEBHOOK_ENV = "CANARY_WEBHOOK_URL"
 SERVICES_KEY = f"{PROJECT}:services"
@@ -227,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     loop = Loop(args.stack, args.repo, args.repo / f"Pulumi.{args.stack}.yaml", args.base, forge, args.prometheus)
     try:
         outcomes = loop.run()
-    except promote.PromotionError as error:
+    except CommandError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     for outcome in outcomes:

@@ -32,7 +32,7 @@ from typing import Any
 
 from tools.backend import local_state_dir
 from tools.cluster import Kubectl, ReadError, stack_cluster
-from tools.promote import default_stack_file
+from tools.stack_files import default_stack_file
 
 EXIT_CLEAN, EXIT_UNAVAILABLE, EXIT_FOUND = 0, 2, 3
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"

@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tools import render
-from tools.promote import load_stack_settings
-from tools.stack_run import ROOT
+from tools.stack_files import ROOT, load_stack_settings
 
 LOCK = ROOT / "tools" / "scanner" / "requirements.txt"
 # checkov also reports a Pod per pod template (its findings are the workload's own): those are not counted twice.

@@ -32,17 +32,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from config.deployed import READ_STACK_OUTPUTS
-
-ROOT = Path(__file__).resolve().parents[1]
-# libyaml's parser when PyYAML has it: the pure-Python one costs ~13 ms of every run on the stack files.
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _load_yaml(path: Path) -> Any:
-    return yaml.load(path.read_text(), Loader=_YAML_LOADER)
-
-
-PROJECT = _load_yaml(ROOT / "Pulumi.yaml")["name"]
+from tools.stack_files import PROJECT, ROOT, encode_config, load_stack_values
 
 _SIG_KEY = "4dabf18193072939515e22adb298388d"
 _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
@@ -249,25 +239,6 @@ def stand_in_charts_dir(root: Path, charts: Iterable[Any], templates: Mapping[st
 
 # ---- config as the CLI hands it over -----------------------------------------------------------
 
-def load_stack_values(stack: str, stack_file: Path | None = None) -> tuple[dict[str, Any], set[str]]:
-    """Project defaults overlaid by the stack file: key (no project prefix for ours) -> value, and secure keys."""
-    project = _load_yaml(ROOT / "Pulumi.yaml")
-    values: dict[str, Any] = {}
-    for key, declared in (project.get("config") or {}).items():
-        if isinstance(declared, dict) and ("default" in declared or "value" in declared):
-            values[key] = declared.get("value", declared.get("default"))
-        elif not isinstance(declared, dict):
-            values[key] = declared
-    path = stack_file or ROOT / f"Pulumi.{stack}.yaml"
-    secure: set[str] = set()
-    for full_key, value in ((_load_yaml(path) or {}).get("config") or {}).items():
-        key = full_key.removeprefix(f"{PROJECT}:")
-        if isinstance(value, dict) and set(value) == {"secure"}:
-            secure.add(key)
-        values[key] = value
-    return values, secure
-
-
 def set_path(values: dict[str, Any], path: str, value: Any) -> None:
     """`pulumi config set --path` on a plain dict: creates maps on the way, DELETE removes the key."""
     parts = [int(p[1:-1]) if p.startswith("[") else p for p in re.findall(r"\[\d+\]|[^.\[\]]+", path)]
@@ -282,20 +253,6 @@ def set_path(values: dict[str, Any], path: str, value: Any) -> None:
         target.append(value)
     else:
         target[parts[-1]] = value
-
-
-def encode_config(values: Mapping[str, Any], secure: Iterable[str], secrets: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
-    config: dict[str, str] = {}
-    secret_keys: list[str] = []
-    for key, value in values.items():
-        full_key = key if ":" in key else f"{PROJECT}:{key}"
-        if key in secure or key in secrets:
-            value = secrets.get(key, f"secret-value-of-{key}")
-            secret_keys.append(full_key)
-        # The CLI hands structured values over as JSON with object keys sorted (the real-engine tests showed it),
-        # whatever order the stack file has them in; so does this.
-        config[full_key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    return config, secret_keys
 
 
 # ---- the mock engine ---------------------------------------------------------------------------

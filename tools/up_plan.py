@@ -31,14 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from pydantic import ValidationError
 
 from config.live_cluster import live_cluster
-from config.settings import SECRET_KEYS, Settings
+from config.settings import Settings
 from domain.istio_releases import istio_release
 from domain.mesh import ISTIO_NAMESPACE
 from tools import e2e
-from tools.stack_run import ROOT, load_stack_values
+from tools.stack_files import ROOT, CommandError, load_stack_settings
 
 # One kind for both generations. v0.29.0 publishes the 1.33 image; its code still configures nodes before 1.23
 # (kubeadm v1beta2, preflight skipped, cgroupfs before 1.24), and the 1.18.20 image's entrypoint accepts the private
@@ -184,16 +183,16 @@ class Target:
 
 
 def stack_target(stack: str) -> Target:
-    if not (ROOT / f"Pulumi.{stack}.yaml").is_file():
+    """The stack asked for, read as `pulumi up` reads it (the model and its rules): a stack file the program would
+    refuse stops here, with the same problems listed, before a cluster is created for it."""
+    stack_file = ROOT / f"Pulumi.{stack}.yaml"
+    if not stack_file.is_file():
         known = ", ".join(sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in ROOT.glob("Pulumi.*.yaml")))
         raise Stop(f"there is no stack file Pulumi.{stack}.yaml; the committed stacks are: {known}")
-    values, secure = load_stack_values(stack)
-    ours = {key: value for key, value in values.items() if ":" not in key and key not in SECRET_KEYS and key not in secure}
     try:
-        return Target(stack, Settings.model_validate(ours))
-    except ValidationError as error:
-        raise Stop(f"Pulumi.{stack}.yaml does not read as a stack ({error.error_count()} problems); "
-                   f"`STACK={stack} make preview` lists them with their fixes") from None
+        return Target(stack, load_stack_settings(stack, stack_file))
+    except CommandError as error:
+        raise Stop(str(error)) from None
 
 
 # ---- plans ---------------------------------------------------------------------------------------
