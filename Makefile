@@ -11,7 +11,7 @@ include tools/toolchain/versions
 KIND_VERSION := v0.29.0
 LEGACY_SCHEMAS := .cache/kubernetes-validate-legacy
 
-.PHONY: help venv schemas promtool toolchain sim-cluster-tools sim-cluster-tools-all sim-cluster sim-cluster-stop test lint config-schema istio-charts policy-pack render bench up down preview destroy delete-cluster recover deploy-deps e2e-checks promote diagnose analyze scanner scan
+.PHONY: help venv schemas promtool node toolchain sim-cluster-tools sim-cluster-tools-all sim-cluster sim-cluster-stop test lint config-schema istio-charts policy-pack render bench up down preview destroy delete-cluster recover deploy-deps e2e-checks promote diagnose analyze scanner scan
 
 help:
 	@echo "make up        set up and run 'pulumi up': with no context, a kind cluster and the stack it can run (dev on cgroup v1, dev-current otherwise)"
@@ -60,6 +60,14 @@ promtool:
 	  else echo "promtool not found and not installable here (needs root and apt-get): install Prometheus' promtool and put it on PATH" >&2; exit 1; fi; }
 	@command -v promtool >/dev/null || { echo "promtool is still not on PATH after installing Debian's prometheus" >&2; exit 1; }
 
+# Node.js runs the MongoDB replica-set scripts and the UI pod's request loop in the tests; Debian's nodejs has it.
+node:
+	@command -v node >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs >/dev/null; \
+	  else echo "node not found and not installable here (needs root and apt-get): install Node.js and put node on PATH" >&2; exit 1; fi; }
+	@command -v node >/dev/null || { echo "node is still not on PATH after installing Debian's nodejs" >&2; exit 1; }
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/shellcheck -x scripts/*.sh tools/toolchain/*.sh tools/toolchain/*/build.sh .ci/run
@@ -90,7 +98,7 @@ sim-cluster: sim-cluster-tools
 sim-cluster-stop:
 	KUBERNETES_VERSION=$(KUBERNETES_VERSION) scripts/sim-cluster.sh stop
 
-test: venv schemas promtool policy-pack toolchain sim-cluster-tools-all scanner lint
+test: venv schemas promtool node policy-pack toolchain sim-cluster-tools-all scanner lint
 	$(BIN)/python -m pytest -q
 
 render: $(VENV)/.installed-runtime

@@ -90,7 +90,7 @@ def test_every_planned_check_parses_as_a_command():
 
 
 def test_the_request_loop_run_in_the_ui_pod_sends_the_header_and_counts_codes():
-    # The UI pod runs this script with its own node; here the machine's must be there (the README's set-up has it).
+    # The UI pod runs this script with its own node; here the machine's must be there (`make test` installs it: make node).
     assert shutil.which("node"), "node is needed to run the UI pod's request loop: install Node.js"
     seen_headers = []
 

@@ -283,7 +283,7 @@ def _in_fake_replica_set(script: str, members: int | None) -> dict:
     """Run a Job script against a fake set of `members` (None: never initiated); its log and the members after."""
     from components.mongodb import member_hosts
 
-    assert shutil.which("node"), "node is needed to run the replica-set scripts (the README's setup installs it)"
+    assert shutil.which("node"), "node is needed to run the replica-set scripts (`make test` installs it: make node)"
     start = {"config": None} if members is None else {
         "config": {"_id": "rs0", "version": 1, "members": [{"_id": i, "host": h} for i, h in enumerate(member_hosts(members))]}}
     result = subprocess.run(["node", "-e", FAKE_REPLICA_SET, script, json.dumps(start)], capture_output=True, text=True, check=True)

@@ -156,7 +156,7 @@ def test_the_state_holds_generated_passwords_and_keys_only_as_ciphertext(stack):
             assert set(resource["outputs"][field]) == {"4dabf18193072939515e22adb298388d", "ciphertext"}, field
 
 
-# ---- 2. the README's canary walkthrough ------------------------------------------------------------
+# ---- 2. the canary walkthrough (docs/canary.md) ------------------------------------------------------------
 
 def test_step_2_half_the_traffic_plans_only_the_route_and_the_live_weights_follow(stack):
     workspace, kubeconfig, _ = stack
@@ -212,7 +212,7 @@ def test_step_1_a_new_canary_routes_only_after_its_subset_and_its_ready_pods(sta
     assert live(kubeconfig, "deployment", "currencyexchange-v2", "bee-travels")["status"].get("readyReplicas") == 2
 
 
-RETIRE_V1 = {  # what the README's step 4 says retiring hotel v1 plans
+RETIRE_V1 = {  # what docs/canary.md's step 4 says retiring hotel v1 plans
     ("kubernetes:apps/v1:Deployment", "hotel-v1-deployment"): "delete",
     ("kubernetes:policy/v1:PodDisruptionBudget", "hotel-v1-pdb"): "delete",
     # v1 was hotel's only json-tier version, so its identity and that identity's Sidecar go with it.
@@ -238,7 +238,7 @@ def test_step_4_retiring_the_old_version_plans_what_the_readme_says(stack):
     assert weights(kubeconfig, "hotel") == {"v2": 100}
 
 
-GROW_TO_FIVE = {  # the README's "more members": in place, the connection Secret updated, not replaced
+GROW_TO_FIVE = {  # docs/operations.md, Replica set: more members in place, the connection Secret updated, not replaced
     ("kubernetes:apps/v1:StatefulSet", "mongodb-statefulset"): "update",
     ("kubernetes:policy/v1:PodDisruptionBudget", "mongodb-pdb"): "update",
     ("kubernetes:core/v1:Secret", "mongodb-connection"): "update",
