@@ -51,22 +51,23 @@ $(LEGACY_SCHEMAS)/.installed: | $(BIN)/python
 	$(BIN)/pip install --quiet --no-deps --target $(LEGACY_SCHEMAS) kubernetes-validate==1.24.1
 	touch $@
 
-# Prometheus' promtool evaluates the service-level rules in the tests; Debian's prometheus package ships it.
-# Without it those tests fail, so this target fails too when it cannot install it.
-promtool:
-	@command -v promtool >/dev/null || { \
+# debian_command COMMAND PACKAGE: COMMAND on PATH, else Debian's PACKAGE installed (as root); the target fails where
+# neither works, since the tests that need the command fail without it.
+define debian_command
+	@command -v $(1) >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
-	  else echo "promtool not found and not installable here (needs root and apt-get): install Prometheus' promtool and put it on PATH" >&2; exit 1; fi; }
-	@command -v promtool >/dev/null || { echo "promtool is still not on PATH after installing Debian's prometheus" >&2; exit 1; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(2) >/dev/null; \
+	  else echo "$(1) not found and not installable here (needs root and apt-get): install $(2) and put $(1) on PATH" >&2; exit 1; fi; }
+	@command -v $(1) >/dev/null || { echo "$(1) is still not on PATH after installing Debian's $(2)" >&2; exit 1; }
+endef
+
+# Prometheus' promtool evaluates the service-level rules in the tests; Debian's prometheus package ships it.
+promtool:
+	$(call debian_command,promtool,prometheus)
 
 # Node.js runs the MongoDB replica-set scripts and the UI pod's request loop in the tests; Debian's nodejs has it.
 node:
-	@command -v node >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs >/dev/null; \
-	  else echo "node not found and not installable here (needs root and apt-get): install Node.js and put node on PATH" >&2; exit 1; fi; }
-	@command -v node >/dev/null || { echo "node is still not on PATH after installing Debian's nodejs" >&2; exit 1; }
+	$(call debian_command,node,nodejs)
 
 lint: venv
 	$(BIN)/ruff check .
