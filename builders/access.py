@@ -59,12 +59,9 @@ class AccessPlan:
     external_hosts: dict[tuple[str, str], tuple[ExternalHost, ...]]  # per (service, data tier)
 
     def callers_of(self, service: str) -> list[Caller]:
-        return self._graph.get(service, [])
+        return self.call_graph.get(service, [])
 
     @functools.cached_property
-    def _graph(self) -> dict[str, list[Caller]]:
-        return self.call_graph()
-
     def call_graph(self) -> dict[str, list[Caller]]:
         """Who may call each workload (by app label), derived from the catalogue: nothing else is allowed."""
         gateway = identity(self.gateway_service_account, self.gateway_pod_labels, self.istio_namespace)

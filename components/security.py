@@ -46,7 +46,7 @@ class MeshSecurity(pulumi.ComponentResource):
         istio_resource(f"{name}-mesh-peer-authentication", "PeerAuthentication", "default", plan.istio_namespace, mtls, child)
         istio_resource(f"{name}-app-peer-authentication", "PeerAuthentication", "default", plan.namespace, mtls, child)
 
-        self.call_graph = plan.call_graph() if args.security.authorization else {}
+        self.call_graph = plan.call_graph if args.security.authorization else {}
         if args.security.authorization:
             # An ALLOW policy with no rules matches nothing: every request not allowed by a service's own policy is denied.
             istio_resource(f"{name}-deny-by-default", "AuthorizationPolicy", "deny-by-default", plan.namespace, {}, child)
@@ -94,7 +94,7 @@ class MeshSecurity(pulumi.ComponentResource):
             "podSelector": {}, "policyTypes": ["Ingress", "Egress"],
             "egress": [{"to": [istio], "ports": tcp_ports(CONTROL_PLANE_PORT, *args.telemetry_ports)}],
             "ingress": [{"from": [istio], "ports": tcp_ports(*SCRAPED_PORTS)}]}, child)
-        graph = plan.call_graph()
+        graph = plan.call_graph
         if "mongodb" in graph:
             network_policy(f"{name}-mongodb-ingress-network", "mongodb-ingress", namespace,
                            ingress_network_policy_spec("mongodb", MONGO_PORT, graph["mongodb"]), child)

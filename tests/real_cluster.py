@@ -42,13 +42,13 @@ class SimCluster:
     kubeconfig: Path
 
     def _env(self) -> dict[str, str]:
-        return {**os.environ, "SIM_DIR": str(self.state), "KUBERNETES_VERSION": self.kubernetes_version}
+        return _sim_env(self.kubernetes_version, self.state)
 
     @classmethod
     def start(cls, kubernetes_version: str, state: Path) -> SimCluster:
         """A fresh control plane in `state`, with PersistentVolumes for the MongoDB claims (no provisioner runs)."""
-        env = {**os.environ, "SIM_DIR": str(state), "KUBERNETES_VERSION": kubernetes_version}
-        started = subprocess.run([str(SIM_SCRIPT), "start"], env=env, capture_output=True, text=True, check=False)
+        started = subprocess.run([str(SIM_SCRIPT), "start"], env=_sim_env(kubernetes_version, state), capture_output=True,
+                                 text=True, check=False)
         assert started.returncode == 0, (f"the simulated {kubernetes_version} cluster did not start (make sim-cluster-tools-all "
                                          f"builds it):\n{started.stderr[-3000:]}")
         last = started.stdout.strip().splitlines()[-1]
@@ -63,6 +63,18 @@ class SimCluster:
 
     def stop(self) -> None:
         subprocess.run([str(SIM_SCRIPT), "stop"], env=self._env(), capture_output=True, check=False)
+
+    def stop_component(self, component: str) -> None:
+        """One component (etcd, kube-apiserver, kube-scheduler, ...) goes away: the faults a real cluster meets."""
+        subprocess.run([str(SIM_SCRIPT), "stop-component", component], env=self._env(), capture_output=True, check=True)
+
+    def start_component(self, component: str) -> None:
+        """The component comes back, and is healthy when this returns."""
+        subprocess.run([str(SIM_SCRIPT), "start-component", component], env=self._env(), capture_output=True, check=True)
+
+
+def _sim_env(kubernetes_version: str, state: Path) -> dict[str, str]:
+    return {**os.environ, "SIM_DIR": str(state), "KUBERNETES_VERSION": kubernetes_version}
 
     def apiserver_arguments(self) -> list[str]:
         pid = (self.state / "run" / "kube-apiserver.pid").read_text().strip()

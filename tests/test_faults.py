@@ -26,7 +26,7 @@ import pytest
 import yaml
 from pulumi_cli import PROJECT, Workspace
 from real_charts import real_charts
-from real_cluster import SIM_SCRIPT, SimCluster, kubectl, planned_changes, set_in_stack_file, up
+from real_cluster import SimCluster, kubectl, planned_changes, set_in_stack_file, up
 
 from tools.stack_run import ROOT
 
@@ -184,7 +184,7 @@ def test_an_update_killed_mid_install_is_recovered_and_the_next_up_converges(sta
     release Helm left pending are each found, said, and recovered; the next `pulumi up` converges."""
     assert not stack.export().get("resources"), "this fault starts from empty: it runs first in the file, or alone"
     # With the scheduler stopped no pod becomes Ready, so Helm's install of istiod stays pending while the CLI dies.
-    sim_cluster(stack, "stop-component", "kube-scheduler")
+    stack.cluster.stop_component("kube-scheduler")
     process, log = stack.start_up()
     wait_for_line(log, process, "kubernetes:helm.sh/v3:Release", "istiod", "creating")
     wait_for_pending_release(stack, process, "istio-system", "istiod")
@@ -198,7 +198,7 @@ def test_an_update_killed_mid_install_is_recovered_and_the_next_up_converges(sta
     assert waiting.returncode == 2 and "plugins of an update whose CLI was killed still run" in waiting.stderr, waiting.stderr
     assert "nothing was changed" in waiting.stderr
     signal_all(plugins, signal.SIGKILL)
-    sim_cluster(stack, "start-component", "kube-scheduler")
+    stack.cluster.start_component("kube-scheduler")
 
     refused = stack.workspace.pulumi("up", "--stack", STACK, "--yes", "--skip-preview", check=False)
     assert refused.returncode != 0 and "locked" in refused.output and "pulumi cancel" in refused.output
@@ -216,10 +216,6 @@ def test_an_update_killed_mid_install_is_recovered_and_the_next_up_converges(sta
     assert_converged(stack, None)
 
 
-def sim_cluster(stack: Stack, command: str, component: str) -> None:
-    subprocess.run([str(SIM_SCRIPT), command, component], env=stack.cluster._env(), check=True, capture_output=True)
-
-
 def change_hotel_replicas(stack: Stack) -> None:
     """One change for an update to make: hotel's replica count, to whichever of 2 and 3 it is not."""
     config = yaml.safe_load((stack.workspace.project / f"Pulumi.{STACK}.yaml").read_text())["config"]
@@ -232,9 +228,9 @@ def update_with_a_component_down(stack: Stack, component: str, seconds: float) -
     change_hotel_replicas(stack)
     process, log = stack.start_up()
     wait_for_line(log, process, "Deployment", "updating")
-    sim_cluster(stack, "stop-component", component)
+    stack.cluster.stop_component(component)
     time.sleep(seconds)
-    sim_cluster(stack, "start-component", component)
+    stack.cluster.start_component(component)
     process.wait(timeout=900)
     output = log.read_text()
     (stack.workspace.root / f"{component}-outage.log").write_text(f"exit {process.returncode}\n{output}")

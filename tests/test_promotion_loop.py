@@ -37,12 +37,16 @@ def repo(tmp_path) -> Path:
     _git(root, "init", "-q", "-b", "main")
     text = (ROOT / "Pulumi.prod.yaml").read_text()
     for service in ("destination", "carrental"):
-        anchor = text.index(f"    {service}:\n")
-        at = text.index("{v1: 90, v2: 10}", anchor)
-        text = text[:at] + QUIET + text[at + len("{v1: 90, v2: 10}"):]
+        text = _with_weights(text, service, QUIET)
     (root / "Pulumi.prod.yaml").write_text(text)
     _commit(root, "prod as committed")
     return root
+
+
+def _with_weights(text: str, service: str, weights: str) -> str:
+    """prod's stack file with one service's committed weights ({v1: 90, v2: 10}) replaced, the rest as written."""
+    at = text.index("{v1: 90, v2: 10}", text.index(f"    {service}:\n"))
+    return text[:at] + weights + text[at + len("{v1: 90, v2: 10}"):]
 
 
 def _set_canary(repo: Path, **settings: object) -> None:
@@ -132,9 +136,7 @@ def test_an_advance_to_100_percent_is_announced_and_one_short_of_it_is_not(repo,
         (step,) = _loop(repo, prometheus, tmp_path / "prs.json").run()  # 10% -> 25%
     assert step.action == "ADVANCE" and posted == []
     stack_file = repo / "Pulumi.prod.yaml"
-    text = stack_file.read_text()
-    at = text.index("{v1: 90, v2: 10}", text.index(HOTEL))
-    stack_file.write_text(text[:at] + "{v1: 50, v2: 50}" + text[at + len("{v1: 90, v2: 10}"):])
+    stack_file.write_text(_with_weights(stack_file.read_text(), "hotel", "{v1: 50, v2: 50}"))
     _commit(repo, "hotel at 50%")
     with _webhook(posted):
         (last,) = _loop(repo, prometheus, tmp_path / "prs.json").run()
