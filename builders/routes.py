@@ -17,7 +17,6 @@ GATEWAY_NAME = "bee-travels-gateway"
 MIRROR_WRITES_ACCEPTED = "bee-travels.io/mirror-writes-accepted"
 
 
-
 def host(service: str, namespace: str) -> str:
     return f"{service}.{namespace}.svc.cluster.local"
 

@@ -162,7 +162,6 @@ def policy_results(events: list[dict]) -> tuple[set[str], set[str]]:
     return passed, failed
 
 
-
 def pinned_charts() -> list:
     """Every repository chart a stack may install: current Istio's three and the add-ons of both Istio lines."""
     from builders.addons import ADDONS

@@ -99,7 +99,6 @@ def test_the_server_is_kubernetes_1_18_20_serving_exactly_1_18_s_apis(deployed):
     assert not {"policy/v1", "autoscaling/v2", "discovery.k8s.io/v1"} & served  # what 1.21 and later added
 
 
-
 def test_up_from_empty_creates_every_object_the_stack_declares_with_its_declared_spec(deployed):
     missing, differing = differences(deployed.kubeconfig, declared_manifests(deployed.declared()))
     assert missing == []
