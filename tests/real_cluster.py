@@ -35,6 +35,10 @@ def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None, check: bool 
                           text=True, check=check)
 
 
+def _sim_env(kubernetes_version: str, state: Path) -> dict[str, str]:
+    return {**os.environ, "SIM_DIR": str(state), "KUBERNETES_VERSION": kubernetes_version}
+
+
 @dataclass(frozen=True)
 class SimCluster:
     kubernetes_version: str
@@ -71,10 +75,6 @@ class SimCluster:
     def start_component(self, component: str) -> None:
         """The component comes back, and is healthy when this returns."""
         subprocess.run([str(SIM_SCRIPT), "start-component", component], env=self._env(), capture_output=True, check=True)
-
-
-def _sim_env(kubernetes_version: str, state: Path) -> dict[str, str]:
-    return {**os.environ, "SIM_DIR": str(state), "KUBERNETES_VERSION": kubernetes_version}
 
     def apiserver_arguments(self) -> list[str]:
         pid = (self.state / "run" / "kube-apiserver.pid").read_text().strip()
