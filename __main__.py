@@ -3,6 +3,7 @@
 import pulumi
 
 from builders.access import AccessPlan
+from builders.addon_values import istio_dashboards
 from builders.addons import ZIPKIN_PORT, addon_versions, enabled_charts
 from builders.charts import chart_source, repository_charts, require_local_charts
 from builders.compat import KubernetesApis
@@ -12,9 +13,9 @@ from builders.routes import external_hosts, external_hosts_by_identity
 from builders.workloads import DataConnections, identities_on_tier, service_accounts
 from components.cloud_database import CloudDatabase, CloudDatabaseArgs
 from components.gateway_tls import SelfSignedCertificate, SelfSignedCertificateArgs
-from components.istio import IstioMesh, IstioMeshArgs, gateway_service_account, sidecar_needs_account_token
+from components.istio import IstioMesh, IstioMeshArgs
 from components.mongodb import MongoDB, MongoDBArgs
-from components.observability import Observability, ObservabilityArgs, istio_dashboards
+from components.observability import Observability, ObservabilityArgs
 from components.security import MeshSecurity, MeshSecurityArgs
 from components.service import MeshService, MeshServiceArgs
 from components.traffic import TrafficRules, TrafficRulesArgs
@@ -35,7 +36,6 @@ require_local_charts([*repository_charts(settings.istio), *enabled_charts(settin
                      settings.helm.charts_dir, stack_file_name())
 dashboards = istio_dashboards(charts) if settings.observability.grafana else {}
 kubernetes = KubernetesApis(settings.kubernetes_minor)
-account_token = sidecar_needs_account_token(settings.istio)
 namespace = settings.app_namespace
 
 # 2. Mesh: Istio base -> istiod -> ingress gateway, and the app namespace with injection.
@@ -50,7 +50,7 @@ seeded = settings.services_using("mongodb")
 mongodb = MongoDB("mongodb", MongoDBArgs(
     settings=settings.mongodb, images=settings.images, namespace=mesh.app_namespace, seeded_services=seeded,
     istio_minor=settings.istio.minor, kubernetes=kubernetes, production=settings.production, after=mesh.prerequisites,
-    mount_account_token=account_token,
+    mount_account_token=mesh.sidecars_need_account_token,
 )) if seeded else None
 cloud = CloudDatabase("cloud-database", CloudDatabaseArgs(
     url=secrets.cloud_database_url, cert=secrets.cloud_database_cert, namespace=mesh.app_namespace, after=mesh.prerequisites,
@@ -61,7 +61,7 @@ accounts = service_accounts(settings.services)
 egress = external_hosts_by_identity(settings.services, settings.cloud_database)
 plan = AccessPlan(
     service_accounts=accounts, namespace=namespace, istio_namespace=ISTIO_NAMESPACE,
-    gateway_service_account=gateway_service_account(settings.istio), gateway_pod_labels=mesh.gateway_selector,
+    gateway_service_account=mesh.gateway_service_account, gateway_pod_labels=mesh.gateway_selector,
     mongo_clients=(*identities_on_tier(accounts, "mongodb"), *mongodb.own_clients) if mongodb else (),
     mongo_hosts=mongodb.service_hosts if mongodb else (), external_hosts=egress,
 )
@@ -78,7 +78,7 @@ services = {name: MeshService(name, MeshServiceArgs(
         cloud_secret=cloud.secret if cloud else None, cloud_has_cert=bool(cloud and cloud.has_cert),
     ),
     security=settings.security, plan=plan, gateway=settings.gateway if name == FRONTEND else None,
-    after=mesh.prerequisites, autoscalers_handing_over=handing_over.get(name, frozenset()), mount_account_token=account_token,
+    after=mesh.prerequisites, autoscalers_handing_over=handing_over.get(name, frozenset()), mount_account_token=mesh.sidecars_need_account_token,
     limits=limits_of(settings.istio.minor, service),
 )) for name, service in settings.services.items()}
 

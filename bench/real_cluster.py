@@ -44,8 +44,8 @@ import yaml
 
 from bench import markdown
 from bench.program_scaling import REAL_SERVICES, machine, synthetic_catalogue
-from tests.pulumi_cli import PROGRAM_FILES, PROJECT, Workspace, stand_in_helm_charts, toolchain_bin
-from tests.stack_fixtures import CURRENT_ISTIO
+from harness.pulumi_cli import PROGRAM_FILES, PROJECT, Workspace, stand_in_helm_charts, toolchain_bin
+from harness.stacks import CURRENT_ISTIO
 from tools.stack_run import ROOT, run_stack, unwrap
 
 SECTION = "## Real engine on the simulated cluster"

@@ -10,26 +10,33 @@ import pulumi_random as random
 
 from builders.compat import KubernetesApis
 from builders.kube import container_port, metadata
+from builders.mongodb import (
+    HEADLESS_SERVICE,
+    PRIMARY_WAIT_SECONDS,
+    REPLICA_SET,
+    SERVICE_NAME,
+    connection_url,
+    members_script,
+    ping_command,
+    proxy_script,
+    replica_set_script,
+    seed_command,
+)
 from builders.workloads import Identity, identity
 from config.settings import ImageSettings, MongoSettings
 from domain.images import mongo_image, seed_image
 from domain.mongodb import MEMBER_ACCOUNT, PORT, SEED_ACCOUNT, SEED_POD_LABELS
 
-SERVICE_NAME = "mongo"  # the host name the Bee Travels v2 images were built against
-DATABASE = "beetravels"
 CONNECTION_SECRET = "mongodb-connection"
 CONNECTION_KEY = "MONGO_CONNECTION_URL"
 LABELS = {"app": "mongodb"}
 MONGO_UID = 999  # the mongodb user of the official image
-HEADLESS_SERVICE = "mongodb-headless"
-REPLICA_SET = "rs0"
 KEYFILE_PATH = "/etc/mongodb-keyfile/keyfile"
 # The root user's name and password as files: the image's entrypoint reads MONGO_INITDB_ROOT_*_FILE (docker-library/
 # mongo 4.4 docker-entrypoint.sh, file_env), so neither sits in the environment, where `kubectl describe` and crash
 # dumps would show it.
 ROOT_CREDENTIALS_DIR = "/etc/mongodb-root"
-# How long the replica-set Job waits for a primary; a Job's deadline (all its retries) leaves room for a full wait.
-PRIMARY_WAIT_SECONDS = 600
+# A Job's deadline (all its retries) leaves room for a full wait for a primary.
 JOB_DEADLINE_SECONDS = 2 * PRIMARY_WAIT_SECONDS
 # Pulumi awaits a Job's completion for 10 minutes by default, less than the deadline. It waits a minute past the
 # deadline instead, so `pulumi up` reports the Job's own outcome (done, or failed at its deadline), not a timeout.
@@ -52,40 +59,6 @@ class MongoDBArgs:
     mount_account_token: bool = False  # only where the sidecar authenticates with it (Istio 1.6, first-party-jwt)
 
 
-def member_hosts(replicas: int) -> list[str]:
-    return [f"mongodb-{index}.{HEADLESS_SERVICE}:{PORT}" for index in range(replicas)]
-
-
-def connection_url(user: str, password: str, replicas: int = 1) -> str:
-    if replicas == 1:
-        return f"mongodb://{user}:{password}@{SERVICE_NAME}:{PORT}/{DATABASE}?authSource=admin"
-    # Every member is listed so the drivers find the primary wherever it is after an election.
-    return f"mongodb://{user}:{password}@{','.join(member_hosts(replicas))}/{DATABASE}?authSource=admin&replicaSet={REPLICA_SET}"
-
-
-def ping_command(version: str) -> list[str]:
-    # The legacy `mongo` shell left the image in 6.0; `mongosh` replaced it.
-    shell = "mongosh" if int(version.split(".")[0]) >= 6 else "mongo"
-    return [shell, "--quiet", "--eval", "db.adminCommand('ping').ok"]
-
-
-def seed_command(istio_minor: str) -> list[str]:
-    """Run the seeder, then stop the sidecar so the Job can complete.
-
-    Istio 1.6 has no way to end a sidecar with its Job (no native sidecars, no holdApplicationUntilProxyStarts),
-    and without the sidecar the Job could not reach MongoDB under STRICT mTLS. So the seeder waits for the proxy
-    to be ready, runs, then asks Envoy to quit through its local admin port and exits with the seeder's status.
-    """
-    ready_port = 15020 if istio_minor == "1.6" else 15021
-    script = (
-        f"until wget -q -O /dev/null http://127.0.0.1:{ready_port}/healthz/ready; do sleep 1; done; "
-        "python gen_upload.py; status=$?; "
-        "wget -q -O /dev/null --post-data= http://127.0.0.1:15000/quitquitquit; "
-        "exit $status"
-    )
-    return ["/bin/sh", "-c", script]
-
-
 ROOT_CREDENTIALS_MOUNT = k8s.core.v1.VolumeMountArgs(name="root-credentials", mount_path=ROOT_CREDENTIALS_DIR, read_only=True)
 
 
@@ -94,59 +67,6 @@ def root_credentials_volume(root_secret: k8s.core.v1.Secret) -> k8s.core.v1.Volu
     # whether or not the pod sets an fsGroup.
     return k8s.core.v1.VolumeArgs(name="root-credentials", secret=k8s.core.v1.SecretVolumeSourceArgs(
         secret_name=root_secret.metadata.apply(lambda meta: meta["name"]), default_mode=0o444))
-
-
-def _proxy_script(istio_minor: str, body: str) -> str:
-    """Bash: wait for the sidecar, run `body`, then stop the sidecar and exit with body's status.
-
-    The same sequence as seed_command, for images without wget (the mongo image): bash's /dev/tcp speaks the HTTP.
-    """
-    ready_port = 15020 if istio_minor == "1.6" else 15021
-    return (
-        "http() { exec 3<>/dev/tcp/127.0.0.1/$1 && printf '%s /%s HTTP/1.0\\r\\nContent-Length: 0\\r\\n\\r\\n' \"$2\" \"$3\" >&3 "
-        "&& head -n1 <&3; exec 3>&-; }; "
-        f"until http {ready_port} GET healthz/ready 2>/dev/null | grep -q ' 200'; do sleep 1; done; "
-        f"{body}; status=$?; "
-        "http 15000 POST quitquitquit >/dev/null 2>&1; "
-        "exit $status"
-    )
-
-
-def replica_set_script(replicas: int) -> str:
-    """mongo shell JavaScript: initiate the replica set unless it already is, wait for a primary and print its host
-    as the last line. Safe to re-run."""
-    members = ",".join(f'{{_id:{index},host:"{host}"}}' for index, host in enumerate(member_hosts(replicas)))
-    return (
-        "function state(){try{return rs.status()}catch(e){return {ok:0,code:e.code,errmsg:e.message}}}"
-        "var s=state();"
-        f'if(s.ok!==1&&s.code===94){{var r=rs.initiate({{_id:"{REPLICA_SET}",members:[{members}]}});'
-        "if(r.ok!==1){throw new Error('rs.initiate: '+tojson(r))}print('replica set initiated')}"
-        "else if(s.ok!==1){throw new Error('rs.status: '+tojson(s))}else{print('replica set already initiated')}"
-        f"var until=Date.now()+{PRIMARY_WAIT_SECONDS * 1000};"
-        "while(!db.isMaster().primary){if(Date.now()>until){throw new Error('no primary elected')}sleep(2000)}"
-        "print(db.isMaster().primary)"
-    )
-
-
-def members_script(replicas: int) -> str:
-    """mongo shell JavaScript, run on the primary: make the set's members exactly the StatefulSet's pods.
-
-    Members that left (a smaller `mongodb.replicas`: the StatefulSet has already removed their pods) are removed,
-    then new pods are added, one member per reconfiguration, as MongoDB 4.4 requires. A member's _id is its pod's
-    ordinal, so a pod that comes back is the same member. Safe to re-run: with nothing to change it changes nothing.
-    """
-    hosts = ",".join(f'"{host}"' for host in member_hosts(replicas))
-    return (
-        f"var want=[{hosts}];"
-        "function conf(){var r=db.adminCommand({replSetGetConfig:1});if(r.ok!==1){throw new Error('replSetGetConfig: '+tojson(r))}return r.config}"
-        "function reconfig(c,what){c.version=c.version+1;var r=db.adminCommand({replSetReconfig:c});"
-        "if(r.ok!==1){throw new Error('replSetReconfig ('+what+'): '+tojson(r))}print(what)}"
-        "function hosts(c){return c.members.map(function(m){return m.host})}"
-        "hosts(conf()).forEach(function(h){if(want.indexOf(h)<0){var c=conf();"
-        "c.members=c.members.filter(function(m){return m.host!==h});reconfig(c,'removed '+h)}});"
-        "want.forEach(function(h,i){var c=conf();if(hosts(c).indexOf(h)<0){c.members.push({_id:i,host:h});reconfig(c,'added '+h)}});"
-        "print('members: '+hosts(conf()).join(','))"
-    )
 
 
 class MongoDB(pulumi.ComponentResource):
@@ -282,7 +202,7 @@ class MongoDB(pulumi.ComponentResource):
             name="replica-set-init",
             image=mongo_image(args.images, args.settings.version),
             image_pull_policy=args.images.pull_policy,
-            command=["/bin/bash", "-c", _proxy_script(args.istio_minor, body)],
+            command=["/bin/bash", "-c", proxy_script(args.istio_minor, body)],
             env=[
                 k8s.core.v1.EnvVarArgs(name="REPLICA_SET_SCRIPT", value=replica_set_script(args.settings.replicas)),
                 k8s.core.v1.EnvVarArgs(name="MEMBERS_SCRIPT", value=members_script(args.settings.replicas)),

@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from harness.stacks import CURRENT_ISTIO
 from tools import istio_charts
 from tools.stack_run import stand_in_chart_cache
 
@@ -21,7 +22,6 @@ def istio_chart_cache(tmp_path_factory):
 
 
 # Whole-program runs shared by the tests that only read them (each run is fresh and independent).
-CURRENT_ISTIO = {"istio.version": "1.30.3", "kubernetesVersion": "1.33"}
 
 
 def _run(stack, overrides=None):

@@ -9,7 +9,7 @@ import pytest
 
 from bench import program_scaling, real_cluster
 from domain import catalogue
-from tests.pulumi_cli import stand_in_helm_charts
+from harness.pulumi_cli import stand_in_helm_charts
 from tools.stack_run import run_stack
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from stack_fixtures import CURRENT_ISTIO
 
 from config.stack_config import StackConfigError
+from harness.stacks import CURRENT_ISTIO
 from tools.stack_run import run_stack
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import schema_validation as sv
 import yaml
 from mesh_policies import POLICIES
-from pulumi_cli import Workspace, planned_resources, policy_results
-from real_charts import real_charts
-from stack_fixtures import CURRENT_ISTIO
 
+from harness import schema_validation as sv
+from harness.pulumi_cli import Workspace, planned_resources, policy_results
+from harness.real_charts import real_charts
+from harness.stacks import CURRENT_ISTIO
 from tools.stack_run import PROJECT, ROOT, run_stack, unwrap
 
 STACK = "dev-current"

@@ -2,7 +2,7 @@
 damaged state file. Each ends with the stack converged and nothing lost.
 
 The stack is prod (Istio 1.6.14, the real charts) on a fresh simulated Kubernetes 1.18 control plane
-(tests/real_cluster.py), through the pinned CLI as its users run it; prod because its MongoDB volume and
+(harness/sim_cluster.py), through the pinned CLI as its users run it; prod because its MongoDB volume and
 credentials are protected. "Nothing lost": MongoDB's claims are Bound to the same volumes, its Secrets hold the same
 data under the same UIDs, the StatefulSet was never replaced, and every object Pulumi made on the server is one the
 state knows. Each test starts from a converged stack (it deploys or recovers first), so each runs on its own too.
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pulumi_cli import PROJECT, Workspace
-from real_charts import real_charts
-from real_cluster import SimCluster, kubectl, planned_changes, set_in_stack_file, up
 
+from harness.pulumi_cli import PROJECT, Workspace
+from harness.real_charts import real_charts
+from harness.sim_cluster import SimCluster, kubectl, planned_changes, set_in_stack_file, up
 from tools.stack_run import ROOT
 
 STACK = "prod"

@@ -1,9 +1,9 @@
 """The Istio install: release order, chart sources, values per stack, injection labels, version checks."""
 
 import pytest
-from stack_fixtures import CURRENT_ISTIO
 
 from builders.charts import ChartsMissingError
+from harness.stacks import CURRENT_ISTIO
 from tools.stack_run import run_stack
 
 RELEASE = "kubernetes:helm.sh/v3:Release"

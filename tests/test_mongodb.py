@@ -6,8 +6,8 @@ import shutil
 import subprocess
 
 import pytest
-import schema_validation as sv
 
+from harness import schema_validation as sv
 from tools.stack_run import Secret, run_stack, secret_paths
 
 ALL_JSON = {f"services.{name}": {"versions": {"v1": {"tier": "json"}}}
@@ -281,7 +281,7 @@ console.log(JSON.stringify({log, members: set.config ? hosts(set.config) : [], r
 
 def _in_fake_replica_set(script: str, members: int | None) -> dict:
     """Run a Job script against a fake set of `members` (None: never initiated); its log and the members after."""
-    from components.mongodb import member_hosts
+    from builders.mongodb import member_hosts
 
     assert shutil.which("node"), "node is needed to run the replica-set scripts (`make test` installs it: make node)"
     start = {"config": None} if members is None else {
@@ -291,7 +291,7 @@ def _in_fake_replica_set(script: str, members: int | None) -> dict:
 
 
 def _members_after(before: int | None, want: int) -> dict:
-    from components.mongodb import member_hosts, members_script, replica_set_script
+    from builders.mongodb import member_hosts, members_script, replica_set_script
 
     initiated = _in_fake_replica_set(replica_set_script(want), before)
     assert initiated["log"][-1] == "mongodb-0.mongodb-headless:27017", initiated["log"]  # the primary, for the next step

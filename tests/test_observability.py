@@ -7,8 +7,8 @@ import subprocess
 import pytest
 import yaml
 
+from builders.addon_values import DashboardsMissingError, istio_dashboards
 from builders.signals import SIGNALS, Scope, p95_latency_ms, request_rate, requests_served, success_ratio
-from components.observability import DashboardsMissingError, istio_dashboards
 from tools.stack_run import run_stack, secret_paths, stand_in_chart_cache, unwrap
 
 RELEASE = "kubernetes:helm.sh/v3:Release"

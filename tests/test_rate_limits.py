@@ -2,8 +2,8 @@
 
 Istio 1.30: Envoy's HTTP local rate limit (whole workload, or per path prefix) and its network local rate limit
 (new connections). Istio 1.6 (Envoy 1.14, API v2): the connection limit only; a request limit is refused with the
-reason and the alternatives. Every generated Envoy object is checked against its Envoy API: v3 by tools/envoy_check
-(go-control-plane 1.37.0), v2 by tools/envoy_check_v2 (go-control-plane v0.9.9).
+reason and the alternatives. Every generated Envoy object is checked against its Envoy API: v3 by tests/envoy_checkers/envoy_check
+(go-control-plane 1.37.0), v2 by tests/envoy_checkers/envoy_check_v2 (go-control-plane v0.9.9).
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import schema_validation as sv
-from stack_fixtures import CURRENT_ISTIO
 
 from builders.rate_limits import TYPE_URL, UNREACHED
 from domain.envoy import ENVOY_APIS
-from tools.stack_run import ROOT, run_stack, unwrap
+from harness import schema_validation as sv
+from harness.stacks import CURRENT_ISTIO
+from tools.stack_run import run_stack, unwrap
 
-TOOLS = ROOT / "tools"
+CHECKERS = Path(__file__).resolve().parent / "envoy_checkers"
 LIMITED = {**CURRENT_ISTIO,
            "services.hotel.rateLimit": {"requests": 50, "burst": 100},
            "services.hotel.connectionRateLimit": {"connections": 20, "per": "500ms"},
@@ -36,14 +36,14 @@ CONNECTIONS_1_6 = {"services.hotel.connectionRateLimit": {"connections": 30, "pe
 
 
 def _build(checker: str) -> Path:
-    """A checker built from its folder and tools/envoy_check_common, cached by their sources."""
+    """A checker built from its folder and tests/envoy_checkers/envoy_check_common, cached by their sources."""
     assert shutil.which("go"), f"Go is needed to build tools/{checker} (make test's toolchain needs it too)"
-    sources = sorted(path for folder in (checker, "envoy_check_common") for path in (TOOLS / folder).iterdir()
+    sources = sorted(path for folder in (checker, "envoy_check_common") for path in (CHECKERS / folder).iterdir()
                      if path.name in ("go.mod", "go.sum") or path.suffix == ".go")
     digest = hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()[:12]
     binary = Path.home() / ".cache" / "bee-travels-toolchain" / f"{checker.replace('_', '-')}-{digest}" / checker
     if not binary.is_file():
-        built = subprocess.run(["go", "build", "-o", str(binary), "."], cwd=TOOLS / checker, capture_output=True, text=True,
+        built = subprocess.run(["go", "build", "-o", str(binary), "."], cwd=CHECKERS / checker, capture_output=True, text=True,
                                check=False, env={**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=readonly"})
         assert built.returncode == 0, built.stderr[-3000:]
     return binary

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-import real_charts
-from pulumi_cli import pinned_charts
 
 from builders.istio_archive import REQUIRED_FILES
+from harness import real_charts
+from harness.pulumi_cli import pinned_charts
 from tools import istio_charts
 
 

@@ -19,9 +19,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pulumi_cli import PROJECT, Workspace
-from real_charts import real_charts
-from real_cluster import (
+from test_diagnose import canned_prometheus  # noqa: F401 - Prometheus answering hand-written errors, as a fixture
+from test_promote import prometheus  # noqa: F401 - the local Prometheus stand-in, as a fixture
+
+from harness.pulumi_cli import PROJECT, Workspace
+from harness.real_charts import real_charts
+from harness.sim_cluster import (
     VOLUMES,
     SimCluster,
     declared_manifests,
@@ -35,10 +38,7 @@ from real_cluster import (
     up,
     weights,
 )
-from stack_fixtures import CURRENT_ISTIO
-from test_diagnose import canned_prometheus  # noqa: F401 - Prometheus answering hand-written errors, as a fixture
-from test_promote import prometheus  # noqa: F401 - the local Prometheus stand-in, as a fixture
-
+from harness.stacks import CURRENT_ISTIO
 from tools.stack_files import load_stack_settings
 from tools.stack_run import DELETE, ROOT, run_stack
 

@@ -20,9 +20,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pulumi_cli import Result, Workspace
-from real_charts import RealCharts, real_charts
-from real_cluster import (
+
+from domain.mesh import ISTIO_NAMESPACE
+from harness.pulumi_cli import Result, Workspace
+from harness.real_charts import RealCharts, real_charts
+from harness.sim_cluster import (
     SERVICE_RANGE,
     VOLUMES,
     SimCluster,
@@ -36,8 +38,6 @@ from real_cluster import (
     up,
     weights,
 )
-
-from domain.mesh import ISTIO_NAMESPACE
 from tools.stack_run import StackRun, run_stack
 
 KUBERNETES_VERSION = "1.18"

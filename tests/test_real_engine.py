@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 from mesh_policies import POLICIES
-from pulumi_cli import PROJECT, Workspace, planned_resources, policy_results
-from real_charts import real_charts
-from stack_fixtures import CURRENT_ISTIO
 from test_config_validation import BAD_CONFIGS, CLOUD_SECRETS
 
+from harness.pulumi_cli import PROJECT, Workspace, planned_resources, policy_results
+from harness.real_charts import real_charts
+from harness.stacks import CURRENT_ISTIO
 from tools.stack_run import ROOT, run_stack
 
 CLOUD_CERT = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUbeeTravelsTestOnly\n-----END CERTIFICATE-----"

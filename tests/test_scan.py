@@ -7,8 +7,8 @@ import re
 
 import pytest
 import yaml
-from stack_fixtures import CURRENT_ISTIO
 
+from harness.stacks import CURRENT_ISTIO
 from tools import render, scan
 
 STACKS = {"dev": ("dev", None), "prod": ("prod", None), "current": ("prod", CURRENT_ISTIO)}

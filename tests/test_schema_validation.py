@@ -3,7 +3,8 @@
 
 import jsonschema
 import pytest
-import schema_validation as sv
+
+from harness import schema_validation as sv
 
 LEGACY_K8S = "1.18"  # served by the legacy schema folder only
 CURRENT_K8S = "1.33"

@@ -1,17 +1,17 @@
 """A single mutation of a committed stack file is refused with the project's own error, or declares only objects
 that the stack's own API server and Istio release take.
 
-Hypothesis draws the mutations (tests/stack_mutations.py: one value changed, removed, or its key misspelt, as a new
+Hypothesis draws the mutations (harness/stack_mutations.py: one value changed, removed, or its key misspelt, as a new
 user makes them) over dev, prod and dev-current. Refused: a StackConfigError naming the stack file and a key, with
 nothing registered. Accepted: every object the program declares passes its Kubernetes and Istio schemas, and every
 object that differs from the unmutated stack's goes to a real API server of the stack's Kubernetes release (the
-simulated control plane, tests/real_cluster.py, with the base chart's Istio CRDs installed) as a server-side dry
+simulated control plane, harness/sim_cluster.py, with the base chart's Istio CRDs installed) as a server-side dry
 run, which must take it: the server applies its own validation (quantities, int32 fields, names, the CRDs' schemas
 and, on Istio 1.30, their CEL rules). What the mock engine cannot show: what the charts render from changed values
 (no Helm runs here; the settings rules guard those values) and istiod's own validation, which runs only as a webhook.
 
 The examples are derandomized, so CI draws the same ones each run; MUTATION_EXAMPLES=<n> draws more.
-`PYTHONPATH=.:tests python tests/stack_mutations.py` runs every mutation (the census) without the servers.
+`python -m harness.stack_mutations` runs every mutation (the census) without the servers.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ import yaml
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from real_charts import RealCharts, real_charts
-from real_cluster import SimCluster, declared_manifests, kubectl
-from stack_mutations import STACKS, Mutation, istio_version, kubernetes_minor, leaves, mutated_values, outcome, schema_errors
 
+from harness.real_charts import RealCharts, real_charts
+from harness.sim_cluster import SimCluster, declared_manifests, kubectl
+from harness.stack_mutations import STACKS, Mutation, istio_version, kubernetes_minor, leaves, mutated_values, outcome, schema_errors
 from tools.stack_run import run_stack
 
 EXAMPLES = int(os.environ.get("MUTATION_EXAMPLES", "60"))

@@ -5,9 +5,9 @@ import re
 from pathlib import Path
 
 import pytest
-import schema_validation as sv
 
 from config.settings import SECRET_KEYS, Settings
+from harness import schema_validation as sv
 from tools import config_schema
 from tools.stack_run import ROOT, secret_paths, unwrap
 
@@ -113,7 +113,7 @@ def test_stack_files_hold_no_plaintext_credentials(stack_file):
     assert "password" not in text and "mongodb://" not in text
 
 
-OURS = {"domain", "config", "builders", "components", "tools", "bench", "tests", "policy"}
+OURS = {"domain", "config", "builders", "components", "tools", "harness", "bench", "tests", "policy"}
 # Each layer and what it may import at run time: domain (the app's and the releases' facts) <- config (the settings
 # model, loading, rules) <- builders (pure specs and values) <- components (resources) <- __main__.
 LAYERS = {"domain": {"domain"}, "config": {"config", "domain"}, "builders": {"builders", "domain"},
@@ -153,6 +153,37 @@ def test_the_commands_never_import_the_components():
     (and so never registers a resource, nor pulls in their SDK imports, by reading a name)."""
     for path in _modules("tools"):
         assert "components" not in _imports(path) | _imports(path, type_only=True), f"{path.relative_to(ROOT)} imports components"
+
+
+# Who may import the test-support and the test folders: the harness serves tests and benchmarks and imports neither;
+# nothing outside tests/ imports a test module.
+SUPPORT_IMPORTS = {"harness": {"tests", "bench", "components"}, "bench": {"tests"}, "tools": {"tests", "harness", "bench"},
+                   "policy": {"tests", "harness", "bench"}}
+
+
+@pytest.mark.parametrize("folder", SUPPORT_IMPORTS)
+def test_support_code_never_imports_the_tests(folder):
+    for path in _modules(folder):
+        if {"tests", "venv"} & set(path.relative_to(ROOT).parts[1:]):
+            continue  # the policy pack's own tests and its virtualenv
+        wrong = (_imports(path) | _imports(path, type_only=True)) & SUPPORT_IMPORTS[folder]
+        assert not wrong, f"{path.relative_to(ROOT)} imports {sorted(wrong)}"
+
+
+def test_every_error_a_command_raises_is_a_command_error():
+    """One error type for the commands: each error class under tools/ is a kind of CommandError, so every command's
+    `except CommandError` reports reading, fetching and planning failures alike."""
+    import importlib
+
+    from tools.errors import CommandError
+    errors = {}
+    for path in _modules("tools"):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and any(ast.unparse(base).endswith(("Error", "Exception")) for base in node.bases):
+                errors[f"tools.{path.stem}.{node.name}"] = getattr(importlib.import_module(f"tools.{path.stem}"), node.name)
+    assert len(errors) >= 5, errors
+    assert [name for name, cls in errors.items() if not issubclass(cls, CommandError)] == []
 
 
 def test_the_domain_facts_load_without_pulumi_or_the_settings_model():

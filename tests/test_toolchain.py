@@ -8,8 +8,8 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from pulumi_cli import toolchain_bin
 
+from harness.pulumi_cli import toolchain_bin
 from tools.stack_run import ROOT
 
 VERSIONS = dict(re.findall(r"^(\w+)=(\S+)$", (ROOT / "tools" / "toolchain" / "versions").read_text(), re.MULTILINE))

@@ -13,9 +13,9 @@ import tarfile
 from io import BytesIO
 
 import pytest
-from pulumi_cli import Workspace, planned_resources
 from test_real_cluster import cluster, current_edits  # noqa: F401 - a simulated cluster of its own, as a fixture
 
+from harness.pulumi_cli import Workspace, planned_resources
 from tools.stack_run import ROOT
 
 # The last commit before MeshService took each service's resources from the workload, traffic and security

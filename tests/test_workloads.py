@@ -1,9 +1,9 @@
 """Bee Travels workloads: one Deployment per configured version, with the image, env and labels the app expects."""
 
 import pytest
-import schema_validation as sv
 import yaml
 
+from harness import schema_validation as sv
 from tools.stack_run import ROOT, Secret, run_stack, secret_paths
 
 CLOUD = {

@@ -30,7 +30,8 @@ from config.settings import Settings
 from domain.mesh import ISTIO_NAMESPACE
 from tools import diagnose, render
 from tools.cluster import ReadError
-from tools.stack_files import CommandError, default_stack_file, load_stack_settings
+from tools.errors import CommandError
+from tools.stack_files import default_stack_file, load_stack_settings
 
 EXIT_CLEAN, EXIT_ERRORS, EXIT_UNAVAILABLE = 0, 1, 2
 WORKLOADS = ("Deployment", "StatefulSet")
@@ -102,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             if args.keep is None:
                 shutil.rmtree(folder, ignore_errors=True)
-    except (CommandError, ReadError) as error:
+    except CommandError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     shown = diagnose.analysis_findings(messages)

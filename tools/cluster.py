@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tools.errors import CommandError
 from tools.stack_files import load_stack_values
 
 
-class ReadError(Exception):
+class ReadError(CommandError):
     """A source of live data could not be read."""
 
 

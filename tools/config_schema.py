@@ -12,15 +12,13 @@ import sys
 import types
 import typing
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from config.settings import PROJECT, SECRET_KEYS, Section, Settings
-
-ROOT = Path(__file__).resolve().parents[1]
+from tools.stack_files import ROOT
 
 HEADER = {
     "name": PROJECT,

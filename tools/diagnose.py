@@ -28,8 +28,9 @@ from config.settings import Settings
 from domain.mesh import ISTIO_NAMESPACE, injection_labels
 from tools import drift, istio_charts
 from tools.cluster import Kubectl, ReadError, stack_cluster
-from tools.promote import PORT_FORWARD, PrometheusError, query_rows
-from tools.stack_files import CommandError, default_stack_file, load_stack_settings
+from tools.errors import CommandError
+from tools.promote import PORT_FORWARD, query_rows
+from tools.stack_files import default_stack_file, load_stack_settings
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 SIDECAR = "istio-proxy"
@@ -351,7 +352,7 @@ def _a_pod(live: Live, chosen: Callable[[Mapping[str, Any]], bool]) -> str | Non
 def _check(report: Report, source: str, read: Callable[[], list[Finding]]) -> None:
     try:
         report.add(read())
-    except (ReadError, CommandError, PrometheusError, OSError, subprocess.TimeoutExpired) as error:
+    except (CommandError, OSError, subprocess.TimeoutExpired) as error:
         report.add([Finding("unread", f"{source} could not be read: {error}")])
 
 
@@ -433,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             istioctl = None if args.no_istioctl else lambda: Istioctl(args.istioctl or matching_istioctl(settings), cluster)
             report = diagnose(settings, Kubectl(cluster), istioctl, args.prometheus or settings.canary.prometheus_url,
                               args.window)
-    except (CommandError, ReadError) as error:
+    except CommandError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
     print_report(report, args.stack)

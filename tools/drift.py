@@ -20,7 +20,8 @@ from typing import Any
 from builders.routes import http_routes
 from config.settings import Settings
 from tools.cluster import Kubectl, ReadError, stack_cluster
-from tools.stack_files import CommandError, default_stack_file, load_stack_settings
+from tools.errors import CommandError
+from tools.stack_files import default_stack_file, load_stack_settings
 
 EXIT_SAME, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
 
@@ -84,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_stack_settings(args.stack, stack_file)
         with stack_cluster(args, stack_file) as cluster:
             found = differences(expected_routes(settings), live_routes(settings.app_namespace, Kubectl(cluster)))
-    except (CommandError, ReadError) as error:
+    except CommandError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
     if not found:

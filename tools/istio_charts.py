@@ -40,6 +40,7 @@ from builders.istio_archive import (
     charts_dir,
     release_url,
 )
+from tools.errors import CommandError
 
 # Name of the file, inside <cache>/istio-<version>/, recording the sha256 of
 # the archive the charts were extracted from. Its presence means "verified".
@@ -48,7 +49,7 @@ MARKER_NAME = ".archive-sha256"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
-class ChartFetchError(Exception):
+class ChartFetchError(CommandError):
     """The charts could not be fetched, verified or extracted."""
 
 

@@ -51,7 +51,8 @@ from builders.signals import Scope, p95_latency_ms, requests_served, success_rat
 from config.settings import PROJECT, CanarySettings, ServiceLevel, Settings
 from domain.mesh import ISTIO_NAMESPACE
 from tools.backend import local_backend_url
-from tools.stack_files import ROOT, CommandError, default_stack_file, load_stack_settings
+from tools.errors import CommandError
+from tools.stack_files import ROOT, default_stack_file, load_stack_settings
 
 EXIT_DONE, EXIT_UP_FAILED, EXIT_ERROR, EXIT_HOLD, EXIT_ROLLBACK = 0, 1, 2, 3, 4
 PORT_FORWARD = f"kubectl -n {ISTIO_NAMESPACE} port-forward svc/prometheus {PROMETHEUS_PORT}:{PROMETHEUS_PORT}"
@@ -506,7 +507,7 @@ def apply(stack: str, stack_file: Path, targets: Sequence[str] = ()) -> int | No
     # A stack file inside another project folder (a copy of the program) is run there; every command the Automation
     # API runs for the update then reads that stack file, its encryption salt included.
     project = stack_file.parent if (stack_file.parent / "Pulumi.yaml").is_file() else ROOT
-    in_place = stack_file.resolve() == (project / f"Pulumi.{stack}.yaml").resolve()
+    in_place = stack_file.resolve() == default_stack_file(stack, project).resolve()
     try:
         target = automation.select_stack(stack_name=stack, work_dir=str(project),
                                          opts=automation.LocalWorkspaceOptions(env_vars=_backend_defaults()))

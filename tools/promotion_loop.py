@@ -35,7 +35,8 @@ import yaml
 from config.settings import PROJECT
 from domain.units import parse_duration
 from tools import promote
-from tools.stack_files import CommandError
+from tools.errors import CommandError
+from tools.stack_files import default_stack_file
 
 WEBHOOK_ENV = "CANARY_WEBHOOK_URL"
 SERVICES_KEY = f"{PROJECT}:services"
@@ -225,7 +226,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     forge: Forge = LocalForge(Path(args.forge.split(":", 1)[1])) if args.forge.startswith("local:") else GitHubForge()
-    loop = Loop(args.stack, args.repo, args.repo / f"Pulumi.{args.stack}.yaml", args.base, forge, args.prometheus)
+    loop = Loop(args.stack, args.repo, default_stack_file(args.stack, args.repo), args.base, forge, args.prometheus)
     try:
         outcomes = loop.run()
     except CommandError as error:

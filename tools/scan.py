@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tools import render
-from tools.stack_files import ROOT, load_stack_settings
+from tools.stack_files import ROOT, default_stack_file, load_stack_settings
 
 LOCK = ROOT / "tools" / "scanner" / "requirements.txt"
 # checkov also reports a Pod per pod template (its findings are the workload's own): those are not counted twice.
@@ -66,7 +66,7 @@ def documented_waivers(page: Path = WAIVER_PAGE) -> set[str]:
 
 def digests_for_every_image(stack: str, istio_version: str | None = None) -> dict[str, str]:
     """A made-up digest per repository the stack runs (on `istio_version` if given): the form a registry's would have."""
-    settings = load_stack_settings(stack, ROOT / f"Pulumi.{stack}.yaml")
+    settings = load_stack_settings(stack, default_stack_file(stack))
     if istio_version:
         settings = settings.model_copy(update={"istio": settings.istio.model_copy(update={"version": istio_version})})
     return {repository: f"sha256:{index:064x}" for index, repository in enumerate(settings.image_repositories(), start=1)}

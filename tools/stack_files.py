@@ -1,5 +1,5 @@
 """Stack files as the commands read them: project defaults overlaid by `Pulumi.<stack>.yaml`, handed to the settings
-model and its rules as `pulumi up` would, and the one error a command reports for what the user must fix."""
+model and its rules as `pulumi up` would."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import yaml
 
 from config.settings import Settings
 from config.stack_config import RawStackConfig, StackConfigError, load_settings
+from tools.errors import CommandError
 
 ROOT = Path(__file__).resolve().parents[1]
 # libyaml's parser when PyYAML has it: the pure-Python one costs ~13 ms of every run on the stack files.
@@ -25,10 +26,6 @@ def load_yaml(path: Path) -> Any:
 PROJECT = load_yaml(ROOT / "Pulumi.yaml")["name"]
 
 
-class CommandError(Exception):
-    """Something the user must fix before a command can read or decide anything; nothing was changed."""
-
-
 def load_stack_values(stack: str, stack_file: Path | None = None) -> tuple[dict[str, Any], set[str]]:
     """Project defaults overlaid by the stack file: key (no project prefix for ours) -> value, and secure keys."""
     project = load_yaml(ROOT / "Pulumi.yaml")
@@ -38,7 +35,7 @@ def load_stack_values(stack: str, stack_file: Path | None = None) -> tuple[dict[
             values[key] = declared.get("value", declared.get("default"))
         elif not isinstance(declared, dict):
             values[key] = declared
-    path = stack_file or ROOT / f"Pulumi.{stack}.yaml"
+    path = stack_file or default_stack_file(stack)
     secure: set[str] = set()
     for full_key, value in ((load_yaml(path) or {}).get("config") or {}).items():
         key = full_key.removeprefix(f"{PROJECT}:")
@@ -62,8 +59,9 @@ def encode_config(values: Mapping[str, Any], secure: Iterable[str], secrets: Map
     return config, secret_keys
 
 
-def default_stack_file(stack: str) -> Path:
-    return ROOT / f"Pulumi.{stack}.yaml"
+def default_stack_file(stack: str, project: Path = ROOT) -> Path:
+    """Where a stack's file lives in a project folder: the one place the name `Pulumi.<stack>.yaml` is made."""
+    return project / f"Pulumi.{stack}.yaml"
 
 
 def load_stack_settings(stack: str, stack_file: Path, shown_as: str | None = None) -> Settings:

@@ -37,7 +37,8 @@ from config.settings import Settings
 from domain.istio_releases import istio_release
 from domain.mesh import ISTIO_NAMESPACE
 from tools import e2e
-from tools.stack_files import ROOT, CommandError, load_stack_settings
+from tools.errors import CommandError
+from tools.stack_files import ROOT, default_stack_file, load_stack_settings
 
 # One kind for both generations. v0.29.0 publishes the 1.33 image; its code still configures nodes before 1.23
 # (kubeadm v1beta2, preflight skipped, cgroupfs before 1.24), and the 1.18.20 image's entrypoint accepts the private
@@ -61,7 +62,7 @@ GATEWAY_SERVICE = "istio-ingressgateway"
 FORWARDED_GATEWAY = "http://localhost:8080"
 
 
-class Stop(Exception):
+class Stop(CommandError):
     """Nothing can be done on this machine as asked; the message says why and what to do instead."""
 
 
@@ -185,7 +186,7 @@ class Target:
 def stack_target(stack: str) -> Target:
     """The stack asked for, read as `pulumi up` reads it (the model and its rules): a stack file the program would
     refuse stops here, with the same problems listed, before a cluster is created for it."""
-    stack_file = ROOT / f"Pulumi.{stack}.yaml"
+    stack_file = default_stack_file(stack, ROOT)
     if not stack_file.is_file():
         known = ", ".join(sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in ROOT.glob("Pulumi.*.yaml")))
         raise Stop(f"there is no stack file Pulumi.{stack}.yaml; the committed stacks are: {known}")

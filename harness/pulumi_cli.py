@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from tools.backend import local_backend_url
+from tools.stack_files import default_stack_file
 from tools.stack_run import ROOT, set_path, stand_in_charts_dir
 
 PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"]
@@ -114,7 +115,7 @@ class Workspace:
              secret_values: Mapping[str, str] | None = None) -> Path:
         """Create `stack` whose stack file is Pulumi.<base>.yaml with `overrides` applied; secrets set encrypted."""
         self.pulumi("stack", "init", stack)
-        stack_file = self.project / f"Pulumi.{stack}.yaml"
+        stack_file = default_stack_file(stack, self.project)
         salt = (yaml.safe_load(stack_file.read_text()) or {}).get("encryptionsalt")
         self.write_stack_file(stack, base, overrides, salt)
         for key, value in (secret_values or {}).items():
@@ -123,10 +124,10 @@ class Workspace:
 
     def write_stack_file(self, stack: str, base: str, overrides: Mapping[str, Any] | None = None, salt: str | None = None) -> None:
         """Pulumi.<stack>.yaml as the program's own Pulumi.<base>.yaml with `overrides`, keeping the stack's salt."""
-        stack_file = self.project / f"Pulumi.{stack}.yaml"
+        stack_file = default_stack_file(stack, self.project)
         if salt is None:
             salt = (yaml.safe_load(stack_file.read_text()) or {}).get("encryptionsalt")
-        committed = yaml.safe_load((self.source / f"Pulumi.{base}.yaml").read_text()) or {}
+        committed = yaml.safe_load(default_stack_file(base, self.source).read_text()) or {}
         values = {key.removeprefix(f"{PROJECT}:"): value for key, value in (committed.get("config") or {}).items()}
         for path, value in (overrides or {}).items():
             set_path(values, path, value)
@@ -174,7 +175,7 @@ def pinned_charts() -> list:
 
 def stand_in_helm_charts(root: Path, istio_crds: Path | None = None) -> Path:
     """A helm.chartsDir with a stand-in for every repository chart any stack installs, for the benchmark only (the
-    tests install the real charts, tests/real_charts.py); with `istio_crds`, the base chart installs those CRDs."""
+    tests install the real charts, harness/real_charts.py); with `istio_crds`, the base chart installs those CRDs."""
     folder = stand_in_charts_dir(root, pinned_charts())
     if istio_crds is not None:
         # Helm installs a chart's crds/ before its templates.

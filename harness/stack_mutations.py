@@ -6,7 +6,7 @@ the mock engine. Its outcome is one of:
 - accepted: the program declared its objects; whether the servers take them is the caller's to check;
 - crashed: any other error, or a refusal that does not name the stack file or the key, or registered resources.
 
-    PYTHONPATH=.:tests python tests/stack_mutations.py [--stack dev ...] [--schemas]   # every mutation: the census
+    python -m harness.stack_mutations [--stack dev ...] [--schemas]   # every mutation: the census
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from schema_validation import validate_istio_object, validate_kubernetes_object
 
 from config.stack_config import StackConfigError
-from tools.stack_run import DELETE, PROJECT, ROOT, StackRun, run_stack
+from harness.schema_validation import validate_istio_object, validate_kubernetes_object
+from tools.stack_files import default_stack_file
+from tools.stack_run import DELETE, PROJECT, StackRun, run_stack
 
 STACKS = ("dev", "prod", "dev-current")
 # Strings a user pastes by mistake, and ones that would run code if a value reached a shell or MongoDB's JavaScript.
@@ -72,7 +73,7 @@ class Misspelt:
 
 
 def stack_file_config(stack: str) -> dict[str, Any]:
-    config = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    config = yaml.safe_load(default_stack_file(stack).read_text())["config"]
     return {key.removeprefix(f"{PROJECT}:"): value for key, value in config.items()}
 
 
@@ -202,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--schemas", action="store_true", help="check every accepted mutation's objects against the "
                         "Kubernetes and Istio schemas of its stack (an accepted one that fails them counts as crashed)")
     args = parser.parse_args(argv)
-    from real_charts import real_charts  # the charts the stacks pin: the census runs the program as the tests do
     from real_cluster import declared_manifests
+
+    from harness.real_charts import real_charts  # the charts the stacks pin: the census runs the program as the tests do
 
     charts = real_charts()
     counts: Counter[tuple[str, str]] = Counter()

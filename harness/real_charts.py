@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pulumi_cli import pinned_charts
 
 from builders.charts import Chart, local_chart
 from builders.istio_archive import REQUIRED_FILES, charts_dir
+from harness.pulumi_cli import pinned_charts
 from tools import istio_charts
 from tools.stack_run import ROOT
 

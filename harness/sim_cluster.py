@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from pulumi_cli import PROJECT, Workspace, planned_resources
 
 from domain.units import parse_quantity
+from harness.pulumi_cli import PROJECT, Workspace, planned_resources
+from tools.stack_files import default_stack_file
 from tools.stack_run import ROOT, StackRun, set_path, unwrap
 
 SIM_SCRIPT = ROOT / "scripts" / "sim-cluster.sh"
@@ -176,7 +177,7 @@ def helm_releases(kubeconfig: Path) -> dict[str, HelmRelease]:
 
 
 def stack_file(workspace: Workspace, stack: str) -> Path:
-    return workspace.project / f"Pulumi.{stack}.yaml"
+    return default_stack_file(stack, workspace.project)
 
 
 def set_in_stack_file(workspace: Workspace, stack: str, path: str, value) -> None:

@@ -8,7 +8,7 @@ apiVersion/kind that the version does not serve is reported as an error, which i
 how the project checks that it picked API versions the target cluster serves.
 
 Istio custom resources are checked against the CRDs of the Istio release, taken from
-the same charts the real-cluster tier installs (``tests/real_charts.py``: the base
+the same charts the real-cluster tier installs (``harness/real_charts.py``: the base
 chart's CRDs, from ``../shared/charts`` or ``$BEE_TRAVELS_CHARTS`` here, Istio's
 release archive and Helm repository elsewhere), with unknown fields treated as
 errors like ``kubectl apply --validate=strict``. Missing schemas fail the test that
@@ -244,7 +244,7 @@ def require_kubernetes_schemas(kubernetes_version: str) -> None:
 @functools.cache
 def _istio_crds(release: str) -> dict:
     """(group, kind) -> CRD, as the release's base chart installs them (fails the test when no charts are had)."""
-    from real_charts import real_charts
+    from harness.real_charts import real_charts
 
     return {(crd["spec"]["group"], crd["spec"]["names"]["kind"]): crd for crd in real_charts().istio_crds(release)}
 
