@@ -20,6 +20,7 @@ import pytest
 from builders.signals import Scope, p95_latency_ms, requests_served, success_ratio
 from config.settings import Settings
 from tools import promote
+from tools.prometheus import PORT_FORWARD
 from tools.stack_run import ROOT
 
 SIGNALS = {"requests": requests_served, "success": success_ratio, "p95": p95_latency_ms}
@@ -424,7 +425,7 @@ def test_prometheus_errors_exit_2_without_editing(tmp_path, prometheus, run, rep
     assert result.code == 2
     assert result.after == result.before
     assert message in result.err
-    assert reply != "unreachable" or promote.PORT_FORWARD in result.err
+    assert reply != "unreachable" or PORT_FORWARD in result.err
 
 
 @pytest.mark.parametrize(("service", "args", "edits", "message"), [
@@ -445,7 +446,7 @@ def test_config_errors_exit_2_naming_the_stack_file_and_key(tmp_path, prometheus
 def test_the_port_forward_hint_is_the_one_the_stack_prints():
     from tools.stack_run import run_stack
 
-    assert run_stack("prod").outputs["observability"]["prometheus"].startswith(promote.PORT_FORWARD + " ")
+    assert run_stack("prod").outputs["observability"]["prometheus"].startswith(PORT_FORWARD + " ")
 
 
 @pytest.mark.parametrize(("stable_ms", "canary_ms", "action"), [

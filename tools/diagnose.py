@@ -29,7 +29,7 @@ from domain.mesh import ISTIO_NAMESPACE, injection_labels
 from tools import drift, istio_charts
 from tools.cluster import Kubectl, ReadError, stack_cluster
 from tools.errors import CommandError
-from tools.promote import PORT_FORWARD, query_rows
+from tools.prometheus import PORT_FORWARD, query_rows
 from tools.stack_files import default_stack_file, load_stack_settings
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2

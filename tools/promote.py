@@ -34,33 +34,23 @@ import math
 import os
 import sys
 import tempfile
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pulumi import automation
 
-from builders.addons import PROMETHEUS_PORT
 from builders.signals import Scope, p95_latency_ms, requests_served, success_ratio
 from config.settings import PROJECT, CanarySettings, ServiceLevel, Settings
-from domain.mesh import ISTIO_NAMESPACE
 from tools.backend import local_backend_url
 from tools.errors import CommandError
+from tools.prometheus import query_rows
 from tools.stack_files import ROOT, default_stack_file, load_stack_settings
 
 EXIT_DONE, EXIT_UP_FAILED, EXIT_ERROR, EXIT_HOLD, EXIT_ROLLBACK = 0, 1, 2, 3, 4
-PORT_FORWARD = f"kubectl -n {ISTIO_NAMESPACE} port-forward svc/prometheus {PROMETHEUS_PORT}:{PROMETHEUS_PORT}"
 SERVICES_KEY = f"{PROJECT}:services"
-
-
-class PrometheusError(CommandError):
-    """Prometheus could not be reached or refused a query."""
 
 
 # ---- the stack's settings ----------------------------------------------------------------------
@@ -127,39 +117,6 @@ def query_vector(base_url: str, promql: str, timeout: float) -> dict[str, float 
         if "destination_version" in labels:
             values[labels["destination_version"]] = value if math.isfinite(value) else None
     return values
-
-
-def query_rows(base_url: str, promql: str, timeout: float) -> list[tuple[dict[str, str], float]]:
-    """An instant query's series: each one's labels and value."""
-    url = f"{base_url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            body = response.read()
-    except urllib.error.HTTPError as error:
-        # Prometheus explains a rejected query in the JSON body of its 400/422/503 answers.
-        _parse_answer(base_url, error.read(), f"HTTP {error.code}")
-        raise PrometheusError(f"Prometheus at {base_url} answered HTTP {error.code} to {promql}") from error
-    except OSError as error:  # URLError, refused connections and timeouts are all OSErrors
-        reason = getattr(error, "reason", error)
-        raise PrometheusError(f"cannot reach Prometheus at {base_url} ({reason}); port-forward it with `{PORT_FORWARD}` "
-                              "or pass --prometheus URL") from error
-    return [(dict(series.get("metric") or {}), float(series["value"][1]))
-            for series in _parse_answer(base_url, body, "HTTP 200").get("result") or []]
-
-
-def _parse_answer(base_url: str, body: bytes, status: str) -> dict[str, Any]:
-    try:
-        answer = json.loads(body)
-    except ValueError as error:
-        raise PrometheusError(f"{base_url} did not answer like Prometheus' HTTP API ({status}, not JSON); check --prometheus") from error
-    if not isinstance(answer, dict) or answer.get("status") != "success":
-        detail = answer.get("error", "no reason given") if isinstance(answer, dict) else "unexpected answer"
-        kind = answer.get("errorType", "error") if isinstance(answer, dict) else "error"
-        raise PrometheusError(f"Prometheus at {base_url} refused the query ({status}, {kind}: {detail})")
-    data = answer.get("data") or {}
-    if data.get("resultType") != "vector":
-        raise PrometheusError(f"Prometheus at {base_url} answered a {data.get('resultType')!r} where an instant vector was expected")
-    return data
 
 
 def read_figures(url: str, namespace: str, candidates: Candidates, window: str, timeout: float) -> tuple[Figures, Figures]:
