@@ -9,7 +9,7 @@ from builders.charts import chart_source, repository_charts, require_local_chart
 from builders.compat import KubernetesApis
 from builders.monitoring_rules import monitored_services
 from builders.rate_limits import limits_of
-from builders.routes import external_hosts, external_hosts_by_identity
+from builders.routes import external_hosts, external_hosts_by_identity, served_credential
 from builders.workloads import DataConnections, identities_on_tier, service_accounts
 from components.cloud_database import CloudDatabase, CloudDatabaseArgs
 from components.gateway_tls import SelfSignedCertificate, SelfSignedCertificateArgs
@@ -22,7 +22,6 @@ from components.traffic import TrafficRules, TrafficRulesArgs
 from config.deployed import autoscalers_handing_over, facts_of, last_deployed
 from config.live_cluster import live_cluster
 from config.stack_config import RawStackConfig, kubernetes_provider_config, load_settings, read_secrets, stack_file_name
-from domain.catalogue import FRONTEND
 from domain.mesh import ISTIO_NAMESPACE
 
 # 1. Settings: read and checked once. A bad stack file or missing charts stop here, before anything is registered.
@@ -34,7 +33,7 @@ charts = chart_source(settings.istio, settings.helm)
 addons = addon_versions(settings.istio.minor)
 require_local_charts([*repository_charts(settings.istio), *enabled_charts(settings.observability, addons)],
                      settings.helm.charts_dir, stack_file_name())
-dashboards = istio_dashboards(charts) if settings.observability.grafana else {}
+dashboards = istio_dashboards(charts, settings.observability)
 kubernetes = KubernetesApis(settings.kubernetes_minor)
 namespace = settings.app_namespace
 
@@ -77,20 +76,18 @@ services = {name: MeshService(name, MeshServiceArgs(
         mongo_ready=mongodb.ready_for(name) if mongodb else (),
         cloud_secret=cloud.secret if cloud else None, cloud_has_cert=bool(cloud and cloud.has_cert),
     ),
-    security=settings.security, plan=plan, gateway=settings.gateway if name == FRONTEND else None,
+    security=settings.security, plan=plan, gateway=settings.gateway,
     after=mesh.prerequisites, autoscalers_handing_over=handing_over.get(name, frozenset()), mount_account_token=mesh.sidecars_need_account_token,
     limits=limits_of(settings.istio.minor, service),
 )) for name, service in settings.services.items()}
 
 # 5. Gateway and mesh-wide policy: the Gateway (and its certificate), egress ServiceEntries, mTLS, deny-by-default.
-tls_mode = settings.gateway.tls.mode
 certificate = SelfSignedCertificate("gateway-tls", SelfSignedCertificateArgs(
     hosts=settings.gateway.hosts, gateway_namespace=mesh.gateway_namespace, after=mesh.control_plane,
-)) if tls_mode == "self-signed" else None
+)) if settings.gateway.tls.mode == "self-signed" else None
 traffic = TrafficRules("traffic", TrafficRulesArgs(
     gateway=settings.gateway, gateway_selector=mesh.gateway_selector, gateway_namespace=mesh.gateway_namespace,
-    tls_credential_name=certificate.credential_name if certificate else (
-        settings.gateway.tls.credential_name if tls_mode == "secret" else None),
+    tls_credential_name=served_credential(settings.gateway.tls, certificate.credential_name if certificate else None),
     namespace=namespace, external_hosts=external_hosts(egress), after=mesh.prerequisites,
     limits=limits_of(settings.istio.minor, settings.istio.ingress_gateway),
 ))

@@ -73,9 +73,10 @@ class DashboardsMissingError(pulumi.RunError):
     """Istio 1.6's dashboards are not beside its charts; raised before any resource is registered."""
 
 
-def istio_dashboards(charts: ChartSource) -> dict[str, dict[str, str]]:
-    """Istio's own dashboards per Grafana folder, compact JSON by file name; empty where Grafana fetches them by id."""
-    if charts.dashboards is None:
+def istio_dashboards(charts: ChartSource, settings: ObservabilitySettings) -> dict[str, dict[str, str]]:
+    """Istio's own dashboards per Grafana folder, compact JSON by file name; empty without Grafana, or where Grafana
+    fetches them by id."""
+    if not settings.grafana or charts.dashboards is None:
         return {}
     folder = Path(charts.dashboards)
     folder = folder if folder.is_absolute() else PROJECT_ROOT / folder

@@ -10,7 +10,7 @@ from domain.catalogue import CATALOGUE, ExternalHost
 from domain.units import parse_duration
 
 if TYPE_CHECKING:
-    from config.settings import CloudDatabaseSettings, Fault, GatewaySettings, MatchRoute, Resilience, ServiceSettings
+    from config.settings import CloudDatabaseSettings, Fault, GatewaySettings, GatewayTls, MatchRoute, Resilience, ServiceSettings
 
 GATEWAY_NAME = "bee-travels-gateway"
 # On a VirtualService that mirrors to a version keeping data (mongodb, cloud): the stack file said it is safe.
@@ -138,6 +138,11 @@ def virtual_service_spec(service: str, settings: ServiceSettings, resilience: Re
         return {"hosts": list(gateway.hosts), "gateways": [gateway_ref],
                 "http": http_routes(service, settings, resilience, namespace)}
     return {"hosts": [host(service, namespace)], "http": http_routes(service, settings, resilience, namespace)}
+
+
+def served_credential(tls: GatewayTls, self_signed_secret: str | None) -> str | None:
+    """The TLS Secret the Gateway serves: the generated one, the named one, or none while TLS is off."""
+    return {"self-signed": self_signed_secret, "secret": tls.credential_name}.get(tls.mode)
 
 
 def gateway_spec(gateway: GatewaySettings, selector: dict[str, str], credential_name: str | None) -> dict[str, Any]:

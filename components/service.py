@@ -31,7 +31,7 @@ from builders.workloads import (
     writable_folders,
 )
 from config.settings import GatewaySettings, ImageSettings, Resilience, SecuritySettings, ServiceSettings
-from domain.catalogue import CATALOGUE, ServiceSpec
+from domain.catalogue import CATALOGUE, FRONTEND, ServiceSpec
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class MeshServiceArgs:
     data: DataConnections
     security: SecuritySettings  # which layers enforce the access plan: authorization, NetworkPolicies, Sidecars
     plan: AccessPlan  # who may call it, and where each of its identities may go
-    gateway: GatewaySettings | None  # set for the front end, which the ingress gateway serves
+    gateway: GatewaySettings  # the ingress gateway's hosts: the front end's routes are served there
     after: list[pulumi.Resource]  # the mesh's control plane: CRDs, istiod and its webhooks
     limits: Limits  # its rate limits, in the Envoy API of the stack's Istio
     # Whether pods mount their ServiceAccount's API token: only where the sidecar authenticates with it.
@@ -213,7 +213,7 @@ class MeshService(pulumi.ComponentResource):
         gateway_ref = f"{ns}/{GATEWAY_NAME}"
         mirror = args.settings.mirror
         istio_resource(f"traffic-{name}-virtual-service", "VirtualService", name, ns,
-                       virtual_service_spec(name, args.settings, args.resilience, ns, args.gateway, gateway_ref),
+                       virtual_service_spec(name, args.settings, args.resilience, ns, args.gateway if name == FRONTEND else None, gateway_ref),
                        self._opts("traffic", subsets, *ready),
                        annotations={MIRROR_WRITES_ACCEPTED: "true"} if mirror and mirror.safe_to_mirror else None)
 

@@ -325,11 +325,13 @@ def test_missing_istio_dashboards_stop_the_program_before_anything_is_registered
 
 def test_dashboards_are_compact_json(istio_chart_cache):
     from builders.charts import chart_source
-    from config.settings import HelmSettings, IstioSettings
+    from config.settings import HelmSettings, IstioSettings, ObservabilitySettings
 
-    compact = istio_dashboards(chart_source(IstioSettings(), HelmSettings()))
+    charts = chart_source(IstioSettings(), HelmSettings())
+    compact = istio_dashboards(charts, ObservabilitySettings(grafana=True))
     texts = [text for files in compact.values() for text in files.values()]
     assert texts and all("\n" not in text and json.loads(text) for text in texts)
+    assert istio_dashboards(charts, ObservabilitySettings(grafana=False)) == {}
 
 
 def test_the_signals_compute_what_they_say_under_prometheus(tmp_path):
