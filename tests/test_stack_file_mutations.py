@@ -179,7 +179,7 @@ def _string_keys(stack: str) -> list[str]:
 def test_no_stack_value_can_run_code_in_a_job_or_a_container(stack, charts):
     """Quotes, $(), backticks and newlines in any string the stack file holds, and in the keys that reach the Jobs'
     scripts: each is refused, or reaches no command, argument or environment value of any container."""
-    from stack_mutations import INJECTIONS
+    from harness.stack_mutations import INJECTIONS
 
     scanned = script_texts(declared_manifests(run_stack(stack, charts.edits(istio_version(stack)))))
     assert any("gen_upload.py" in text for text in scanned), "the scan reads the seeding Jobs' shell scripts"
