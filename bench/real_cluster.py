@@ -46,6 +46,7 @@ from bench import markdown
 from bench.program_scaling import REAL_SERVICES, machine, synthetic_catalogue
 from harness.pulumi_cli import PROGRAM_FILES, PROJECT, Workspace, stand_in_helm_charts, toolchain_bin
 from harness.stacks import CURRENT_ISTIO
+from tools.stack_files import load_stack_values
 from tools.stack_run import ROOT, run_stack, unwrap
 
 SECTION = "## Real engine on the simulated cluster"
@@ -77,6 +78,9 @@ class Shape:
     services: int
     # The engine saves the whole state after every step; this runs it with only the final save, to see that cost.
     skip_checkpoints: bool = False
+    # A lever measured by undoing it: the provider's wait on every Service, as the program had it before.
+    services_awaited: bool = False
+    parallel: int | None = None  # the engine's --parallel; None: the CLI's default
 
     @property
     def synthetic_services(self) -> int:
@@ -86,35 +90,60 @@ class Shape:
     def slug(self) -> str:
         return re.sub(r"[^a-z0-9]+", "-", self.label.lower()).strip("-")
 
+    @property
+    def lever(self) -> bool:
+        """A variant of a plain stack, run to measure one lever against it."""
+        return self.skip_checkpoints or self.services_awaited or self.parallel is not None
+
     def program(self) -> str | None:
-        """The program text of a synthetic stack (None: the project's own __main__.py)."""
-        return synthetic_program(self.synthetic_services) if self.synthetic_services else None
+        """The program text of a synthetic or lever stack (None: the project's own __main__.py)."""
+        if not (self.synthetic_services or self.services_awaited):
+            return None
+        return synthetic_program(self.synthetic_services, self.services_awaited)
 
 
-def shapes(sizes: tuple[int, ...], probe_checkpoints: bool = False) -> list[Shape]:
-    """The dev-shaped stack, the synthetic ones, and (probing) the largest again with checkpoints skipped."""
-    found = [Shape("dev-shaped", REAL_SERVICES), *(Shape(f"{size} services", size) for size in sizes)]
+# The engine's parallelism tried against its default (4 per core, `pulumi up --help`).
+PARALLEL_TRIED = (4, 16)
+
+
+def shapes(sizes: tuple[int, ...], probe_checkpoints: bool = False, levers: bool = True) -> list[Shape]:
+    """The dev-shaped stack, the synthetic ones, the levers (the Services' wait put back, other parallelism) on the
+    dev-shaped and the smallest synthetic stack, and (probing) the largest again with checkpoints skipped."""
+    plain = [Shape("dev-shaped", REAL_SERVICES), *(Shape(f"{size} services", size) for size in sizes)]
+    found = list(plain)
+    if levers:
+        for base in plain[:2]:
+            found.append(Shape(f"{base.label}, Services awaited", base.services, services_awaited=True))
+            found += [Shape(f"{base.label}, --parallel {n}", base.services, parallel=n) for n in PARALLEL_TRIED]
     if probe_checkpoints:
-        found.append(Shape(f"{found[-1].label}, {SKIP_CHECKPOINTS} = true", found[-1].services, skip_checkpoints=True))
+        found.append(Shape(f"{plain[-1].label}, {SKIP_CHECKPOINTS} = true", plain[-1].services, skip_checkpoints=True))
     return found
 
 
-def synthetic_program(synthetic_services: int) -> str:
-    """A __main__.py running the project's program with the benchmark's synthetic services in the catalogue.
+def synthetic_program(synthetic_services: int, services_awaited: bool = False) -> str:
+    """A __main__.py running the project's program with the benchmark's synthetic services in the catalogue, and
+    (services_awaited) with the provider's wait on every Service put back, as the program had it before.
 
     The catalogue is only read while the program's body runs (settings and components read it as they are built),
     so the generator's `with` may end before the engine has resolved every output.
     """
+    # The lever undone while the program runs (its Services are declared as it runs): every Service awaited.
+    awaited = "None" if services_awaited else "builders.kube.NO_ENDPOINT_WAIT"
     return f'''"""The project's program with {synthetic_services} synthetic services added (bench/real_cluster.py)."""
 import runpy
 import sys
 
 sys.path.append({str(ROOT)!r})  # the repository: the benchmark's generator and the program's own folders
 
+import builders.kube  # noqa: E402
 from bench.program_scaling import synthetic_catalogue  # noqa: E402
 
-with synthetic_catalogue({synthetic_services}, {STACK!r}):
-    runpy.run_path({str(ROOT / "__main__.py")!r}, run_name="__main__")
+kept, builders.kube.NO_ENDPOINT_WAIT = builders.kube.NO_ENDPOINT_WAIT, {awaited}
+try:
+    with synthetic_catalogue({synthetic_services}, {STACK!r}):
+        runpy.run_path({str(ROOT / "__main__.py")!r}, run_name="__main__")
+finally:
+    builders.kube.NO_ENDPOINT_WAIT = kept
 '''
 
 
@@ -469,6 +498,7 @@ class Deployment:
     timeline: UpdateTimeline
     resources: int  # in the state after the update: what the engine manages, the stack and providers left out
     state_bytes: int = 0  # the state file the update left, which the engine rewrote after every step
+    managed_fields_bytes: int = 0  # of the exported state: the live objects' metadata.managedFields, as compact JSON
 
     @property
     def preview(self) -> float:
@@ -491,19 +521,104 @@ def workspace_for(shape: Shape, root: Path, cluster: SimCluster, edits: dict) ->
     return workspace
 
 
-def preview_and_up(workspace: Workspace, cluster: SimCluster) -> Deployment:
-    policy = ("--policy-pack", str(ROOT / "policy"))  # as `make preview` and `make up` run them
+POLICY = ("--policy-pack", str(ROOT / "policy"))  # as `make preview` and `make up` run every preview and update
+
+
+def preview_and_up(workspace: Workspace, cluster: SimCluster, shape: Shape) -> Deployment:
+    parallel = ("--parallel", str(shape.parallel)) if shape.parallel else ()
     wait_for_a_quiet_machine(cluster.pids())
     with CpuClock(cluster.pids()) as preview:
-        workspace.pulumi("preview", "--stack", STACK, *policy, timeout=PREVIEW_TIMEOUT)
+        workspace.pulumi("preview", "--stack", STACK, *POLICY, *parallel, timeout=PREVIEW_TIMEOUT)
     log = workspace.root / "up-events.jsonl"
     wait_for_a_quiet_machine(cluster.pids())
     with CpuClock(cluster.pids()) as up, EventLogClock(log) as events:
-        workspace.pulumi("up", "--stack", STACK, "--yes", "--skip-preview", *policy, "--event-log", str(log), timeout=UP_TIMEOUT)
+        workspace.pulumi("up", "--stack", STACK, "--yes", "--skip-preview", *POLICY, *parallel, "--event-log", str(log),
+                         timeout=UP_TIMEOUT)
     state = workspace.pulumi("stack", "export", "--stack", STACK).json()
     managed = [r for r in state["deployment"]["resources"] if not r["type"].startswith(("pulumi:pulumi:Stack", "pulumi:providers:"))]
     state_file = workspace.root / "state" / ".pulumi" / "stacks" / PROJECT / f"{STACK}.json"
-    return Deployment(preview.use, up.use, events.timeline, len(managed), state_file.stat().st_size if state_file.exists() else 0)
+    return Deployment(preview.use, up.use, events.timeline, len(managed), state_file.stat().st_size if state_file.exists() else 0,
+                      managed_fields_bytes(managed))
+
+
+def managed_fields_bytes(resources: list[dict]) -> int:
+    """What the live objects' managedFields take of the state: the provider keeps the whole live object as outputs."""
+    return sum(len(json.dumps(((r.get("outputs") or {}).get("metadata") or {}).get("managedFields"), separators=(",", ":")))
+               for r in resources if isinstance(((r.get("outputs") or {}).get("metadata") or {}), dict)
+               and ((r.get("outputs") or {}).get("metadata") or {}).get("managedFields"))
+
+
+# ---- a deployed stack's day: a canary step, a no-change update, a refresh -------------------------
+
+@dataclass
+class DayTwo:
+    """Operations on the deployed dev-shaped stack, each timed once, with the policy pack as `make` runs them."""
+
+    no_change_up: float
+    refresh: float
+    step: str  # the canary step: which service's weights, from what to what
+    step_preview: float
+    step_up: float
+    step_changes: dict[str, int]  # the step's preview: operation -> resources
+    kubectl_step: float  # `kubectl apply --server-side` of the step's one VirtualService, median of KUBECTL_RUNS
+    others_cores: float = 0.0  # the most cores other processes took during one of these phases
+
+    @property
+    def step_total(self) -> float:
+        return self.step_preview + self.step_up
+
+
+def canary_step(edits: dict) -> tuple[str, dict, dict]:
+    """The first service with a canary in the stack file, and its weights moved 10 points toward the canary."""
+    services = load_stack_values(STACK)[0].get("services") or {}
+    for name, service in services.items():
+        weights = dict(service.get("weights") or {})
+        if len(weights) >= 2:
+            stable, canary = list(weights)[:2]
+            moved = {**weights, stable: weights[stable] - 10, canary: weights[canary] + 10}
+            return name, weights, moved
+    raise SystemExit(f"Pulumi.{STACK}.yaml has no service with a canary to step")
+
+
+def virtual_service(edits: dict, name: str) -> str:
+    """The VirtualService the program declares for `name` under these stack edits, as kubectl would apply it."""
+    run = run_stack(STACK, edits)
+    if run.error:
+        raise SystemExit(f"the canary step does not evaluate under the mock engine: {run.error}")
+    found = [unwrap(r.manifest()) for r in run.kubernetes_objects() if r.inputs.get("kind") == "VirtualService"
+             and r.inputs["metadata"]["name"] == name]
+    return yaml.safe_dump(found[0])
+
+
+def _timed(cluster: SimCluster, others: list[float], action) -> float:
+    wait_for_a_quiet_machine(cluster.pids())
+    with CpuClock(cluster.pids()) as clock:
+        action()
+    others.append(clock.use.others_cores)
+    return clock.use.wall
+
+
+def day_two(workspace: Workspace, cluster: SimCluster, edits: dict) -> DayTwo:
+    others: list[float] = []
+    pulumi = workspace.pulumi
+    no_change = _timed(cluster, others, lambda: pulumi("up", "--stack", STACK, "--yes", "--skip-preview", *POLICY, timeout=UP_TIMEOUT))
+    refresh = _timed(cluster, others, lambda: pulumi("refresh", "--stack", STACK, "--yes", "--skip-preview", timeout=UP_TIMEOUT))
+    service, before, after = canary_step(edits)
+    stepped = {**edits, f"services.{service}.weights": after}
+    workspace.write_stack_file(STACK, STACK, stepped)
+    preview: list = []
+    step_preview = _timed(cluster, others, lambda: preview.append(
+        pulumi("preview", "--stack", STACK, "--json", *POLICY, timeout=PREVIEW_TIMEOUT)))
+    step_up = _timed(cluster, others, lambda: pulumi("up", "--stack", STACK, "--yes", "--skip-preview", *POLICY, timeout=UP_TIMEOUT))
+    changes = {op: count for op, count in (preview[0].json().get("changeSummary") or {}).items() if count}
+    # kubectl moves the same weights back and forth: each apply changes the object, as the step did.
+    manifests = [virtual_service(edits, service), virtual_service(stepped, service)]
+    cluster.kubectl("api-resources", "-o", "name")  # discovery cached before the first timed call
+    walls = [_timed(cluster, others, lambda text=text: cluster.kubectl("apply", "--server-side", "--force-conflicts",
+                                                                       "--field-manager", "bench-kubectl", "-f", "-", stdin=text))
+             for _ in range(KUBECTL_RUNS) for text in manifests]
+    return DayTwo(no_change, refresh, f"{service} {before} -> {after}", step_preview, step_up, changes,
+                  statistics.median(walls), max(others))
 
 
 # ---- one shape, and all of them ----------------------------------------------------------------
@@ -518,6 +633,7 @@ class Measurement:
     kubectl_others: dict[str, float] = field(default_factory=dict)  # dry-run -> most cores others took in one run
     nodes: int = 2
     discarded: list[str] = field(default_factory=list)  # the commands of runs thrown away (STARTUP_RACE)
+    day_two: DayTwo | None = None  # the dev-shaped stack's canary step, no-change update and refresh
 
     @property
     def objects(self) -> int:
@@ -545,6 +661,8 @@ class Measurement:
         for index, run in enumerate(self.runs, 1):
             phases[f"preview {index}"] = run.preview_cpu.others_cores
             phases[f"up {index}"] = run.up_cpu.others_cores
+        if self.day_two:
+            phases["canary step, no-change update, refresh"] = self.day_two.others_cores
         return phases
 
 
@@ -579,7 +697,7 @@ def deploy(m: Measurement, work: Path, runs: int) -> None:
                 workspace = workspace_for(m.shape, work / m.shape.slug / f"workspace-{index}-{attempt}", cluster,
                                           m.declared.stack_edits)
                 try:
-                    m.runs.append(preview_and_up(workspace, cluster))
+                    m.runs.append(preview_and_up(workspace, cluster, m.shape))
                 except AssertionError as failed:
                     if STARTUP_RACE not in str(failed) or attempt == ATTEMPTS - 1:
                         raise
@@ -590,24 +708,28 @@ def deploy(m: Measurement, work: Path, runs: int) -> None:
                       flush=True)
                 if index == runs - 1:
                     m.kubectl_reapply, m.kubectl_others["re-apply"] = kubectl_dry_run(cluster, objects_file(work, m.shape))
+                    if m.shape.services == REAL_SERVICES and not m.shape.lever:
+                        m.day_two = day_two(workspace, cluster, m.declared.stack_edits)
+                        print(f"{m.shape.label}: canary step {m.day_two.step}: preview {m.day_two.step_preview:.1f} s, "
+                              f"up {m.day_two.step_up:.1f} s, kubectl {m.day_two.kubectl_step:.2f} s", flush=True)
                 break
 
 
 def run_all(sizes: tuple[int, ...], runs: int, single_run_from: int, work: Path,
-            probe_checkpoints: bool) -> tuple[list[Measurement], str]:
+            probe_checkpoints: bool, levers: bool = True) -> tuple[list[Measurement], str]:
     charts = stand_in_helm_charts(work / "charts", ISTIO_CRDS)
     measurements = []
-    for shape in shapes(sizes, probe_checkpoints):
+    for shape in shapes(sizes, probe_checkpoints, levers):
         wait_for_a_quiet_machine([])  # the mock-engine run is timed too
         declared = declare(shape, charts)
         objects_file(work, shape).parent.mkdir(parents=True)
         objects_file(work, shape).write_text(yaml.safe_dump_all(declared.objects))
         measurements.append(Measurement(shape, declared))
-    probes = [m for m in measurements if m.shape.skip_checkpoints]
-    server = create_dry_runs([m for m in measurements if m not in probes], work)
-    for probe in probes:  # the same objects as the stack it repeats: the same dry-run
-        same = next(m for m in measurements if m.shape.services == probe.shape.services and m not in probes)
-        probe.kubectl_create, probe.kubectl_others["create"] = same.kubectl_create, same.kubectl_others["create"]
+    variants = [m for m in measurements if m.shape.lever]
+    server = create_dry_runs([m for m in measurements if m not in variants], work)
+    for variant in variants:  # the objects of the stack it repeats (the annotation aside): the same dry-run
+        same = next(m for m in measurements if m.shape.services == variant.shape.services and m not in variants)
+        variant.kubectl_create, variant.kubectl_others["create"] = same.kubectl_create, same.kubectl_others["create"]
     for m in measurements:
         deploy(m, work, 1 if m.shape.services >= single_run_from else runs)
     return measurements, server
@@ -617,7 +739,7 @@ def run_all(sizes: tuple[int, ...], runs: int, single_run_from: int, work: Path,
 
 STEP_GROUPS = (  # (label, types); a type ending in ":" stands for every type it starts; the first match takes a step
     ("Helm releases", ("kubernetes:helm.sh/v3:Release",)),
-    ("Services (wait for endpoints, then 10 s more)", ("kubernetes:core/v1:Service",)),
+    ("Services", ("kubernetes:core/v1:Service",)),
     ("Deployments (wait for Ready pods)", ("kubernetes:apps/v1:Deployment",)),
     ("Jobs (wait for completion)", ("kubernetes:batch/v1:Job",)),
     ("StatefulSet (waits for Ready members)", ("kubernetes:apps/v1:StatefulSet",)),
@@ -652,7 +774,13 @@ def no_wait_steps_by_fifth(timeline: UpdateTimeline) -> list[float | None]:
     return [statistics.median(seconds) if seconds else None for seconds in fifths]
 
 
+def _without_levers(measurements: list[Measurement]) -> list[Measurement]:
+    """The plain stacks and the checkpoint probe: the ones whose time the breakdowns explain."""
+    return [m for m in measurements if not m.shape.services_awaited and m.shape.parallel is None]
+
+
 def growth_table(measurements: list[Measurement]) -> str:
+    measurements = _without_levers(measurements)
     rows = [(m.shape.label, *("" if value is None else f"{value:.2f}" for value in no_wait_steps_by_fifth(m.median_run.timeline)))
             for m in measurements]
     return markdown.table(("stack", "objects with no wait: median step (s), 1st fifth of the update", "2nd", "3rd", "4th", "5th"), rows)
@@ -660,6 +788,7 @@ def growth_table(measurements: list[Measurement]) -> str:
 
 def cpu_table(measurements: list[Measurement]) -> str:
     """CPU seconds by process role, for each stack's median preview and update."""
+    measurements = _without_levers(measurements)
     columns = [(f"{m.shape.label} {phase}", use) for m in measurements
                for phase, use in (("preview", m.median_run.preview_cpu), ("up", m.median_run.up_cpu))]
     roles = list(dict.fromkeys(role for _, use in columns for role in use.roles))
@@ -694,7 +823,7 @@ def contention_line(measurements: list[Measurement]) -> str:
 
 def steps_table(measurements: list[Measurement]) -> str:
     rows = []
-    for m in measurements:
+    for m in (m for m in measurements if m.shape.parallel is None):
         groups = grouped(m.median_run.timeline)
         total = sum(sum(seconds) for seconds in groups.values())
         rows += [(m.shape.label, label, len(seconds), f"{statistics.median(seconds):.2f}", f"{max(seconds):.2f}",
@@ -717,6 +846,86 @@ def phases_table(measurements: list[Measurement]) -> str:
 
 
 # ---- the report --------------------------------------------------------------------------------
+
+def _verdict(met: bool) -> str:
+    return "**met**" if met else "**missed**"
+
+
+def goals_table(measurements: list[Measurement]) -> str:
+    """The update's goals (issue: `pulumi up` at the speed of the API server), in this run's figures."""
+    plain = _of(measurements, False)
+    rows = []
+    dev = plain.get(REAL_SERVICES)
+    if dev:
+        ratio = dev.up / dev.kubectl_create
+        rows.append(("dev-shaped `pulumi up` from empty, against kubectl's create dry-run of the same objects", "<= 3x",
+                     f"{dev.up:.1f} s / {dev.kubectl_create:.1f} s = {ratio:.1f}x", _verdict(ratio <= 3)))
+    if dev and dev.day_two:
+        day = dev.day_two
+        rows += [
+            ("a canary step on the deployed dev-shaped stack: `pulumi preview`, then `pulumi up`", "<= 5 s",
+             f"{day.step_preview:.1f} s + {day.step_up:.1f} s = {day.step_total:.1f} s; `kubectl apply --server-side` of the "
+             f"VirtualService: {day.kubectl_step:.2f} s ({day.step_total / day.kubectl_step:.0f}x)", _verdict(day.step_total <= 5)),
+            ("a no-change `pulumi up` of the deployed stack", "timed", f"{day.no_change_up:.1f} s", ""),
+            ("`pulumi refresh` of the deployed stack", "timed", f"{day.refresh:.1f} s", ""),
+        ]
+    sizes = sorted(size for size in plain if size > REAL_SERVICES)
+    if len(sizes) >= 2:
+        small, large = plain[sizes[0]], plain[sizes[-1]]
+        against_kubectl, against_small = large.up / large.kubectl_create, large.up / small.up
+        rows += [
+            (f"{large.shape.label} `pulumi up` from empty, against kubectl's create dry-run", "<= 10x",
+             f"{large.up:.0f} s / {large.kubectl_create:.1f} s = {against_kubectl:.1f}x", _verdict(against_kubectl <= 10)),
+            (f"{large.shape.label} `pulumi up`, against the {small.shape.label} one ({large.resources / small.resources:.1f}x the "
+             "resources)", "<= 12x", f"{large.up:.0f} s / {small.up:.1f} s = {against_small:.1f}x", _verdict(against_small <= 12)),
+        ]
+    return markdown.table(("goal", "target", "this run", ""), rows, left=(0, 2))
+
+
+def levers_table(measurements: list[Measurement]) -> str:
+    """Each lever's stack against the plain stack it varies, by `pulumi up` from empty."""
+    plain = _of(measurements, False)
+    rows = []
+    for variant in (m for m in measurements if m.shape.lever):
+        base = plain[variant.shape.services]
+        if variant.shape.services_awaited:
+            lever, taken = "Services not awaited (`pulumi.com/skipAwait`)", "taken"
+            without, with_ = variant.up, base.up
+        elif variant.shape.parallel:
+            lever, taken = f"`--parallel {variant.shape.parallel}` instead of the default", "not taken"
+            without, with_ = base.up, variant.up
+        else:
+            lever, taken = f"`{SKIP_CHECKPOINTS}=true`", "not taken: experimental, and an interrupted update leaves no state"
+            without, with_ = base.up, variant.up
+        rows.append((lever, base.shape.label, f"{without:.1f}", f"{with_:.1f}", f"{100 * (with_ - without) / without:+.0f}%", taken))
+    return markdown.table(("lever", "stack", "`pulumi up` without it (s)", "with it (s)", "effect", "verdict"), rows, left=(0, 1, 5))
+
+
+def state_line(measurements: list[Measurement]) -> str:
+    """What the state holds per resource, and how much of it is the live objects' managed fields."""
+    parts = [f"{m.shape.label} {m.median_run.state_bytes / m.resources / 1024:.1f} KiB per resource, "
+             f"{100 * m.median_run.managed_fields_bytes / m.median_run.state_bytes:.0f}% of it managed fields"
+             for m in _of(measurements, False).values() if m.median_run.state_bytes and m.median_run.managed_fields_bytes]
+    return ("**What the state holds.** The state file after the update: " + "; ".join(parts) + ". The provider keeps each "
+            "object's whole live copy as its outputs, the server's `metadata.managedFields` included (pulumi-kubernetes "
+            "4.25.0, `checkpointObject` in `provider/pkg/provider/provider.go`), and neither a provider option nor an "
+            "annotation leaves them out: that lever is not open to the program.") if parts else ""
+
+
+def day_two_table(measurements: list[Measurement]) -> str:
+    rows = []
+    for m in measurements:
+        day = m.day_two
+        if day:
+            changed = ", ".join(f"{count} {op}" for op, count in sorted(day.step_changes.items()))
+            rows += [(m.shape.label, "canary step: `pulumi preview`", f"{day.step_preview:.1f}", f"{day.step} ({changed})"),
+                     (m.shape.label, "canary step: `pulumi up --skip-preview`", f"{day.step_up:.1f}", ""),
+                     (m.shape.label, "the same VirtualService: `kubectl apply --server-side`", f"{day.kubectl_step:.2f}",
+                      f"median of {2 * KUBECTL_RUNS}, weights moved back and forth"),
+                     (m.shape.label, "no-change `pulumi up --skip-preview`", f"{day.no_change_up:.1f}", ""),
+                     (m.shape.label, "`pulumi refresh --skip-preview`", f"{day.refresh:.1f}", "")]
+    return markdown.table(("stack", "operation on the deployed stack", "wall (s)", "what"), rows, left=(0, 1, 3)) if rows else ""
+
 
 def _runs(m: Measurement) -> str:
     return f"{len(m.runs)} run" + ("s" if len(m.runs) > 1 else "")
@@ -781,6 +990,24 @@ def section(report: Report) -> str:
         "Preview and update figures are medians over fresh clusters (one update each, from empty); each kubectl "
         f"figure is the median of {KUBECTL_RUNS} runs, after a first call has cached discovery.",
         "",
+        "### Goals",
+        "",
+        goals_table(measurements),
+        "",
+        "### Levers",
+        "",
+        levers_table(measurements),
+        "",
+        state_line(measurements),
+        "",
+        "### A deployed stack's day",
+        "",
+        day_two_table(measurements),
+        "",
+        "Every command runs with the policy pack, as `make preview` and `make up` run them.",
+        "",
+        "### Every stack",
+        "",
         table(measurements),
         "",
         "Resources are what the engine manages after the update (components included, the stack and providers not); "
@@ -836,10 +1063,19 @@ mock-engine run, Secrets holding its stand-in values), once as creates, on a clu
 and Istio's CRDs, and once as a re-apply, on the cluster the last update left. A dry-run does everything a write does
 except store the object: it is what talking to the API server costs at least, one request per object. The largest
 stack is deployed once more with `PULUMI_SKIP_CHECKPOINTS=true`, the CLI's experimental switch that saves the state
-once, at the end, instead of after every step: the difference is what those saves cost."""
+once, at the end, instead of after every step: the difference is what those saves cost. The dev-shaped and the
+smallest synthetic stack are also deployed with one lever varied each: the provider's wait on every Service put back
+(as the program had it before), and the engine's `--parallel` at 4 and 16 against its default.
+
+On the last dev-shaped cluster, the deployed stack then gets a day's operations, each timed: a no-change `pulumi up`,
+a `pulumi refresh`, and a canary step (one service's weights moved 10 points in the stack file, then `pulumi preview`
+and `pulumi up`), beside `kubectl apply --server-side` of that one VirtualService (the step's and the previous
+weights, applied in turn, each apply a real write)."""
 
 def _of(measurements: list[Measurement], probe: bool) -> dict[int, Measurement]:
-    return {m.shape.services: m for m in measurements if m.shape.skip_checkpoints == probe}
+    """The plain stacks (or the checkpoint probes) by their number of services."""
+    return {m.shape.services: m for m in measurements
+            if (m.shape.skip_checkpoints if probe else not m.shape.lever)}
 
 
 def _group(m: Measurement, label: str) -> list[float]:
@@ -850,11 +1086,11 @@ def reading(report: Report) -> str:
     """Where the time goes, in the figures of this run."""
     plain, probes = _of(report.measurements, False), _of(report.measurements, True)
     small, large = plain[min(plain)], plain[max(plain)]
-    paragraphs = [_reading_totals(small, large), _reading_service_waits(small, large, report.parallel)]
+    paragraphs = [_reading_totals(small, large), _reading_service_waits(report)]
     if large.shape.services in probes:
         paragraphs.append(_reading_checkpoints(large, probes[large.shape.services]))
     paragraphs += [_reading_workloads(small), _reading_what_is_missing()]
-    return "\n\n".join(paragraphs)
+    return "\n\n".join(paragraph for paragraph in paragraphs if paragraph)
 
 
 def _reading_totals(small: Measurement, large: Measurement) -> str:
@@ -872,22 +1108,27 @@ def _reading_totals(small: Measurement, large: Measurement) -> str:
         "CLI does (plugins and the policy pack starting, the program running up to its first resource).")
 
 
-def _reading_service_waits(small: Measurement, large: Measurement, parallel: int) -> str:
+def _reading_service_waits(report: Report) -> str:
     label = STEP_GROUPS[1][0]
-    small_services, large_services = _group(small, label), _group(large, label)
-    small_sum = sum(sum(seconds) for seconds in grouped(small.median_run.timeline).values())
-    rounds = math.ceil(len(small_services) / parallel) if parallel else 0
-    floor = 10 * len(large_services) / parallel if parallel else 0.0
+    pairs = [(m, awaited) for m in _of(report.measurements, False).values()
+             for awaited in report.measurements if awaited.shape.services_awaited and awaited.shape.services == m.shape.services]
+    if not pairs:
+        return ""
+
+    def services(m: Measurement) -> str:
+        steps = _group(m, label)
+        return f"{len(steps)} Services took {statistics.median(steps):.2f} s each (median)" if steps else "no Service"
+
+    compared = "; ".join(f"the {m.shape.label} update took {awaited.up:.1f} s with the wait and {m.up:.1f} s without it, "
+                         f"its {services(awaited)} against {services(m).split(' ', 2)[2]}" for m, awaited in pairs)
     return (
-        "**Waiting on Services.** The Kubernetes provider holds every Service with a selector until its Endpoints name "
-        "a ready pod and then for 10 s more without another Endpoints change, to let them settle (pulumi-kubernetes' "
-        "Service awaiter, `provider/pkg/await/service.go`). Each of those waits holds one of the engine's "
-        f"{parallel} parallel slots (`--parallel`, the CLI's default on this machine). On the {small.shape.label} stack the "
-        f"{len(small_services)} Services take {statistics.median(small_services):.1f} s each (median), "
-        f"{100 * sum(small_services) / small_sum:.0f}% of all the update's step time; {parallel} at a time they need "
-        f"{rounds} rounds of 10 s, {10 * rounds} s of the update's {small.up:.0f}. At {large.shape.label}, "
-        f"{len(large_services)} Services x 10 s / {parallel} slots = {floor:.0f} s is a floor under the update whatever else "
-        f"it does (it took {large.up:.0f} s).")
+        "**Waiting on Services.** The Kubernetes provider holds every Service with a selector until its Endpoints "
+        "appear and then 10 s more, on every create and every update (pulumi-kubernetes' Service awaiter, "
+        f"`provider/pkg/await/service.go`), each wait in one of the engine's {report.parallel} parallel slots. The "
+        "program's Services carry `pulumi.com/skipAwait`: each fronts a workload whose readiness is awaited on the "
+        "workload itself, and whatever uses a Service waits for that workload (`builders/kube.py`; "
+        "`tests/test_service.py` checks both for every stack). Measured with the wait put back (the stacks named "
+        f"\"Services awaited\"): {compared}.")
 
 
 def _reading_checkpoints(large: Measurement, probe: Measurement) -> str:
@@ -982,10 +1223,11 @@ def load(path: Path) -> Report:
         steps = [Step(**step) for step in timeline["steps"]]
         return Deployment(CpuUse(**run["preview_cpu"]), CpuUse(**run["up_cpu"]),
                           UpdateTimeline(steps, timeline["first_step"], timeline["last_step"]), run["resources"],
-                          run.get("state_bytes", 0))
+                          run.get("state_bytes", 0), run.get("managed_fields_bytes", 0))
 
     measurements = [Measurement(Shape(**m["shape"]), Declared(**m["declared"]), [deployment(run) for run in m["runs"]],
-                                m["kubectl_create"], m["kubectl_reapply"], m["kubectl_others"], m["nodes"], m.get("discarded", []))
+                                m["kubectl_create"], m["kubectl_reapply"], m["kubectl_others"], m["nodes"], m.get("discarded", []),
+                                DayTwo(**m["day_two"]) if m.get("day_two") else None)
                     for m in saved["measurements"]]
     return Report(measurements, saved["server"], saved["wall"], saved["command"], saved["revision"], saved["parallel"])
 
@@ -998,6 +1240,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="stacks of N services or more get one run: their update takes many minutes")
     parser.add_argument("--probe-checkpoints", action=argparse.BooleanOptionalAction, default=True,
                         help=f"deploy the largest stack once more with {SKIP_CHECKPOINTS}=true")
+    parser.add_argument("--levers", action=argparse.BooleanOptionalAction, default=True,
+                        help="also deploy the dev-shaped and smallest synthetic stacks with each lever varied")
     parser.add_argument("--write", type=Path, help=f"put the report in this Markdown file, under '{SECTION}'")
     parser.add_argument("--save", type=Path, metavar="JSON", help="also keep the measurements in this file")
     parser.add_argument("--render", type=Path, metavar="JSON", help="report measurements saved by --save; deploy nothing")
@@ -1008,12 +1252,14 @@ def main(argv: list[str] | None = None) -> int:
         report = load(args.render)
     else:
         command = (f"python -m bench.real_cluster --sizes {' '.join(map(str, args.sizes))} --runs {args.runs} "
-                   f"--single-run-from {args.single_run_from}" + ("" if args.probe_checkpoints else " --no-probe-checkpoints"))
+                   f"--single-run-from {args.single_run_from}" + ("" if args.probe_checkpoints else " --no-probe-checkpoints")
+                   + ("" if args.levers else " --no-levers"))
         started, revision = time.perf_counter(), program_revision()
         # A plain `kill` ends the run through its finally blocks, so every cluster it started is stopped.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         with tempfile.TemporaryDirectory(prefix="bench-real-") as work:
-            measurements, server = run_all(tuple(args.sizes), args.runs, args.single_run_from, Path(work), args.probe_checkpoints)
+            measurements, server = run_all(tuple(args.sizes), args.runs, args.single_run_from, Path(work), args.probe_checkpoints,
+                                           args.levers)
         report = Report(measurements, server, time.perf_counter() - started, command, revision, engine_parallel())
         if args.save:
             save(report, args.save)

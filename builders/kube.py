@@ -48,6 +48,21 @@ def metadata(name: str, namespace: str | None = None, labels: dict[str, str] | N
     )
 
 
+# The provider holds a Service with a selector until its Endpoints appear and then 10 s more, on every create and
+# every update (pulumi-kubernetes 4.25.0, await/service.go), in one of the engine's parallel slots. Each of our
+# Services fronts a workload whose own readiness is awaited (a Deployment's Ready pods, MongoDB's Ready members and
+# its replica-set Job), and whatever connects through a Service waits on that workload, never on the Service: so the
+# Service's wait guards nothing and costs 10 s a Service (84% of a dev-shaped update's step time, docs/performance.md).
+# Deleting a Service still waits until it is gone.
+NO_ENDPOINT_WAIT = {"pulumi.com/skipAwait": "true"}
+
+
+def workload_service(resource_name: str, name: str, namespace: pulumi.Input[str], labels: dict[str, str],
+            spec: k8s.core.v1.ServiceSpecArgs, opts: pulumi.ResourceOptions) -> k8s.core.v1.Service:
+    """A Service in front of a workload whose readiness is awaited on the workload itself (see NO_ENDPOINT_WAIT)."""
+    return k8s.core.v1.Service(resource_name, metadata=metadata(name, namespace, labels, NO_ENDPOINT_WAIT), spec=spec, opts=opts)
+
+
 def container_port(name: str, port: int) -> k8s.core.v1.ContainerPortArgs:
     """A TCP container port with its protocol spelled out: before Kubernetes 1.20 server-side apply keys the list by
     port and protocol before defaulting, so a 1.18 server refuses a port without one (kubernetes/kubernetes#92332)."""

@@ -9,7 +9,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from builders.compat import KubernetesApis
-from builders.kube import container_port, metadata
+from builders.kube import container_port, metadata, workload_service
 from builders.mongodb import (
     HEADLESS_SERVICE,
     PRIMARY_WAIT_SECONDS,
@@ -247,10 +247,9 @@ class MongoDB(pulumi.ComponentResource):
         # Named tcp-: Envoy's Mongo filter only adds stats and does not decode the OP_MSG protocol newer
         # drivers speak, so plain TCP is the robust choice. appProtocol says the same where the API takes it.
         app_protocol = "tcp" if args.kubernetes.service_app_protocol else None
-        return k8s.core.v1.Service(
-            f"{name}-{part}-service",
-            metadata=metadata(service_name, args.namespace, LABELS),
-            spec=k8s.core.v1.ServiceSpecArgs(
+        return workload_service(
+            f"{name}-{part}-service", service_name, args.namespace, LABELS,
+            k8s.core.v1.ServiceSpecArgs(
                 cluster_ip="None" if headless else None,
                 selector=LABELS,
                 ports=[k8s.core.v1.ServicePortArgs(name="tcp-mongo", port=PORT, target_port=PORT, protocol="TCP",

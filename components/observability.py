@@ -22,7 +22,7 @@ from builders.addon_values import (
 )
 from builders.addons import CONFIG_DIR, ZIPKIN_PORT, TracingBackend
 from builders.charts import Chart, chart_ref
-from builders.kube import container_port, helm_release, metadata
+from builders.kube import container_port, helm_release, metadata, workload_service
 from builders.monitoring_rules import dashboard_json
 from domain.images import pinned
 
@@ -125,10 +125,9 @@ class Observability(pulumi.ComponentResource):
         return [deployment, *services]
 
     def _service(self, name: str, ports: list[tuple[str, int, int]], selector: dict[str, str]) -> k8s.core.v1.Service:
-        return k8s.core.v1.Service(
-            f"{self._name}-{name}-service",
-            metadata=metadata(name, self._args.namespace, selector),
-            spec=k8s.core.v1.ServiceSpecArgs(type="ClusterIP", selector=selector, ports=[
+        return workload_service(
+            f"{self._name}-{name}-service", name, self._args.namespace, selector,
+            k8s.core.v1.ServiceSpecArgs(type="ClusterIP", selector=selector, ports=[
                 k8s.core.v1.ServicePortArgs(name=port_name, port=port, target_port=target, protocol="TCP")
                 for port_name, port, target in ports]),
             opts=self._opts(),

@@ -17,7 +17,7 @@ from builders.access import (
     outbound_policy,
 )
 from builders.compat import KubernetesApis
-from builders.kube import TAKE_BACK_FIELDS, istio_resource, metadata, moved_from, network_policy
+from builders.kube import TAKE_BACK_FIELDS, istio_resource, metadata, moved_from, network_policy, workload_service
 from builders.rate_limits import Limits, rate_limit_filter_spec
 from builders.routes import GATEWAY_NAME, MIRROR_WRITES_ACCEPTED, destination_rule_spec, virtual_service_spec
 from builders.workloads import (
@@ -97,10 +97,9 @@ class MeshService(pulumi.ComponentResource):
         return account
 
     def _kubernetes_service(self) -> None:
-        k8s.core.v1.Service(
-            f"{self._name}-service",
-            metadata=metadata(self._name, self._args.namespace, {"app": self._name}),
-            spec=k8s.core.v1.ServiceSpecArgs(
+        workload_service(
+            f"{self._name}-service", self._name, self._args.namespace, {"app": self._name},
+            k8s.core.v1.ServiceSpecArgs(
                 selector={"app": self._name},
                 ports=[k8s.core.v1.ServicePortArgs(name="http", port=SERVICE_PORT, target_port="http", protocol="TCP")],
             ),

@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+import yaml
 
 from bench import program_scaling, real_cluster
 from domain import catalogue
@@ -133,26 +134,96 @@ def test_the_report_says_when_other_processes_took_the_cores():
     assert "Other processes were busy" in busy and "dev-shaped up 1: 0.7 cores" in busy
 
 
-def stack_run(label, services, probe=False, up=None, no_wait_step=0.1):
-    """A measured stack: Services that wait 10 s, quick Deployments, Jobs and releases, objects with no wait."""
-    steps = [real_cluster.Step(f"s{i}", "kubernetes:core/v1:Service", 10.2) for i in range(services)]
+def stack_run(label, services, probe=False, up=None, no_wait_step=0.1, awaited=False, parallel=None, service_step=0.1, day_two=None):
+    """A measured stack: Services (10 s each when awaited), quick Deployments, Jobs and releases, objects with no wait."""
+    steps = [real_cluster.Step(f"s{i}", "kubernetes:core/v1:Service", 10.2 if awaited else service_step) for i in range(services)]
     steps += [real_cluster.Step(f"d{i}", "kubernetes:apps/v1:Deployment", 0.5) for i in range(services)]
     steps += [real_cluster.Step("j", "kubernetes:batch/v1:Job", 1.2), real_cluster.Step("r::istio-base", "kubernetes:helm.sh/v3:Release", 2.5)]
     steps += [real_cluster.Step(f"x{i}", "kubernetes:networking.istio.io/v1beta1:Sidecar", no_wait_step * (1 + i)) for i in range(10)]
     up = up or 5.0 * services
     run = real_cluster.Deployment(real_cluster.CpuUse(services, {"engine (pulumi CLI)": services / 2}),
                                   real_cluster.CpuUse(up, {"engine (pulumi CLI)": up / 3}),
-                                  real_cluster.UpdateTimeline(steps, 2.0, up - 1.0), 20 * services, 10_000 * services)
+                                  real_cluster.UpdateTimeline(steps, 2.0, up - 1.0), 20 * services, 10_000 * services, 4_000 * services)
     declared = real_cluster.Declared({}, 20 * services, [{"kind": "Service", "metadata": {"name": "s"}, "spec": {}}] * (16 * services), 0.05 * services)
-    return real_cluster.Measurement(real_cluster.Shape(label, services, probe), declared, [run], 0.02 * 16 * services, 0.03 * 16 * services, {"create": 0.0}, 2)
+    shape = real_cluster.Shape(label, services, probe, services_awaited=awaited, parallel=parallel)
+    return real_cluster.Measurement(shape, declared, [run], 0.02 * 16 * services, 0.03 * 16 * services, {"create": 0.0}, 2,
+                                    day_two=day_two)
 
 
-def test_the_section_reads_the_figures_of_every_stack_and_of_the_probe():
-    report = real_cluster.Report([stack_run("dev-shaped", 5), stack_run("200 services", 200),
-                                  stack_run("200 services, probe", 200, probe=True, up=300.0)], "v1.33.13", 3000.0, "cmd", "abc", 8)
-    text = real_cluster.section(report)
+DAY = real_cluster.DayTwo(no_change_up=2.5, refresh=1.8, step="hotel {'v1': 50, 'v2': 50} -> {'v1': 40, 'v2': 60}",
+                          step_preview=2.0, step_up=2.6, step_changes={"same": 103, "update": 1}, kubectl_step=0.12)
+
+
+def measured_report():
+    return real_cluster.Report([
+        stack_run("dev-shaped", 5, up=4.8, day_two=DAY), stack_run("20 services", 20, up=30.0), stack_run("200 services", 200, up=900.0),
+        stack_run("dev-shaped, Services awaited", 5, awaited=True, up=19.0), stack_run("dev-shaped, --parallel 16", 5, parallel=16, up=4.7),
+        stack_run("200 services, probe", 200, probe=True, up=300.0)], "v1.33.13", 3000.0, "cmd", "abc", 8)
+
+
+def test_the_section_reads_the_figures_of_every_stack_the_levers_and_the_probe():
+    text = real_cluster.section(measured_report())
     assert text.startswith(real_cluster.SECTION) and "The program at abc." in text
-    assert "200 Services x 10 s / 8 slots = 250 s is a floor" in text
-    assert "took 300 s instead of 1000 s (3.3x)" in text
-    assert "| 200 services, probe | 200 | 4000 |" in text
-    assert "2.5 s of it the base chart's" in text
+    # The goals, each with its verdict: dev-shaped 4.8 s against kubectl's 1.6 s, the step 4.6 s, 200 services 900 s
+    # against 64 s (14.1x) and against 30 s (30x).
+    assert "| 4.8 s / 1.6 s = 3.0x | **met** |" in text
+    assert "2.0 s + 2.6 s = 4.6 s; `kubectl apply --server-side` of the VirtualService: 0.12 s (38x) | **met** |" in text
+    assert "| 900 s / 64.0 s = 14.1x | **missed** |" in text and "| 900 s / 30.0 s = 30.0x | **missed** |" in text
+    # The levers against the stack they vary: the Services' wait (19.0 s with it, 4.8 s without), parallelism.
+    assert "| Services not awaited (`pulumi.com/skipAwait`) | dev-shaped | 19.0 | 4.8 | -75% | taken |" in text
+    assert "| `--parallel 16` instead of the default | dev-shaped | 4.8 | 4.7 | -2% | not taken |" in text
+    assert "the dev-shaped update took 19.0 s with the wait and 4.8 s without it, its 5 Services took 10.20 s each" in text
+    assert "took 300 s instead of 900 s (3.0x)" in text
+    assert "| 200 services, probe | 200 | 4000 |" in text and "2.5 s of it the base chart's" in text
+    assert "dev-shaped 0.5 KiB per resource, 40% of it managed fields" in text
+    assert "| dev-shaped | canary step: `pulumi preview` | 2.0 |" in text and "(103 same, 1 update)" in text
+
+
+def test_saved_measurements_with_levers_and_a_day_report_the_same(tmp_path):
+    report = measured_report()
+    real_cluster.save(report, tmp_path / "saved.json")
+    assert real_cluster.load(tmp_path / "saved.json") == report
+
+
+def test_the_lever_stacks_vary_one_thing_each_and_only_the_plain_dev_shaped_stack_gets_a_day():
+    found = real_cluster.shapes((20, 200), probe_checkpoints=True)
+    labels = [shape.label for shape in found]
+    assert labels[:3] == ["dev-shaped", "20 services", "200 services"] and labels[-1] == "200 services, PULUMI_SKIP_CHECKPOINTS = true"
+    assert {shape.label for shape in found if shape.services_awaited} == {"dev-shaped, Services awaited", "20 services, Services awaited"}
+    assert {(shape.services, shape.parallel) for shape in found if shape.parallel} == {(5, 4), (5, 16), (20, 4), (20, 16)}
+    assert [shape.label for shape in found if not shape.lever] == ["dev-shaped", "20 services", "200 services"]
+
+
+def test_the_services_awaited_program_puts_the_providers_wait_back_and_changes_nothing_else(charts_dir, tmp_path):
+    plain = real_cluster.declare(real_cluster.Shape("dev-shaped", 5), charts_dir)
+    program = tmp_path / "__main__.py"
+    program.write_text(real_cluster.Shape("dev-shaped, Services awaited", 5, services_awaited=True).program())
+    awaited = run_stack("dev", plain.stack_edits, program=lambda: runpy.run_path(str(program), run_name="__main__"))
+    assert awaited.error is None, awaited.error
+    objects = [resource.manifest() for resource in awaited.kubernetes_objects()]
+    services = [obj for obj in objects if obj["kind"] == "Service"]
+    assert services and all("pulumi.com/skipAwait" not in (obj["metadata"].get("annotations") or {}) for obj in services)
+    assert all(obj["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true" for obj in plain.objects if obj["kind"] == "Service")
+    without_annotation = [{**obj, "metadata": {k: v for k, v in obj["metadata"].items() if k != "annotations"}}
+                          if obj["kind"] == "Service" else obj for obj in plain.objects]
+    assert len(objects) == len(plain.objects) and sorted(map(json.dumps, without_annotation)) == sorted(map(json.dumps, map(_unwrapped, objects)))
+    from builders import kube
+    assert kube.NO_ENDPOINT_WAIT == {"pulumi.com/skipAwait": "true"}, "the lever must not leak into the process"
+
+
+def _unwrapped(obj):
+    from tools.stack_run import unwrap
+    return unwrap(obj)
+
+
+def test_the_canary_step_moves_a_canary_ten_points_and_kubectl_gets_that_virtual_service(charts_dir):
+    edits = real_cluster.declare(real_cluster.Shape("dev-shaped", 5), charts_dir).stack_edits
+    service, before, after = real_cluster.canary_step(edits)
+    assert len(before) >= 2 and sum(after.values()) == sum(before.values()) == 100
+    stable, canary = list(before)[:2]
+    assert after[stable] == before[stable] - 10 and after[canary] == before[canary] + 10
+    manifest = yaml.safe_load(real_cluster.virtual_service({**edits, f"services.{service}.weights": after}, service))
+    assert manifest["kind"] == "VirtualService" and manifest["metadata"]["name"] == service
+    weights = {route["destination"]["subset"]: route["weight"] for http in manifest["spec"]["http"]
+               for route in http["route"] if "weight" in route}
+    assert weights == after

@@ -64,3 +64,31 @@ def test_a_version_added_at_weight_zero_is_deployed_without_holding_back_the_rou
     assert run.depends_on(virtual_service, _named(run, "Deployment", "currencyexchange-v1"))
     assert not run.depends_on(virtual_service, _named(run, "Deployment", "currencyexchange-v2"))
     assert run.depends_on(virtual_service, _named(run, "DestinationRule", "currencyexchange"))
+
+
+SKIP_AWAIT = "pulumi.com/skipAwait"
+WORKLOADS = {"Deployment", "StatefulSet"}
+
+
+def test_no_service_is_awaited_but_every_workload_it_fronts_is_and_whoever_uses_it_waits_for_that_workload(any_stack):
+    """Services skip the provider's endpoint wait (10 s each, docs/performance.md): safe only because the pods behind
+    each Service are awaited on their own workload, and whatever the program starts after a Service also waits for one
+    of those workloads. Nothing else skips its wait."""
+    objects = {r.urn: r for r in any_stack.kubernetes_objects()}
+    services = [r for r in objects.values() if r.manifest()["kind"] == "Service"]
+    assert services
+    for service in services:
+        manifest = service.manifest()
+        assert manifest["metadata"]["annotations"][SKIP_AWAIT] == "true", service.name
+        selector = manifest["spec"]["selector"].items()
+        fronted = [r for r in objects.values() if r.manifest()["kind"] in WORKLOADS
+                   and selector <= r.manifest()["spec"]["template"]["metadata"]["labels"].items()]
+        assert fronted, f"{service.name} fronts no workload the program awaits"
+        assert all(SKIP_AWAIT not in (r.manifest()["metadata"].get("annotations") or {}) for r in fronted)
+        users = [r for r in any_stack.resources if r.custom and r is not service and service.urn in r.depends_on]
+        for user in users:
+            assert any(user is workload or any_stack.depends_on(user, workload) for workload in fronted), \
+                f"{user.name} waits for {service.name} but not for the pods behind it"
+    unawaited = [r.name for r in objects.values() if r.manifest()["kind"] != "Service"
+                 and SKIP_AWAIT in (r.manifest()["metadata"].get("annotations") or {})]
+    assert unawaited == []
