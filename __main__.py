@@ -7,6 +7,7 @@ from builders.addon_values import istio_dashboards
 from builders.addons import ZIPKIN_PORT, addon_versions, enabled_charts
 from builders.charts import chart_source, repository_charts, require_local_charts
 from builders.compat import KubernetesApis
+from builders.istio_fence import istio_namespace_fence
 from builders.monitoring_rules import monitored_services
 from builders.rate_limits import limits_of
 from builders.routes import external_hosts, external_hosts_by_identity, served_credential
@@ -93,6 +94,7 @@ traffic = TrafficRules("traffic", TrafficRulesArgs(
 ))
 security = MeshSecurity("security", MeshSecurityArgs(
     security=settings.security, plan=plan, production=settings.production, after=mesh.prerequisites,
+    istio_fence=istio_namespace_fence(settings, addons, dashboards_shipped=bool(dashboards)),
     telemetry_ports=(ZIPKIN_PORT,) if settings.observability.tracing.enabled else (),
 ))
 

@@ -38,6 +38,11 @@ class AddonVersions:
     kiali_v2: bool  # Kiali 2 renamed in_cluster_url to internal_url
     grafana_without_token: dict[str, Any]  # the chart version's key for not mounting the API token
     tracing: dict[str, TracingBackend]
+    # The pod labels each chart version gives its server's pods under our values, which the NetworkPolicies select
+    # (the real-cluster tiers check them against what the real charts render).
+    prometheus_pods: dict[str, str]
+    grafana_pods: dict[str, str]
+    kiali_pods: dict[str, str]
     # Istio's own dashboards where they are not shipped beside the charts: name -> file in Istio's repository.
     grafana_dashboards: dict[str, str] = field(default_factory=dict)
 
@@ -77,6 +82,9 @@ ADDONS: dict[str, AddonVersions] = {
         kiali_image="v1.22.0",
         kiali_v2=False,
         grafana_without_token={"serviceAccount": {"autoMount": False}},  # grafana 6.31.1 templates/serviceaccount.yaml
+        prometheus_pods={"app": "prometheus", "component": "server"},  # prometheus 19.6.1 templates/_helpers.tpl
+        grafana_pods={"app.kubernetes.io/name": "grafana"},  # grafana 6.31.1 grafana.selectorLabels
+        kiali_pods={"app.kubernetes.io/name": "kiali"},  # kiali-server 1.22.0, named kiali by our nameOverride
         tracing={
             "jaeger": TracingBackend(
                 TRACING_IMAGES["1.6"]["jaeger"], 16686, "/", 14269, ui_path="/jaeger",
@@ -96,6 +104,10 @@ ADDONS: dict[str, AddonVersions] = {
         kiali_image="v2.11.0",  # the chart's own default; v2.11 is a moving tag
         kiali_v2=True,
         grafana_without_token={"automountServiceAccountToken": False},  # grafana 9.2.2 templates/_pod.tpl
+        # prometheus 27.20.0 labels its pods the recommended way only (templates/_helpers.tpl): no `app`.
+        prometheus_pods={"app.kubernetes.io/name": "prometheus", "app.kubernetes.io/component": "server"},
+        grafana_pods={"app.kubernetes.io/name": "grafana"},
+        kiali_pods={"app.kubernetes.io/name": "kiali"},  # kiali-server 2.11.0, fixed in its templates/_helpers.tpl
         tracing={
             "jaeger": TracingBackend(TRACING_IMAGES["1.30"]["jaeger"], 16686, "/status", 13133, ui_path="/jaeger",
                                      args=("--config", f"{CONFIG_DIR}/config.yaml"), config=_JAEGER_V2_CONFIG),

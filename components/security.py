@@ -18,6 +18,7 @@ from builders.access import (
     outbound_policy,
     tcp_ports,
 )
+from builders.istio_fence import IstioNamespaceFence
 from builders.kube import NAMESPACE_LABEL, istio_resource, network_policy
 from config.settings import SecuritySettings
 from domain.mongodb import MEMBER_ACCOUNT, SEED_ACCOUNT, SEED_POD_LABELS
@@ -30,6 +31,8 @@ class MeshSecurityArgs:
     plan: AccessPlan
     production: bool
     after: list[pulumi.Resource]
+    # Istio's own namespace, fenced as the app's is when NetworkPolicies are on.
+    istio_fence: IstioNamespaceFence
     # Ports in Istio's namespace every sidecar sends to besides istiod's: the tracing collector's, when tracing is on.
     telemetry_ports: tuple[int, ...] = ()
 
@@ -78,12 +81,16 @@ class MeshSecurity(pulumi.ComponentResource):
                                "allowedCallers": {app: [c.principal for c in callers] for app, callers in self.call_graph.items()}})
 
     def _network_policies(self, name: str, args: MeshSecurityArgs, child: pulumi.ResourceOptions) -> None:
-        """The namespace-wide NetworkPolicies: deny everything, then DNS, the control plane, scraping and MongoDB's callers.
+        """Istio's namespace fenced (builders/istio_fence.py), and the app namespace's own NetworkPolicies: deny
+        everything, then DNS, the control plane, scraping and MongoDB's callers.
 
         Each service's own ingress and egress rules come with its component. Traffic that never meets a sidecar (a pod
         outside the mesh, a process bypassing the proxy) then still meets the call graph, at the CNI.
         """
         plan, namespace = args.plan, args.plan.namespace
+        fence = args.istio_fence
+        for policy, spec in fence.policies().items():
+            network_policy(f"{name}-istio-system-{policy}-network", policy, fence.namespace, spec, child)
         istio = {"namespaceSelector": {"matchLabels": {NAMESPACE_LABEL: plan.istio_namespace}}}
         network_policy(f"{name}-default-deny-network", "default-deny", namespace,
                        {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}, child)

@@ -176,6 +176,20 @@ def helm_releases(kubeconfig: Path) -> dict[str, HelmRelease]:
     return releases
 
 
+def workloads_without_a_policy(kubeconfig: Path, namespace: str) -> tuple[list[str], list[str]]:
+    """The workloads the server runs in `namespace` (Deployments, StatefulSets, DaemonSets), and those whose pods no
+    NetworkPolicy there selects by their labels (the namespace-wide policies, which select every pod, left aside)."""
+    kinds = "deployments,statefulsets,daemonsets"
+    workloads = json.loads(kubectl(kubeconfig, "get", kinds, "-n", namespace, "-o", "json").stdout)["items"]
+    policies = json.loads(kubectl(kubeconfig, "get", "networkpolicies", "-n", namespace, "-o", "json").stdout)["items"]
+    selectors = [policy["spec"]["podSelector"].get("matchLabels") or {} for policy in policies]
+    selectors = [selector for selector in selectors if selector]
+    names = [f"{item['kind']}/{item['metadata']['name']}" for item in workloads]
+    unselected = [f"{item['kind']}/{item['metadata']['name']}" for item in workloads
+                  if not any(selector.items() <= item["spec"]["template"]["metadata"].get("labels", {}).items() for selector in selectors)]
+    return names, unselected
+
+
 def stack_file(workspace: Workspace, stack: str) -> Path:
     return default_stack_file(stack, workspace.project)
 

@@ -203,9 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--schemas", action="store_true", help="check every accepted mutation's objects against the "
                         "Kubernetes and Istio schemas of its stack (an accepted one that fails them counts as crashed)")
     args = parser.parse_args(argv)
-    from harness.sim_cluster import declared_manifests
-
     from harness.real_charts import real_charts  # the charts the stacks pin: the census runs the program as the tests do
+    from harness.sim_cluster import declared_manifests
 
     charts = real_charts()
     counts: Counter[tuple[str, str]] = Counter()

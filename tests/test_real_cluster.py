@@ -37,6 +37,7 @@ from harness.sim_cluster import (
     stack_file,
     up,
     weights,
+    workloads_without_a_policy,
 )
 from harness.stacks import CURRENT_ISTIO
 from tools.stack_files import load_stack_settings
@@ -134,6 +135,16 @@ def test_every_release_is_the_real_chart_deployed_with_what_it_rendered_on_the_s
     for manifest in deployments:
         found = live(kubeconfig, "deployment", manifest["metadata"]["name"], manifest["metadata"].get("namespace", "istio-system"))
         assert found["status"].get("readyReplicas") == found["spec"]["replicas"], manifest["metadata"]["name"]
+
+
+def test_every_workload_in_istios_namespace_is_fenced_by_a_policy_that_selects_the_real_charts_pods(stack):
+    """The fence's pod selectors against the labels Istio 1.30's charts and the current add-on charts really render:
+    Prometheus 27 labels its pods without `app`, the gateway chart names its `app` after the release."""
+    _, kubeconfig, _ = stack
+    names, unselected = workloads_without_a_policy(kubeconfig, "istio-system")
+    assert {"Deployment/istiod", "Deployment/istio-ingressgateway", "Deployment/prometheus", "Deployment/grafana",
+            "Deployment/kiali", "Deployment/tracing"} <= set(names), names
+    assert unselected == []
 
 
 def test_a_second_preview_plans_no_change_and_a_refresh_finds_no_drift(stack):

@@ -37,6 +37,7 @@ from harness.sim_cluster import (
     set_in_stack_file,
     up,
     weights,
+    workloads_without_a_policy,
 )
 from tools.stack_run import StackRun, run_stack
 
@@ -147,6 +148,15 @@ def test_the_add_ons_real_charts_render_them_confined(deployed):
                   if container["name"] == "prometheus-server")
     assert server["securityContext"]["readOnlyRootFilesystem"] is True and server["securityContext"]["runAsNonRoot"] is True
     assert [d["spec"]["template"]["spec"].get("automountServiceAccountToken") for d in deployments["grafana"]] == [False]
+
+
+def test_every_workload_in_istios_namespace_is_fenced_by_a_policy_that_selects_the_real_charts_pods(deployed):
+    """The fence's pod selectors (builders/istio_fence.py, builders/addons.py) against the labels the pinned charts
+    really give their pods on this server: istiod, the gateway, Prometheus, Grafana, Kiali and the tracing backend."""
+    names, unselected = workloads_without_a_policy(deployed.kubeconfig, "istio-system")
+    assert {"Deployment/istiod", "Deployment/istio-ingressgateway", "Deployment/prometheus", "Deployment/grafana",
+            "Deployment/kiali", "Deployment/tracing"} <= set(names), names
+    assert unselected == []
 
 
 def test_every_workload_is_ready_on_the_fake_nodes(deployed):
