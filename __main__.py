@@ -48,9 +48,9 @@ mesh = IstioMesh("istio", IstioMeshArgs(
 # 3. Data: MongoDB when some version keeps its data there; the cloud database's Secret when some version uses it.
 seeded = settings.services_using("mongodb")
 mongodb = MongoDB("mongodb", MongoDBArgs(
-    settings=settings.mongodb, images=settings.images, namespace=mesh.app_namespace, seeded_services=seeded,
+    settings=settings.mongodb, images=settings.images, namespace=mesh.app_namespace, namespace_name=namespace, seeded_services=seeded,
     istio_minor=settings.istio.minor, kubernetes=kubernetes, production=settings.production, after=mesh.prerequisites,
-    mount_account_token=mesh.sidecars_need_account_token,
+    mount_account_token=mesh.sidecars_need_account_token, mtls_mode=settings.security.mtls_mode,
 )) if seeded else None
 cloud = CloudDatabase("cloud-database", CloudDatabaseArgs(
     url=secrets.cloud_database_url, cert=secrets.cloud_database_cert, namespace=mesh.app_namespace, after=mesh.prerequisites,

@@ -9,6 +9,23 @@ SERVICE_NAME = "mongo"  # the host name the Bee Travels v2 images were built aga
 DATABASE = "beetravels"
 HEADLESS_SERVICE = "mongodb-headless"
 REPLICA_SET = "rs0"
+def headless_needs_explicit_mtls(istio_minor: str, replica_set: bool, mtls_mode: str) -> bool:
+    """Whether the members' own addresses need a DestinationRule saying ISTIO_MUTUAL.
+
+    A replica set's clients and members connect to each member by its headless name. Istio 1.6 makes a headless
+    Service an ORIGINAL_DST cluster and leaves such clusters out of auto mTLS (pilot/pkg/networking/core/v1alpha3/
+    cluster.go at 1.6.14, conditionallyConvertToIstioMtls: "Do not enable auto mtls when cluster type is
+    Cluster_ORIGINAL_DST"), so those connections would leave the sidecar in plain text, which a STRICT peer refuses
+    and in which an AuthorizationPolicy sees no principal. Istio 1.30 applies auto mTLS to them as to any other.
+    """
+    return istio_minor == "1.6" and replica_set and mtls_mode != "DISABLE"
+
+
+def headless_mtls_rule_spec(namespace: str) -> dict:
+    """A DestinationRule for every member's own address: mutual TLS with the mesh's certificates."""
+    return {"host": f"{HEADLESS_SERVICE}.{namespace}.svc.cluster.local", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}
+
+
 # How long the replica-set Job waits for a primary.
 PRIMARY_WAIT_SECONDS = 600
 

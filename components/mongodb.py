@@ -9,13 +9,15 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from builders.compat import KubernetesApis
-from builders.kube import container_port, metadata, workload_service
+from builders.kube import container_port, istio_resource, metadata, workload_service
 from builders.mongodb import (
     HEADLESS_SERVICE,
     PRIMARY_WAIT_SECONDS,
     REPLICA_SET,
     SERVICE_NAME,
     connection_url,
+    headless_mtls_rule_spec,
+    headless_needs_explicit_mtls,
     members_script,
     ping_command,
     proxy_script,
@@ -49,6 +51,7 @@ class MongoDBArgs:
     settings: MongoSettings
     images: ImageSettings
     namespace: pulumi.Input[str]
+    namespace_name: str  # the same namespace, as a host name part
     # Backends whose data lives here; each gets a seeding Job.
     seeded_services: tuple[str, ...]
     # Istio minor ("1.6", "1.30"): decides how a Job's sidecar is told to exit.
@@ -57,6 +60,7 @@ class MongoDBArgs:
     production: bool
     after: list[pulumi.Resource]
     mount_account_token: bool = False  # only where the sidecar authenticates with it (Istio 1.6, first-party-jwt)
+    mtls_mode: str = "STRICT"  # security.mtlsMode: whether the members' own addresses need mutual TLS said explicitly
 
 
 ROOT_CREDENTIALS_MOUNT = k8s.core.v1.VolumeMountArgs(name="root-credentials", mount_path=ROOT_CREDENTIALS_DIR, read_only=True)
@@ -95,7 +99,9 @@ class MongoDB(pulumi.ComponentResource):
         root_secret, connection_secret = self._credentials()
         member_account = self._identities()
         headless, client = self._services()
-        statefulset = self._members(root_secret, member_account, headless, self._keyfile() if replica_set else None)
+        members_mtls = self._members_mtls() if headless_needs_explicit_mtls(args.istio_minor, replica_set, args.mtls_mode) else None
+        statefulset = self._members(root_secret, member_account, [headless, *([members_mtls] if members_mtls else [])],
+                                    self._keyfile() if replica_set else None)
         database_up = self._replica_set(root_secret, statefulset) if replica_set else statefulset
         self.jobs = {service: self._seed_job(service, connection_secret, database_up) for service in args.seeded_services}
         # What any client waits for: the Services it connects through, the database up (initiated, for a replica set)
@@ -144,15 +150,22 @@ class MongoDB(pulumi.ComponentResource):
         return (self._service("headless", HEADLESS_SERVICE, headless=True),
                 self._service("client", SERVICE_NAME, headless=False))
 
-    def _members(self, root_secret: k8s.core.v1.Secret, account: k8s.core.v1.ServiceAccount, headless: k8s.core.v1.Service,
+    def _members_mtls(self) -> pulumi.Resource:
+        """Mutual TLS to each member's own address (headless_needs_explicit_mtls says when), before any member talks."""
+        args = self._args
+        return istio_resource(f"{self._name}-members-destination-rule", "DestinationRule", HEADLESS_SERVICE, args.namespace_name,
+                              headless_mtls_rule_spec(args.namespace_name), self._after_mesh(protected=False))
+
+    def _members(self, root_secret: k8s.core.v1.Secret, account: k8s.core.v1.ServiceAccount, after: list[pulumi.Resource],
                  keyfile: k8s.core.v1.Secret | None) -> k8s.apps.v1.StatefulSet:
-        """The StatefulSet whose pods and volume claims hold the data."""
+        """The StatefulSet whose pods and volume claims hold the data, after its headless Service (and the members'
+        mutual TLS where it is said explicitly)."""
         args = self._args
         self.statefulset = k8s.apps.v1.StatefulSet(
             f"{self._name}-statefulset",
             metadata=metadata("mongodb", args.namespace, LABELS),
             spec=self._statefulset_spec(args, root_secret, account, keyfile),
-            opts=pulumi.ResourceOptions.merge(self._keep, pulumi.ResourceOptions(depends_on=[headless, *args.after])),
+            opts=pulumi.ResourceOptions.merge(self._keep, pulumi.ResourceOptions(depends_on=[*after, *args.after])),
         )
         return self.statefulset
 

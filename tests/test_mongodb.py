@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from harness import schema_validation as sv
+from harness.stacks import CURRENT_ISTIO
 from tools.stack_run import Secret, run_stack, secret_paths
 
 ALL_JSON = {f"services.{name}": {"versions": {"v1": {"tier": "json"}}}
@@ -330,3 +331,39 @@ def test_every_container_of_the_data_tier_has_a_read_only_root(prod, current):
                 assert container["securityContext"]["readOnlyRootFilesystem"] is True, (workload.k8s_name, container["name"])
                 writable = {m["mountPath"] for m in container.get("volumeMounts", [])}
                 assert "/tmp" in writable or container["name"] == "keyfile", (workload.k8s_name, container["name"])
+
+
+def _members_rule(run):
+    return [r for r in run.of_type("DestinationRule") if r.k8s_name == "mongodb-headless"]
+
+
+def test_on_istio_1_6_a_replica_sets_members_are_reached_over_mutual_tls_said_explicitly(prod):
+    """Istio 1.6 leaves a headless Service's ORIGINAL_DST cluster out of auto mTLS (cluster.go at 1.6.14): without a
+    DestinationRule the members, the replica-set Job and every driver would reach each member in plain text, which
+    the members' STRICT sidecars refuse. The rule names exactly the host the connection URL and the Sidecars use."""
+    (rule,) = _members_rule(prod)
+    host = rule.inputs["spec"]["host"]
+    assert rule.inputs["spec"]["trafficPolicy"] == {"tls": {"mode": "ISTIO_MUTUAL"}}
+    assert any(f"./{host}" in s.inputs["spec"]["egress"][0]["hosts"] for s in prod.of_type("Sidecar")), host
+    from builders.mongodb import member_hosts
+    assert {member.split(".")[1].split(":")[0] for member in member_hosts(3)} == {host.split(".")[0]}  # what drivers dial
+    statefulset = prod.named("StatefulSet", "mongodb")
+    assert prod.depends_on(statefulset, rule), "a member could start talking before the rule exists"
+
+
+@pytest.mark.parametrize(("stack", "overrides"), [("dev", {}), ("prod", CURRENT_ISTIO),
+                                                  ("dev", {"mongodb.replicas": 3, "security.mtlsMode": "DISABLE",
+                                                           "security.authorization": False})])
+def test_where_auto_mtls_covers_the_members_no_rule_is_added(stack, overrides):
+    """One member (clients use the ClusterIP Service, which auto mTLS covers), current Istio (auto mTLS covers
+    headless Services too), or no mutual TLS in the mesh: nothing to say."""
+    run = run_stack(stack, overrides)
+    assert run.error is None, run.error
+    assert _members_rule(run) == []
+
+
+def test_the_members_rule_follows_the_mesh_when_mtls_is_permissive():
+    run = run_stack("dev", {"mongodb.replicas": 3, "security.mtlsMode": "PERMISSIVE"})
+    assert run.error is None, run.error
+    (rule,) = _members_rule(run)
+    assert rule.inputs["spec"]["trafficPolicy"]["tls"]["mode"] == "ISTIO_MUTUAL"

@@ -47,7 +47,7 @@ def test_moving_a_canary_is_one_number_in_the_stack_file():
 def test_every_route_targets_a_subset_with_pods_and_every_subset_has_pods(any_stack):
     pods = {(d.inputs["spec"]["template"]["metadata"]["labels"]["app"], d.inputs["spec"]["template"]["metadata"]["labels"]["version"])
             for d in any_stack.within("MeshService").of_type("Deployment")}
-    for rule in any_stack.of_type("DestinationRule"):
+    for rule in any_stack.within("MeshService").of_type("DestinationRule"):
         service = rule.k8s_name
         assert rule.inputs["spec"]["host"] == HOST.format(service)
         subsets = {s["name"]: s["labels"] for s in rule.inputs["spec"]["subsets"]}
