@@ -1120,7 +1120,7 @@ def _reading_service_waits(report: Report) -> str:
         return f"{len(steps)} Services took {statistics.median(steps):.2f} s each (median)" if steps else "no Service"
 
     compared = "; ".join(f"the {m.shape.label} update took {awaited.up:.1f} s with the wait and {m.up:.1f} s without it, "
-                         f"its {services(awaited)} against {services(m).split(' ', 2)[2]}" for m, awaited in pairs)
+                         f"its {services(awaited)} against {services(m).split(' took ', 1)[-1]}" for m, awaited in pairs)
     return (
         "**Waiting on Services.** The Kubernetes provider holds every Service with a selector until its Endpoints "
         "appear and then 10 s more, on every create and every update (pulumi-kubernetes' Service awaiter, "
@@ -1181,7 +1181,7 @@ def _reading_workloads(small: Measurement) -> str:
 def _reading_what_is_missing() -> str:
     return (
         "**What a real cluster adds.** Image pulls, container start-up and readiness probes make every Deployment, "
-        "Job and StatefulSet wait longer than here, and the Services' 10 s settle starts only after them; the real "
+        "Job and StatefulSet wait longer than here (and the Services would have waited 10 s after them); the real "
         "Helm charts install istiod, the gateway and the add-ons, whose rollouts Helm waits for; sidecar injection "
         "adds an admission webhook call to every pod. None of that is measured here: these figures are the engine, "
         "the providers, the program and the API server, with the waits a fake kubelet allows.")
