@@ -145,13 +145,13 @@ run_e2e() {
   namespace=$(pulumi stack output appNamespace --stack "$stack")
   kubectl wait -n "$namespace" --for=condition=Available deployment --all --timeout=600s
   pulumi stack output --stack "$stack" --json > .e2e-outputs.json
-  .venv/bin/python -m tools.e2e --namespace "$namespace" all --outputs .e2e-outputs.json --gateway "$gateway" --requests "${REQUESTS:-400}"
+  .venv/bin/python -m tools.e2e --namespace "$namespace" --stack "$stack" all --outputs .e2e-outputs.json --gateway "$gateway" --requests "${REQUESTS:-400}"
   if [ "$(pulumi stack output mtlsMode --stack "$stack")" != "STRICT" ]; then
     say "switching $stack to STRICT mTLS for the plain-text check"
     pulumi config set --stack "$stack" --path security.mtlsMode STRICT
     ensure_policy_pack
     pulumi up --stack "$stack" --policy-pack policy --yes --skip-preview
-    .venv/bin/python -m tools.e2e --namespace "$namespace" plaintext --service hotel
+    .venv/bin/python -m tools.e2e --namespace "$namespace" --stack "$stack" plaintext --service hotel
   fi
 }
 

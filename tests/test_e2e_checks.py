@@ -113,3 +113,30 @@ def test_the_request_loop_run_in_the_ui_pod_sends_the_header_and_counts_codes():
         server.shutdown()
     assert json.loads(result.stdout) == {"200": 2, "503": 1}
     assert seen_headers == ["true"] * 3
+
+
+def test_the_checks_run_kubectl_against_the_cluster_the_stack_names(tmp_path, monkeypatch):
+    """Like drift, diagnose and recover, the e2e checks reach the cluster the stack's provider talks to: its
+    kubernetes:kubeconfig and kubernetes:context, not whatever kubectl's current context is."""
+    import subprocess
+
+    from tools import cluster
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    stack_file = tmp_path / "Pulumi.staging.yaml"
+    stack_file.write_text(f"config:\n  kubernetes:kubeconfig: {kubeconfig}\n  kubernetes:context: staging-admin\n")
+    monkeypatch.setattr(e2e, "default_stack_file", lambda stack: stack_file)
+    commands = []
+
+    def fake_run(argv, **_):
+        commands.append(argv)
+        return subprocess.CompletedProcess(argv, 1, "", "refused")
+
+    monkeypatch.setattr(cluster.subprocess, "run", fake_run)
+    assert e2e.main(["--stack", "staging", "plaintext", "--service", "hotel"]) == 0  # refused: the check passes
+    assert commands and commands[0][:5] == ["kubectl", "--kubeconfig", str(kubeconfig), "--context", "staging-admin"]
+    assert commands[0][5] == "run"
+    commands.clear()
+    assert e2e.main(["--context", "other", "plaintext", "--service", "hotel"]) == 0
+    assert commands[0][:3] == ["kubectl", "--context", "other"]

@@ -137,7 +137,7 @@ def test_a_second_deployment_elsewhere_stops_until_make_down(now, stack):
 def test_the_end_message_gives_the_gateway_url_and_a_live_canary_split_command():
     steps = plan_up(facts()).next_steps
     assert steps[0].endswith("http://localhost:8080/")
-    assert steps[-1].strip() == (".venv/bin/python -m tools.e2e --namespace bee-travels split --gateway http://localhost:8080 "
+    assert steps[-1].strip() == (".venv/bin/python -m tools.e2e --namespace bee-travels --stack dev-current split --gateway http://localhost:8080 "
                                  "--service carrental --weights '{\"v1\": 50, \"v2\": 50}'")
 
 

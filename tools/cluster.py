@@ -29,6 +29,10 @@ class Kubectl:
         where = ["-n", namespace] if namespace else ["--all-namespaces"]
         return self.get(kind, *where)["items"]
 
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Any kubectl command against the stack's cluster (exec, run), its output captured."""
+        return subprocess.run(["kubectl", *self.cluster, *args], check=check, capture_output=True, text=True)
+
     def get(self, *args: str) -> dict[str, Any]:
         command = ["kubectl", *self.cluster, "get", *args, "-o", "json"]
         done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)

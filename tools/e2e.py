@@ -25,6 +25,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools.cluster import Kubectl, stack_cluster
+from tools.errors import CommandError
+from tools.stack_files import default_stack_file
+
 # Four standard deviations: a correct split fails the check about once in 15,000 runs per version.
 DEFAULT_Z = 4.0
 # The UI path that reaches each service through the gateway (the UI backend proxies /api/v1/*).
@@ -125,8 +129,12 @@ def plan(outputs: Mapping[str, object]) -> list[list[str]]:
 
 # ---- the cluster (kubectl) ----------------------------------------------------------------------
 
+# The cluster the stack's provider talks to (main sets it from --stack, --kubeconfig and --context).
+_cluster = Kubectl(())
+
+
 def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["kubectl", *args], check=check, capture_output=True, text=True)
+    return _cluster.run(*args, check=check)
 
 
 def served_by_version(namespace: str, service: str) -> Counter[str]:
@@ -226,6 +234,9 @@ def check_all(args: argparse.Namespace) -> bool:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--namespace", default="bee-travels")
+    parser.add_argument("--stack", help="read the cluster from this stack file's kubernetes:kubeconfig and kubernetes:context")
+    parser.add_argument("--kubeconfig", help="default: the stack's kubernetes:kubeconfig, else kubectl's own")
+    parser.add_argument("--context", help="default: the stack's kubernetes:context, else kubectl's current one")
     commands = parser.add_subparsers(dest="command", required=True)
     split = commands.add_parser("split", help="the canary split through the gateway is within tolerance")
     split.add_argument("--gateway", required=True)
@@ -254,8 +265,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global _cluster
     args = build_parser().parse_args(argv)
-    passed = args.check(args)
+    if args.stack:
+        try:
+            with stack_cluster(args, default_stack_file(args.stack)) as cluster:
+                _cluster = Kubectl(cluster)
+                passed = args.check(args)
+        except CommandError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    else:
+        _cluster = Kubectl(tuple(flag for option, value in (("--kubeconfig", args.kubeconfig), ("--context", args.context))
+                                 if value for flag in (option, value)))
+        passed = args.check(args)
     print("PASS" if passed else "FAIL")
     return 0 if passed else 1
 

@@ -355,7 +355,8 @@ def next_steps(target: Target, on_our_kind_cluster: bool) -> list[str]:
     if split is None:
         return [*steps, f"{target.stack} runs no canary split (every service has one weighted version)."]
     service = split[split.index("--service") + 1]
-    command = [".venv/bin/python", "-m", "tools.e2e", "--namespace", target.settings.app_namespace, "split", "--gateway", url, *split[1:]]
+    command = [".venv/bin/python", "-m", "tools.e2e", "--namespace", target.settings.app_namespace, "--stack", target.stack, "split",
+               "--gateway", url, *split[1:]]
     return [*steps, f"The {service} canary split, live (requests through the gateway, counted by each version's sidecar; needs kubectl):",
             f"  {shlex.join(command)}"]
 
