@@ -141,9 +141,20 @@ def ingress_network_policy_spec(app: str, port: int, callers: list[Caller]) -> d
 def egress_network_policy_spec(pod_labels: dict[str, str], destinations: list[Destination]) -> dict[str, Any]:
     """Where these pods may connect besides DNS and istiod (the namespace-wide rules): their callees and data."""
     rules = [{"to": [{"podSelector": {"matchLabels": dict(d.pod_labels)}}] if not d.outside else
-              [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}],
+              list(ANYWHERE),
               "ports": tcp_ports(d.port)} for d in destinations]
     return {"podSelector": {"matchLabels": pod_labels}, "policyTypes": ["Egress"], "egress": rules}
+
+
+# Peers a NetworkPolicy can only name by address: the API server, hosts outside the cluster.
+ANYWHERE = ({"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}})
+
+
+def namespace_wide_policies() -> dict[str, dict[str, Any]]:
+    """What opens a fenced namespace: every pod denied both ways, then DNS for all of them."""
+    return {"default-deny": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+            "allow-dns": {"podSelector": {}, "policyTypes": ["Egress"],
+                          "egress": [{"ports": [{"protocol": "UDP", "port": DNS_PORT}, *tcp_ports(DNS_PORT)]}]}}
 
 
 def tcp_ports(*ports: int) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from builders.access import CONTROL_PLANE_PORT, tcp_ports
+from builders.access import ANYWHERE, CONTROL_PLANE_PORT, namespace_wide_policies, tcp_ports
 from builders.addons import PROMETHEUS_PORT, ZIPKIN_PORT
 from builders.istio_values import GATEWAY_SELECTOR
 from builders.kube import NAMESPACE_LABEL
@@ -34,7 +34,6 @@ HTTPS_PORT = 443
 # The API server is reached by address, not as a pod: its Service's 443, or the port behind it once the CNI has
 # translated the Service address (6443 on kubeadm, kind and most managed clusters).
 API_SERVER_PORTS = (443, 6443)
-ANYWHERE = ({"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}})
 
 
 def _pods(labels: dict[str, str], namespace: str | None = None) -> dict[str, Any]:
@@ -91,9 +90,7 @@ class IstioNamespaceFence:
     def policies(self) -> dict[str, dict[str, Any]]:
         """NetworkPolicy name -> spec, for Istio's namespace."""
         policies = {
-            "default-deny": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
-            "allow-dns": {"podSelector": {}, "policyTypes": ["Egress"],
-                          "egress": [{"ports": [{"protocol": "UDP", "port": 53}, *tcp_ports(53)]}]},
+            **namespace_wide_policies(),
             "istiod": self._istiod(),
             "ingress-gateway": self._gateway(),
         }

@@ -58,7 +58,7 @@ NO_ENDPOINT_WAIT = {"pulumi.com/skipAwait": "true"}
 
 
 def workload_service(resource_name: str, name: str, namespace: pulumi.Input[str], labels: dict[str, str],
-            spec: k8s.core.v1.ServiceSpecArgs, opts: pulumi.ResourceOptions) -> k8s.core.v1.Service:
+                     spec: k8s.core.v1.ServiceSpecArgs, opts: pulumi.ResourceOptions) -> k8s.core.v1.Service:
     """A Service in front of a workload whose readiness is awaited on the workload itself (see NO_ENDPOINT_WAIT)."""
     return k8s.core.v1.Service(resource_name, metadata=metadata(name, namespace, labels, NO_ENDPOINT_WAIT), spec=spec, opts=opts)
 

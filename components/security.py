@@ -8,13 +8,13 @@ import pulumi
 
 from builders.access import (
     CONTROL_PLANE_PORT,
-    DNS_PORT,
     MONGO_DESTINATION,
     SCRAPED_PORTS,
     AccessPlan,
     authorization_spec,
     egress_network_policy_spec,
     ingress_network_policy_spec,
+    namespace_wide_policies,
     outbound_policy,
     tcp_ports,
 )
@@ -92,11 +92,9 @@ class MeshSecurity(pulumi.ComponentResource):
         for policy, spec in fence.policies().items():
             network_policy(f"{name}-istio-system-{policy}-network", policy, fence.namespace, spec, child)
         istio = {"namespaceSelector": {"matchLabels": {NAMESPACE_LABEL: plan.istio_namespace}}}
-        network_policy(f"{name}-default-deny-network", "default-deny", namespace,
-                       {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}, child)
-        network_policy(f"{name}-dns-network", "allow-dns", namespace, {
-            "podSelector": {}, "policyTypes": ["Egress"],
-            "egress": [{"ports": [{"protocol": "UDP", "port": DNS_PORT}, *tcp_ports(DNS_PORT)]}]}, child)
+        resource_names = {"default-deny": f"{name}-default-deny-network", "allow-dns": f"{name}-dns-network"}  # as first named
+        for policy, spec in namespace_wide_policies().items():
+            network_policy(resource_names[policy], policy, namespace, spec, child)
         network_policy(f"{name}-istio-network", "allow-istio", namespace, {
             "podSelector": {}, "policyTypes": ["Ingress", "Egress"],
             "egress": [{"to": [istio], "ports": tcp_ports(CONTROL_PLANE_PORT, *args.telemetry_ports)}],
