@@ -11,7 +11,7 @@ include tools/toolchain/versions
 KIND_VERSION := v0.29.0
 LEGACY_SCHEMAS := .cache/kubernetes-validate-legacy
 
-.PHONY: help venv schemas promtool node toolchain sim-cluster-tools sim-cluster-tools-all sim-cluster sim-cluster-stop test lint config-schema istio-charts policy-pack render bench up down preview destroy delete-cluster recover deploy-deps e2e-checks promote diagnose analyze scanner scan
+.PHONY: help venv schemas promtool node toolchain sim-cluster-tools sim-cluster-tools-all sim-cluster sim-cluster-stop test lint config-schema istio-charts policy-pack render bench up down preview destroy delete-cluster recover deploy-deps e2e-checks promote diagnose analyze scanner scan scan-charts
 
 help:
 	@echo "make up        set up and run 'pulumi up': with no context, a kind cluster and the stack it can run (dev on cgroup v1, dev-current otherwise)"
@@ -28,6 +28,7 @@ help:
 	@echo "make diagnose STACK=prod  when requests fail: proxy sync, istioctl analyze, sidecars, empty subsets, drift, mTLS, recent 5xx (reads only)"
 	@echo "make analyze STACK=dev    istioctl analyze (the stack's Istio release) of the rendered objects, offline; fails on an error"
 	@echo "make scan STACK=prod  failed checks per workload of a misconfiguration scanner (checkov) over the rendered objects"
+	@echo "make scan-charts STACK=prod [CHARTS_DIR=..]  the same over the Helm releases' workloads, rendered from the pinned charts"
 	@echo "make bench     measure program evaluation (dev, prod, 20-400 services) and write docs/performance.md"
 	@echo "make config-schema regenerate Pulumi.yaml's config block and docs/configuration.md from config/settings.py"
 
@@ -169,9 +170,15 @@ diagnose: $(VENV)/.installed-runtime
 analyze: $(VENV)/.installed-runtime
 	$(BIN)/python -m tools.analyze --stack $(STACK)
 
-# checkov and its pinned dependencies, in a cache venv named by the lock file (like the toolchain, outside the clone).
+# checkov and its pinned dependencies, in a cache venv named by the lock file, and Helm built from its Go module
+# (tools/scanner/helm), in a cache folder named by that module's files: like the toolchain, outside the clone.
 scanner: $(VENV)/.installed-runtime
 	$(BIN)/python -m tools.scan --install
 
 scan: $(VENV)/.installed-runtime scanner
 	$(BIN)/python -m tools.scan --stack $(STACK) $(if $(PIN_DIGESTS),--pin-digests)
+
+# The Helm releases' workloads, rendered by `helm template` from the charts the stack installs (CHARTS_DIR: a folder
+# of pulled charts; ISTIO_CHARTS: Istio 1.6's charts folder, else `make istio-charts`' cache).
+scan-charts: $(VENV)/.installed-runtime scanner
+	$(BIN)/python -m tools.scan --stack $(STACK) --charts $(if $(CHARTS_DIR),--charts-dir $(CHARTS_DIR)) $(if $(ISTIO_CHARTS),--istio-charts $(ISTIO_CHARTS))

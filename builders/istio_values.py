@@ -26,6 +26,7 @@ def _resources(resources: Resources) -> dict[str, Any]:
 # The runtime's default seccomp profile on Istio's own pods: Istio 1.6's charts take pod annotations only (and the
 # clusters it runs on, 1.18 and older, know only the annotation); current charts take the securityContext field.
 SECCOMP_ANNOTATION = {"seccomp.security.alpha.kubernetes.io/pod": "runtime/default"}
+UNPRIVILEGED_PORTS = {"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}
 RUNTIME_DEFAULT = {"type": "RuntimeDefault"}
 
 
@@ -131,6 +132,9 @@ def gateway_values(istio: IstioSettings, tracing: TracingSettings, pull_policy: 
             "targetCPUUtilizationPercentage": gateway.autoscaling.target_cpu_percent,
         },
         "resources": _resources(gateway.resources),
+        # Given any pod context, the chart drops its own, which only lets the proxy bind ports below 1024: that
+        # sysctl is kept beside the runtime's default seccomp profile (templates/deployment.yaml at 1.30.3).
+        "securityContext": {"seccompProfile": RUNTIME_DEFAULT, "sysctls": [UNPRIVILEGED_PORTS]},
     }
     if gateway.pod_disruption_budget:
         values["podDisruptionBudget"] = {"minAvailable": 1}

@@ -1,13 +1,17 @@
 """A widely used misconfiguration scanner (checkov) over each stack's rendered objects: every failed check is a
-waiver docs/security.md documents, and prod with its images pinned by digest fails at most 2 checks per workload."""
+waiver docs/security.md documents, and prod with its images pinned by digest fails at most 2 checks per workload.
+The same for the workloads of the stacks' Helm releases, rendered by Helm from the real pinned charts."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import re
 
 import pytest
 import yaml
 
+from harness.real_charts import ISTIO_1_6, real_charts
 from harness.stacks import CURRENT_ISTIO
 from tools import render, scan
 
@@ -73,3 +77,97 @@ def test_a_container_that_drops_its_hardening_is_found(checkov, istio_chart_cach
     # privilege escalation, capabilities, read-only root, CPU and memory requests and limits: none of them waived
     assert {"CKV_K8S_20", "CKV_K8S_28", "CKV_K8S_22", "CKV_K8S_10", "CKV_K8S_11", "CKV_K8S_12", "CKV_K8S_13"} <= found
     assert not found & {"CKV_K8S_20", "CKV_K8S_22"} & scan.documented_waivers()
+
+
+# ---- the charts' workloads, rendered from the real pinned charts ------------------------------------
+
+CHART_WORKLOADS = {"istiod", "istio-ingressgateway", "prometheus", "grafana", "kiali"}
+
+
+@pytest.fixture(scope="module")
+def helm():
+    binary = scan.helm_binary()
+    assert binary.is_file(), f"no Helm at {binary}: `make scanner` builds it (make test does)"
+    return binary
+
+
+def _chart_releases(name: str) -> tuple[list[scan.ChartRelease], str]:
+    stack, overrides = STACKS[name]
+    overrides = overrides or {}
+    charts = real_charts().edits(overrides.get("istio.version", ISTIO_1_6))
+    return scan.chart_releases(stack, {**overrides, **charts})
+
+
+@pytest.fixture(scope="module")
+def chart_scans(checkov, helm) -> dict[str, scan.ChartScan]:
+    """Each stack's Helm releases rendered from the real pinned charts, with the values the stack gives them."""
+    return {name: scan.scan_charts(*_chart_releases(name), helm, checkov) for name in STACKS}
+
+
+@pytest.mark.parametrize("name", sorted(STACKS))
+def test_every_chart_workload_is_rendered_and_scanned(chart_scans, name):
+    names = {workload.split(".", 2)[2] for workload in chart_scans[name].workloads}
+    assert names == CHART_WORKLOADS
+
+
+@pytest.mark.parametrize("name", sorted(STACKS))
+def test_every_failed_check_on_a_chart_workload_is_a_documented_chart_waiver(chart_scans, name):
+    undocumented = chart_scans[name].undocumented(scan.documented_chart_waivers())
+    assert undocumented == [], f"{name}: fix these through the chart's values, or add them to the chart table in docs/security.md"
+
+
+def test_the_chart_waivers_are_all_still_needed(chart_scans):
+    found: dict[tuple[str, str], set[str]] = {}
+    for result in chart_scans.values():
+        for key, checks in result.found().items():
+            found.setdefault(key, set()).update(checks)
+    assert found == scan.documented_chart_waivers()
+
+
+def test_current_istios_gateway_runs_the_runtimes_default_seccomp_profile_and_keeps_low_ports(chart_scans, helm):
+    """The chart drops its own pod context (the low-ports sysctl) once given one: the pod keeps both."""
+    assert not [f for f in chart_scans["current"].failures if f.workload.endswith(".istio-ingressgateway") and f.check == "CKV_K8S_31"]
+    releases, version = _chart_releases("current")
+    gateway = next(release for release in releases if release.name == "istio-ingressgateway")
+    deployment = next(document for document in scan.render_release(helm, gateway, version) if document["kind"] == "Deployment")
+    context = deployment["spec"]["template"]["spec"]["securityContext"]
+    assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert {"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"} in context["sysctls"]
+
+
+def test_a_release_whose_values_drop_their_hardening_is_found(checkov, helm):
+    """Grafana's container context and Prometheus' read-only root come from our values: without them, new failures."""
+    releases, version = _chart_releases("prod")
+    weakened = []
+    for release in releases:
+        values = copy.deepcopy(dict(release.values))
+        if release.name == "grafana":
+            del values["containerSecurityContext"]
+        if release.name == "prometheus":
+            del values["server"]["containerSecurityContext"]
+        weakened.append(dataclasses.replace(release, values=values))
+    undocumented = scan.scan_charts(weakened, version, helm, checkov).undocumented(scan.documented_chart_waivers())
+    grafana = {line.split()[2] for line in undocumented if " Deployment.istio-system.grafana " in line}
+    prometheus = {line.split()[2] for line in undocumented if " Deployment.istio-system.prometheus " in line}
+    assert {"CKV_K8S_20", "CKV_K8S_28"} <= grafana  # privilege escalation, capabilities
+    assert "CKV_K8S_22" in prometheus  # read-only root
+
+
+def test_the_chart_table_is_read_from_the_hardening_section_and_names_each_workload_once():
+    page = scan.WAIVER_PAGE.read_text()
+    hardening = page[page.index("\n## Hardening\n"):].split("\n## ", 2)[1]
+    assert scan.CHART_WAIVER_HEADING in hardening
+    table = hardening[hardening.index(scan.CHART_WAIVER_HEADING):].split("\n\n", 1)[0].splitlines()[2:]
+    waivers = scan.documented_chart_waivers()
+    assert len(waivers) == len(table) and all(checks for checks in waivers.values())
+
+
+def test_the_chart_scan_command_reports_each_chart_workload_and_passes_on_prod(checkov, helm, capsys):
+    charts = real_charts()
+    code = scan.main(["--stack", "prod", "--charts", "--charts-dir", str(charts.helm_charts_dir or ""),
+                      "--istio-charts", str(charts.istio_1_6)] if charts.helm_charts_dir else
+                     ["--stack", "prod", "--charts", "--istio-charts", str(charts.istio_1_6)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "Deployment.istio-system.kiali (kiali-server@1.22.0)" in printed
+    assert re.search(r"prod: \d+ failed checks on 5 workloads", printed)

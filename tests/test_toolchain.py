@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.pulumi_cli import toolchain_bin
+from tools import scan
 from tools.stack_run import ROOT
 
 VERSIONS = dict(re.findall(r"^(\w+)=(\S+)$", (ROOT / "tools" / "toolchain" / "versions").read_text(), re.MULTILINE))
@@ -39,3 +40,18 @@ def test_the_toolchain_holds_the_pinned_cli_and_each_plugin_reports_its_pinned_v
         assert (plugin, VERSIONS[key]) in installed
         # The binary's own word: the schema it serves names the version it was stamped with.
         assert json.loads(pulumi("package", "get-schema", str(bin_dir / f"pulumi-resource-{plugin}")))["version"] == VERSIONS[key]
+
+
+def test_the_scanners_helm_is_the_helm_module_the_kubernetes_provider_embeds():
+    """`make scan-charts` renders each release as the provider installs it only if both use the same Helm."""
+    provider = (ROOT / "tools" / "toolchain" / "pulumi-resource-kubernetes" / "go.mod").read_text()
+    embedded = re.search(r"^\s*helm\.sh/helm/v3 (v[\d.]+)", provider, re.MULTILINE)
+    assert embedded, "the provider's module graph names no helm.sh/helm/v3"
+    assert scan.helm_version() == embedded.group(1)
+
+
+def test_the_scanners_helm_reports_its_pinned_version():
+    helm = scan.helm_binary()
+    assert helm.is_file(), f"no Helm at {helm}: `make scanner` builds it (make test does)"
+    shown = subprocess.run([str(helm), "version", "--template", "{{.Version}}"], capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == scan.helm_version()
