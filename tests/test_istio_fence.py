@@ -15,7 +15,9 @@ from urllib.parse import urlparse
 import pytest
 
 from builders.kube import NAMESPACE_LABEL
+from harness.real_charts import ISTIO_1_6, real_charts
 from harness.stacks import CURRENT_ISTIO
+from tools import scan
 from tools.stack_run import run_stack
 
 ISTIO, APP = "istio-system", "bee-travels"
@@ -206,3 +208,63 @@ def test_the_fence_reads_a_wrong_port_as_refused():
 def test_the_fence_is_off_with_the_network_policies():
     run = run_stack("prod", {"security.networkPolicies": False})
     assert run.error is None and [p for p in run.of_type("NetworkPolicy") if p.metadata["namespace"] == ISTIO] == []
+
+
+# ---- the fence against the real charts ------------------------------------------------------------
+
+def _rendered_chart_pods(stack: str, overrides: dict) -> tuple[object, dict[str, tuple[dict, set[int]]]]:
+    """The program's run on the real charts, and every pod in Istio's namespace with the ports it serves on: the
+    charts' Deployments as Helm renders them (container ports and their Services' target ports), and the stack's own."""
+    line = overrides.get("istio.version", ISTIO_1_6)
+    edits = {**overrides, **real_charts().edits(line)}
+    run = run_stack(stack, edits)
+    assert run.error is None, run.error
+    releases, kubernetes_version = scan.chart_releases(stack, edits)
+    objects = [document for release in releases for document in scan.render_release(scan.helm_binary(), release, kubernetes_version)]
+    objects += [{"kind": r.kind, "metadata": r.metadata, "spec": r.inputs.get("spec", {})}
+                for r in run.of_type("Deployment", "Service") if r.metadata.get("namespace") == ISTIO]
+    pods: dict[str, tuple[dict, set[int]]] = {}
+    for deployment in (o for o in objects if o["kind"] == "Deployment"):
+        template = deployment["spec"]["template"]
+        labels = template["metadata"].get("labels", {})
+        ports = {port["containerPort"] for container in template["spec"]["containers"] for port in container.get("ports", [])}
+        ports |= {port.get("targetPort") or port["port"] for service in objects if service["kind"] == "Service"
+                  and service["spec"].get("selector") and service["spec"]["selector"].items() <= labels.items()
+                  for port in service["spec"]["ports"]}
+        pods[deployment["metadata"]["name"]] = (labels, ports)
+    return run, pods
+
+
+@pytest.mark.parametrize("overrides", [{}, CURRENT_ISTIO], ids=["prod", "current"])
+def test_every_rule_of_the_fence_names_pods_and_ports_the_real_charts_run(overrides):
+    """Each policy selects a pod the real charts (or the stack) run, and every port it opens into or out to a pod of
+    Istio's namespace is one that pod serves on: a wrong label or port would fence off a component silently."""
+    run, pods = _rendered_chart_pods("prod", overrides)
+    assert {"istiod", "istio-ingressgateway", "prometheus", "grafana", "kiali"} <= set(pods)
+    wrong = []
+    for policy in (p for p in run.of_type("NetworkPolicy") if p.metadata["namespace"] == ISTIO):
+        spec, name = policy.inputs["spec"], policy.metadata["name"]
+        selected = [pod for pod, (labels, _) in pods.items() if _matches(spec["podSelector"], labels)]
+        if not selected:
+            wrong.append(f"{name} selects no pod")
+        for port in (p["port"] for rule in spec.get("ingress", []) for p in rule.get("ports", [])):
+            wrong += [f"{name}: {pod} does not serve {port}" for pod in selected if port not in pods[pod][1]]
+        for rule in spec.get("egress", []):
+            peers = [peer for peer in rule.get("to", []) if "podSelector" in peer and "namespaceSelector" not in peer]
+            for peer in peers:
+                reached = [pod for pod, (labels, _) in pods.items() if _matches(peer["podSelector"], labels)]
+                wrong += [f"{name}: egress to {peer['podSelector']} reaches no pod"] if not reached else []
+                wrong += [f"{name}: {pod} does not serve {p['port']}" for p in rule.get("ports", []) for pod in reached
+                          if p["port"] not in pods[pod][1]]
+    assert wrong == []
+
+
+@pytest.mark.parametrize("overrides", [{}, CURRENT_ISTIO], ids=["prod", "current"])
+def test_the_labels_and_ports_this_module_assumes_are_those_the_real_charts_render(overrides):
+    _, pods = _rendered_chart_pods("prod", overrides)
+    line = "1.30" if overrides else "1.6"
+    for name, labels in {**CHART_PODS[line], "istiod": ISTIOD, "istio-ingressgateway": GATEWAY}.items():
+        assert labels.items() <= pods[name][0].items(), name
+    assert {XDS, MONITORING, WEBHOOK} <= pods["istiod"][1]
+    assert {*GATEWAY_LISTENERS, ENVOY_STATS} <= pods["istio-ingressgateway"][1]
+    assert KIALI_METRICS in pods["kiali"][1]
