@@ -13,6 +13,7 @@ import itertools
 from urllib.parse import urlparse
 
 import pytest
+import yaml
 
 from builders.kube import NAMESPACE_LABEL
 from harness.real_charts import ISTIO_1_6, real_charts
@@ -212,9 +213,9 @@ def test_the_fence_is_off_with_the_network_policies():
 
 # ---- the fence against the real charts ------------------------------------------------------------
 
-def _rendered_chart_pods(stack: str, overrides: dict) -> tuple[object, dict[str, tuple[dict, set[int]]]]:
-    """The program's run on the real charts, and every pod in Istio's namespace with the ports it serves on: the
-    charts' Deployments as Helm renders them (container ports and their Services' target ports), and the stack's own."""
+def _rendered_charts(stack: str, overrides: dict) -> tuple[object, list[dict]]:
+    """The program's run on the real charts, and the objects its releases render (Helm, the pinned charts) with its
+    own Deployments and Services in Istio's namespace."""
     line = overrides.get("istio.version", ISTIO_1_6)
     edits = {**overrides, **real_charts().edits(line)}
     run = run_stack(stack, edits)
@@ -223,6 +224,12 @@ def _rendered_chart_pods(stack: str, overrides: dict) -> tuple[object, dict[str,
     objects = [document for release in releases for document in scan.render_release(scan.helm_binary(), release, kubernetes_version)]
     objects += [{"kind": r.kind, "metadata": r.metadata, "spec": r.inputs.get("spec", {})}
                 for r in run.of_type("Deployment", "Service") if r.metadata.get("namespace") == ISTIO]
+    return run, objects
+
+
+def _rendered_chart_pods(stack: str, overrides: dict) -> tuple[object, dict[str, tuple[dict, set[int]]]]:
+    """Every pod in Istio's namespace with the ports it serves on: its containers' and its Services' target ports."""
+    run, objects = _rendered_charts(stack, overrides)
     pods: dict[str, tuple[dict, set[int]]] = {}
     for deployment in (o for o in objects if o["kind"] == "Deployment"):
         template = deployment["spec"]["template"]
@@ -268,3 +275,18 @@ def test_the_labels_and_ports_this_module_assumes_are_those_the_real_charts_rend
     assert {XDS, MONITORING, WEBHOOK} <= pods["istiod"][1]
     assert {*GATEWAY_LISTENERS, ENVOY_STATS} <= pods["istio-ingressgateway"][1]
     assert KIALI_METRICS in pods["kiali"][1]
+
+
+def test_istio_1_6_proxies_leave_istiods_dns_over_tls_port_alone_which_the_fence_keeps_closed():
+    """istiod 1.6.14 also serves DNS over TLS (Service port 853, pod 15053), which a 1.6 agent dials only with
+    DNS_AGENT set (pilot-agent main.go at 1.6.14). The mesh config the real chart renders leaves it empty."""
+    run, objects = _rendered_charts("prod", {})
+    mesh = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "istio")
+    proxy_metadata = yaml.safe_load(mesh["data"]["mesh"])["defaultConfig"].get("proxyMetadata", {})
+    assert not proxy_metadata.get("DNS_AGENT")
+    env = [variable for o in objects if o["kind"] == "Deployment" for container in o["spec"]["template"]["spec"]["containers"]
+           for variable in container.get("env", []) if variable["name"] == "DNS_AGENT" and variable.get("value")]
+    assert env == []
+    istiod_ports = {port["port"] for p in run.of_type("NetworkPolicy") if p.metadata["name"] == "istiod"
+                    for rule in p.inputs["spec"].get("ingress", []) for port in rule.get("ports", [])}
+    assert istiod_ports and not istiod_ports & {853, 15053}
