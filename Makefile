@@ -152,7 +152,7 @@ recover: $(VENV)/.installed-runtime
 # What a CI job needs before `pulumi preview`/`up` through pulumi/actions: the program's venv, the pack's, the charts.
 deploy-deps: $(VENV)/.installed-runtime policy-pack istio-charts
 
-# After `make up` on kind: canary split, header route and plain text refused under STRICT mTLS (e2e.yml).
+# After `make up` on kind: canary split, header route, plain text refused under STRICT mTLS, istio-system fenced (e2e.yml).
 e2e-checks: $(VENV)/.installed-runtime
 	$(RUN_STACK_SCRIPT) e2e
 

@@ -114,6 +114,7 @@ pulumi.export("istioRevision", mesh.revision)
 pulumi.export("appNamespace", mesh.app_namespace)
 pulumi.export("gatewaySelector", mesh.gateway_selector)
 pulumi.export("mtlsMode", settings.security.mtls_mode)
+pulumi.export("networkPolicies", settings.security.network_policies)
 pulumi.export("canaryWeights", {name: service.effective_weights() for name, service in settings.services.items()})
 pulumi.export("matchRoutes", {name: [route.model_dump(exclude_none=True) for route in service.match_routes]
                               for name, service in settings.services.items() if service.match_routes})

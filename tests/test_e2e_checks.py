@@ -79,14 +79,56 @@ def test_plan_under_strict_mtls_includes_a_plain_text_request(prod):
 
 
 def test_every_planned_check_parses_as_a_command():
-    outputs = {"canaryWeights": {"hotel": {"v1": 50, "v2": 50}}, "mtlsMode": "STRICT",
-               "matchRoutes": {"hotel": [{"header": "x-bee-canary", "value": "true", "version": "v2"}]}}
+    outputs = {"canaryWeights": {"hotel": {"v1": 50, "v2": 50}}, "mtlsMode": "STRICT", "networkPolicies": True,
+               "matchRoutes": {"hotel": [{"header": "x-bee-canary", "value": "true", "version": "v2"}]},
+               "observability": {"prometheus": "kubectl ...", "kiali": "kubectl ..."}}
     checks = e2e.plan(outputs)
-    assert [c[0] for c in checks] == ["split", "header", "plaintext"]
+    assert [c[0] for c in checks] == ["split", "header", "plaintext", "fence"]
     for check in checks:
         extra = ["--gateway", "http://gw"] if check[0] == "split" else []
         parsed = e2e.build_parser().parse_args([*check, *extra])
-        assert parsed.command == check[0] and parsed.service == "hotel"
+        assert parsed.command == check[0]
+        assert parsed.fenced == ["istiod", "kiali", "prometheus"] if check[0] == "fence" else parsed.service == "hotel"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_with_network_policies_on_the_fence_is_checked_against_every_add_on_the_stack_runs(stack, request):
+    run = request.getfixturevalue(stack)
+    assert run.outputs["networkPolicies"] is True
+    fence = [c for c in e2e.plan(run.outputs) if c[0] == "fence"]
+    assert fence == [["fence", "--fenced", "istiod", *sorted(set(run.outputs["observability"]) & set(e2e.FENCED))]]
+    assert len(fence[0]) > 3  # the stack runs add-ons, each probed
+    assert not [c for c in e2e.plan({**run.outputs, "networkPolicies": False}) if c[0] == "fence"]
+
+
+def _probe(tmp_path, answering: set[str], targets: list[str]) -> str:
+    """The probe pod's shell script, run here with a curl that answers only for the named hosts (else times out)."""
+    fake = tmp_path / "bin" / "curl"
+    fake.parent.mkdir(exist_ok=True)
+    hosts = " ".join(answering)
+    fake.write_text(f"#!/bin/sh\nfor host in {hosts}; do case \"$*\" in *//$host.*) printf 200; exit 0;; esac; done\n"
+                    "printf 000; exit 28\n")
+    fake.chmod(0o755)
+    done = subprocess.run(["sh", "-c", e2e._PROBE_SCRIPT, "probe", *targets], capture_output=True, text=True, check=True,
+                          env={"PATH": f"{fake.parent}:/usr/bin:/bin"})
+    return done.stdout
+
+
+def test_the_fence_passes_when_only_the_gateway_answers_an_outsider(tmp_path):
+    fenced = ["istiod", "grafana", "prometheus"]
+    targets = [f"gateway={e2e.OPEN_TO_ALL[1]}", *(f"{name}={e2e.FENCED[name]}" for name in fenced)]
+    passed, lines = e2e.judge_fence(_probe(tmp_path, {"istio-ingressgateway"}, targets), fenced)
+    assert passed, lines
+    leaking = _probe(tmp_path, {"istio-ingressgateway", "grafana"}, targets)
+    passed, lines = e2e.judge_fence(leaking, fenced)
+    assert not passed and any("grafana" in line and "does not enforce" in line for line in lines)
+
+
+def test_the_fence_proves_nothing_when_even_the_gateway_is_silent(tmp_path):
+    targets = [f"gateway={e2e.OPEN_TO_ALL[1]}", f"istiod={e2e.FENCED['istiod']}"]
+    passed, lines = e2e.judge_fence(_probe(tmp_path, set(), targets), ["istiod"])
+    assert not passed and any("shows nothing" in line for line in lines)
+    assert not e2e.judge_fence("", ["istiod"])[0]  # no pod output at all: nothing was shown
 
 
 def test_the_request_loop_run_in_the_ui_pod_sends_the_header_and_counts_codes():
@@ -140,3 +182,28 @@ def test_the_checks_run_kubectl_against_the_cluster_the_stack_names(tmp_path, mo
     commands.clear()
     assert e2e.main(["--context", "other", "plaintext", "--service", "hotel"]) == 0
     assert commands[0][:3] == ["kubectl", "--context", "other"]
+
+
+def test_every_check_of_all_runs_against_the_cluster_the_stack_names(tmp_path, monkeypatch):
+    import subprocess
+
+    from tools import cluster
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    stack_file = tmp_path / "Pulumi.staging.yaml"
+    stack_file.write_text(f"config:\n  kubernetes:kubeconfig: {kubeconfig}\n  kubernetes:context: staging-admin\n")
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"canaryWeights": {"hotel": {"v1": 100}}, "mtlsMode": "STRICT", "networkPolicies": True,
+                                   "observability": {"grafana": "kubectl ..."}}))
+    monkeypatch.setattr(e2e, "default_stack_file", lambda stack: stack_file)
+    commands = []
+
+    def fake_run(argv, **_):
+        commands.append(argv)
+        return subprocess.CompletedProcess(argv, 1, "", "refused")
+
+    monkeypatch.setattr(cluster.subprocess, "run", fake_run)
+    e2e.main(["--stack", "staging", "all", "--outputs", str(outputs), "--gateway", "http://gw"])
+    assert [argv[5] for argv in commands] == ["run", "run"]  # the plain-text check, then the fence's probe pod
+    assert all(argv[:5] == ["kubectl", "--kubeconfig", str(kubeconfig), "--context", "staging-admin"] for argv in commands)

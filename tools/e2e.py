@@ -3,10 +3,13 @@
     python -m tools.e2e split  --gateway http://localhost:8080 --service destination --weights '{"v1": 90, "v2": 10}'
     python -m tools.e2e header --service hotel --header x-bee-canary=true --version v2
     python -m tools.e2e plaintext --service hotel
+    python -m tools.e2e fence --fenced istiod prometheus grafana kiali
     python -m tools.e2e all --outputs outputs.json --gateway http://localhost:8080   # every check the stack calls for
 
 Which version served a request is read from the serving sidecars' own counters (istio_requests_total,
-reporter="destination"), before and after the requests, so no version has to announce itself.
+reporter="destination"), before and after the requests, so no version has to announce itself. The fence check
+shows the cluster's CNI enforcing Istio's namespace fence: a pod outside the mesh reaches the gateway and none of the
+components only their port-forwards should reach.
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from builders.addon_values import GRAFANA_SERVICE_PORT
+from builders.addons import KIALI_PORT, PROMETHEUS_PORT
+from builders.istio_fence import MONITORING_PORT
+from domain.mesh import ISTIO_NAMESPACE
 from tools.cluster import Kubectl, stack_cluster
 from tools.errors import CommandError
 from tools.stack_files import default_stack_file
@@ -39,6 +46,20 @@ PATH_THROUGH_UI = {
     "currencyexchange": "/api/v1/currency/USD",
 }
 SERVICE_PORT = 80
+# What Istio's namespace fence keeps a pod outside the mesh from (each reached through its Service), and what it
+# leaves open to anyone: the gateway's plain-HTTP listener.
+FENCED = {
+    "istiod": f"istiod.{ISTIO_NAMESPACE}:{MONITORING_PORT}/version",
+    "prometheus": f"prometheus.{ISTIO_NAMESPACE}:{PROMETHEUS_PORT}/-/ready",
+    "grafana": f"grafana.{ISTIO_NAMESPACE}:{GRAFANA_SERVICE_PORT}/api/health",
+    "kiali": f"kiali.{ISTIO_NAMESPACE}:{KIALI_PORT}/kiali/healthz",
+    "tracing": f"tracing.{ISTIO_NAMESPACE}:80/",
+}
+OPEN_TO_ALL = ("gateway", f"istio-ingressgateway.{ISTIO_NAMESPACE}:80/")
+# Run in the curl image's shell: one line per target, "name curl-exit-code http-code".
+_PROBE_SCRIPT = ('for target in "$@"; do name=${target%%=*}; url=${target#*=}; '
+                 'code=$(curl -s -o /dev/null -w "%{http_code}" --connect-timeout 5 --max-time 8 "http://$url"); '
+                 'echo "$name $? $code"; done')
 _SAMPLE = re.compile(r'^istio_requests_total\{(?P<labels>[^}]*)\}\s+(?P<value>[0-9.eE+]+)\s*$')
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
@@ -124,25 +145,37 @@ def plan(outputs: Mapping[str, object]) -> list[list[str]]:
     if outputs.get("mtlsMode") == "STRICT":
         deployed = [service for service in PATH_THROUGH_UI if service in weights]
         checks += [["plaintext", "--service", deployed[0]]] if deployed else []
+    if outputs.get("networkPolicies"):
+        addons = outputs.get("observability") or {}
+        checks.append(["fence", "--fenced", "istiod", *sorted(name for name in addons if name in FENCED)])  # type: ignore[union-attr]
     return checks
+
+
+def judge_fence(probe_output: str, fenced: list[str]) -> tuple[bool, list[str]]:
+    """Whether the gateway answered and no fenced component did, from the probe pod's lines; and what was seen."""
+    reached = {}
+    for line in probe_output.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] in {OPEN_TO_ALL[0], *FENCED}:
+            reached[parts[0]] = parts[1] == "0"  # curl exits 0 on any HTTP answer
+    lines = [f"{name}: {'answered' if reached.get(name) else 'no answer'}" for name in (OPEN_TO_ALL[0], *fenced)]
+    if not reached.get(OPEN_TO_ALL[0]):
+        lines.append("the gateway did not answer a pod outside the mesh either, so this run shows nothing about the fence")
+    leaks = [name for name in fenced if reached.get(name, True)]
+    if leaks:
+        lines.append(f"reached or not probed: {', '.join(leaks)}: the cluster's CNI does not enforce NetworkPolicy, "
+                     "or the fence admits what it should not")
+    return bool(reached.get(OPEN_TO_ALL[0])) and not leaks, lines
 
 
 # ---- the cluster (kubectl) ----------------------------------------------------------------------
 
-# The cluster the stack's provider talks to (main sets it from --stack, --kubeconfig and --context).
-_cluster = Kubectl(())
-
-
-def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return _cluster.run(*args, check=check)
-
-
-def served_by_version(namespace: str, service: str) -> Counter[str]:
-    pods = kubectl("get", "pods", "-n", namespace, "-l", f"app={service}", "-o", "name").stdout.split()
+def served_by_version(kube: Kubectl, namespace: str, service: str) -> Counter[str]:
+    pods = kube.run("get", "pods", "-n", namespace, "-l", f"app={service}", "-o", "name").stdout.split()
     total: Counter[str] = Counter()
     for pod in pods:
-        stats = kubectl("exec", "-n", namespace, pod, "-c", "istio-proxy", "--",
-                        "pilot-agent", "request", "GET", "stats/prometheus").stdout
+        stats = kube.run("exec", "-n", namespace, pod, "-c", "istio-proxy", "--",
+                         "pilot-agent", "request", "GET", "stats/prometheus").stdout
         total += requests_by_version(stats, service)
     return total
 
@@ -168,20 +201,26 @@ _NODE_GET_LOOP = (
 )
 
 
-def _send_from_ui(namespace: str, service: str, count: int, headers: Mapping[str, str]) -> Counter[int]:
+def _send_from_ui(kube: Kubectl, namespace: str, service: str, count: int, headers: Mapping[str, str]) -> Counter[int]:
     # From the UI's own container, so the request leaves through its sidecar with a mesh identity and the
     # header reaches the match route as sent (the UI backend does not forward arbitrary headers).
-    result = kubectl("exec", "-n", namespace, "deploy/bee-ui-v1", "-c", "bee-ui", "--", "node", "-e", _NODE_GET_LOOP,
-                     str(count), service, str(SERVICE_PORT), PATH_THROUGH_UI[service], json.dumps(dict(headers)))
+    result = kube.run("exec", "-n", namespace, "deploy/bee-ui-v1", "-c", "bee-ui", "--", "node", "-e", _NODE_GET_LOOP,
+                      str(count), service, str(SERVICE_PORT), PATH_THROUGH_UI[service], json.dumps(dict(headers)))
     return Counter({int(k) if k.isdigit() else -1: v for k, v in json.loads(result.stdout).items()})
 
 
-def _measure(namespace: str, service: str, send) -> tuple[Counter[str], Counter[int]]:
-    before = served_by_version(namespace, service)
+def _measure(kube: Kubectl, namespace: str, service: str, send) -> tuple[Counter[str], Counter[int]]:
+    before = served_by_version(kube, namespace, service)
     codes = send()
     time.sleep(2)  # Envoy flushes its counters to the stats endpoint on an interval
-    after = served_by_version(namespace, service)
+    after = served_by_version(kube, namespace, service)
     return Counter({v: after[v] - before[v] for v in after if after[v] - before[v] > 0}), codes
+
+
+def _outside_pod(kube: Kubectl, args: argparse.Namespace, name: str, *command: str) -> subprocess.CompletedProcess[str]:
+    """A throwaway pod without a sidecar in a namespace of no fence, running `command` (the curl image's)."""
+    return kube.run("run", f"e2e-{name}-{int(time.time())}", "-n", args.outside_namespace, "--rm", "-i", "--restart=Never",
+                    "--quiet", f"--image={args.curl_image}", "--labels=sidecar.istio.io/inject=false", "--", *command, check=False)
 
 
 # ---- commands -----------------------------------------------------------------------------------
@@ -190,7 +229,7 @@ def check_split(args: argparse.Namespace) -> bool:
     weights = json.loads(args.weights)
     count = max(args.requests, minimum_requests(weights, args.z))
     url = args.gateway.rstrip("/") + PATH_THROUGH_UI[args.service]
-    observed, codes = _measure(args.namespace, args.service, lambda: _send_through_gateway(url, count, {}))
+    observed, codes = _measure(args.kube, args.namespace, args.service, lambda: _send_through_gateway(url, count, {}))
     shares = judge_split(observed, weights, args.z)
     print(f"split of {args.service} over {count} requests through {url} (response codes {dict(codes)}):")
     for share in shares:
@@ -200,23 +239,31 @@ def check_split(args: argparse.Namespace) -> bool:
 
 def check_header(args: argparse.Namespace) -> bool:
     name, value = args.header
-    observed, codes = _measure(args.namespace, args.service,
-                               lambda: _send_from_ui(args.namespace, args.service, args.requests, {name: value}))
+    observed, codes = _measure(args.kube, args.namespace, args.service,
+                               lambda: _send_from_ui(args.kube, args.namespace, args.service, args.requests, {name: value}))
     print(f"{args.requests} requests to {args.service} with {name}: {value} (response codes {dict(codes)}): served {dict(observed)}")
     return sum(observed.values()) > 0 and set(observed) == {args.version}
 
 
 def check_plaintext(args: argparse.Namespace) -> bool:
     """A pod outside the mesh (no sidecar, so no client certificate) must not get an answer under STRICT mTLS."""
-    pod = f"e2e-plaintext-{int(time.time())}"
     url = f"http://{args.service}.{args.namespace}.svc.cluster.local:{SERVICE_PORT}/"
-    result = kubectl("run", pod, "-n", args.outside_namespace, "--rm", "-i", "--restart=Never", "--quiet",
-                     f"--image={args.curl_image}", "--labels=sidecar.istio.io/inject=false", "--",
-                     "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", url, check=False)
+    result = _outside_pod(args.kube, args, "plaintext", "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", url)
     refused = result.returncode != 0 or not result.stdout.strip().startswith(("2", "3", "4"))
     print(f"plain-text request from {args.outside_namespace} to {url}: exit {result.returncode}, "
           f"output {result.stdout.strip() or '-'} {result.stderr.strip()[:200]} -> {'refused' if refused else 'ANSWERED'}")
     return refused
+
+
+def check_fence(args: argparse.Namespace) -> bool:
+    """From a pod outside the mesh and outside every fenced namespace: the gateway answers, the fenced components do not."""
+    targets = [f"{OPEN_TO_ALL[0]}={OPEN_TO_ALL[1]}", *(f"{name}={FENCED[name]}" for name in args.fenced)]
+    result = _outside_pod(args.kube, args, "fence", "sh", "-c", _PROBE_SCRIPT, "probe", *targets)
+    passed, lines = judge_fence(result.stdout, args.fenced)
+    print(f"from a pod in {args.outside_namespace} without a sidecar (exit {result.returncode}):")
+    for line in lines:
+        print("  " + line)
+    return passed
 
 
 def check_all(args: argparse.Namespace) -> bool:
@@ -225,7 +272,8 @@ def check_all(args: argparse.Namespace) -> bool:
     for check in plan(outputs):
         extra = {"split": ["--gateway", args.gateway, "--requests", str(args.requests)]}.get(check[0], [])
         print(f"--- {' '.join(check)}")
-        results.append((check, main(["--namespace", args.namespace, *check, *extra]) == 0))
+        chosen = build_parser().parse_args(["--namespace", args.namespace, *check, *extra])
+        results.append((check, _run(chosen, args.kube)))
     for check, passed in results:
         print(f"{'pass' if passed else 'FAIL'}  {' '.join(check)}")
     return bool(results) and all(passed for _, passed in results)
@@ -253,9 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
     header.set_defaults(check=check_header)
     plaintext = commands.add_parser("plaintext", help="a client without a mesh identity is refused (STRICT mTLS)")
     plaintext.add_argument("--service", required=True, choices=sorted(PATH_THROUGH_UI))
-    plaintext.add_argument("--outside-namespace", default="default")
-    plaintext.add_argument("--curl-image", default="curlimages/curl:8.10.1")
     plaintext.set_defaults(check=check_plaintext)
+    fence = commands.add_parser("fence", help="the CNI enforces Istio's namespace fence: only the gateway answers outsiders")
+    fence.add_argument("--fenced", nargs="+", required=True, choices=sorted(FENCED))
+    fence.set_defaults(check=check_fence)
+    for outside in (plaintext, fence):
+        outside.add_argument("--outside-namespace", default="default")
+        outside.add_argument("--curl-image", default="curlimages/curl:8.10.1")
     every = commands.add_parser("all", help="every check the stack's outputs call for")
     every.add_argument("--outputs", required=True, type=Path, help="`pulumi stack output --json` saved to a file")
     every.add_argument("--gateway", required=True)
@@ -264,23 +316,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run(args: argparse.Namespace, kube: Kubectl) -> bool:
+    args.kube = kube
+    passed = args.check(args)
+    print("PASS" if passed else "FAIL")
+    return passed
+
+
 def main(argv: list[str] | None = None) -> int:
-    global _cluster
     args = build_parser().parse_args(argv)
     if args.stack:
         try:
             with stack_cluster(args, default_stack_file(args.stack)) as cluster:
-                _cluster = Kubectl(cluster)
-                passed = args.check(args)
+                return 0 if _run(args, Kubectl(cluster)) else 1
         except CommandError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-    else:
-        _cluster = Kubectl(tuple(flag for option, value in (("--kubeconfig", args.kubeconfig), ("--context", args.context))
-                                 if value for flag in (option, value)))
-        passed = args.check(args)
-    print("PASS" if passed else "FAIL")
-    return 0 if passed else 1
+    flags = tuple(flag for option, value in (("--kubeconfig", args.kubeconfig), ("--context", args.context)) if value
+                  for flag in (option, value))
+    return 0 if _run(args, Kubectl(flags)) else 1
 
 
 if __name__ == "__main__":
