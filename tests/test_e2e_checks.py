@@ -157,11 +157,9 @@ def test_the_request_loop_run_in_the_ui_pod_sends_the_header_and_counts_codes():
     assert seen_headers == ["true"] * 3
 
 
-def test_the_checks_run_kubectl_against_the_cluster_the_stack_names(tmp_path, monkeypatch):
-    """Like drift, diagnose and recover, the e2e checks reach the cluster the stack's provider talks to: its
-    kubernetes:kubeconfig and kubernetes:context, not whatever kubectl's current context is."""
-    import subprocess
-
+@pytest.fixture
+def staging(tmp_path, monkeypatch):
+    """A stack file naming its own kubeconfig and context; every kubectl command recorded, each answered 'refused'."""
     from tools import cluster
 
     kubeconfig = tmp_path / "kubeconfig"
@@ -169,41 +167,33 @@ def test_the_checks_run_kubectl_against_the_cluster_the_stack_names(tmp_path, mo
     stack_file = tmp_path / "Pulumi.staging.yaml"
     stack_file.write_text(f"config:\n  kubernetes:kubeconfig: {kubeconfig}\n  kubernetes:context: staging-admin\n")
     monkeypatch.setattr(e2e, "default_stack_file", lambda stack: stack_file)
-    commands = []
+    commands: list[list[str]] = []
 
     def fake_run(argv, **_):
         commands.append(argv)
         return subprocess.CompletedProcess(argv, 1, "", "refused")
 
     monkeypatch.setattr(cluster.subprocess, "run", fake_run)
+    return ["kubectl", "--kubeconfig", str(kubeconfig), "--context", "staging-admin"], commands
+
+
+def test_the_checks_run_kubectl_against_the_cluster_the_stack_names(staging):
+    """Like drift, diagnose and recover, the e2e checks reach the cluster the stack's provider talks to: its
+    kubernetes:kubeconfig and kubernetes:context, not whatever kubectl's current context is."""
+    flags, commands = staging
     assert e2e.main(["--stack", "staging", "plaintext", "--service", "hotel"]) == 0  # refused: the check passes
-    assert commands and commands[0][:5] == ["kubectl", "--kubeconfig", str(kubeconfig), "--context", "staging-admin"]
+    assert commands and commands[0][:5] == flags
     assert commands[0][5] == "run"
     commands.clear()
     assert e2e.main(["--context", "other", "plaintext", "--service", "hotel"]) == 0
     assert commands[0][:3] == ["kubectl", "--context", "other"]
 
 
-def test_every_check_of_all_runs_against_the_cluster_the_stack_names(tmp_path, monkeypatch):
-    import subprocess
-
-    from tools import cluster
-
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
-    stack_file = tmp_path / "Pulumi.staging.yaml"
-    stack_file.write_text(f"config:\n  kubernetes:kubeconfig: {kubeconfig}\n  kubernetes:context: staging-admin\n")
+def test_every_check_of_all_runs_against_the_cluster_the_stack_names(staging, tmp_path):
+    flags, commands = staging
     outputs = tmp_path / "outputs.json"
     outputs.write_text(json.dumps({"canaryWeights": {"hotel": {"v1": 100}}, "mtlsMode": "STRICT", "networkPolicies": True,
                                    "observability": {"grafana": "kubectl ..."}}))
-    monkeypatch.setattr(e2e, "default_stack_file", lambda stack: stack_file)
-    commands = []
-
-    def fake_run(argv, **_):
-        commands.append(argv)
-        return subprocess.CompletedProcess(argv, 1, "", "refused")
-
-    monkeypatch.setattr(cluster.subprocess, "run", fake_run)
     e2e.main(["--stack", "staging", "all", "--outputs", str(outputs), "--gateway", "http://gw"])
     assert [argv[5] for argv in commands] == ["run", "run"]  # the plain-text check, then the fence's probe pod
-    assert all(argv[:5] == ["kubectl", "--kubeconfig", str(kubeconfig), "--context", "staging-admin"] for argv in commands)
+    assert all(argv[:5] == flags for argv in commands)
