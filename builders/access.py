@@ -4,6 +4,7 @@ NetworkPolicy and Sidecar specs that enforce it, in the mesh and below it."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,11 +125,16 @@ def authorization_spec(app: str, callers: list[Caller]) -> dict[str, Any]:
 MONGO_DESTINATION = Destination(MONGO_PORT, (("app", "mongodb"),))
 
 
-def _peer(pods: Identity) -> dict[str, Any]:
-    peer: dict[str, Any] = {"podSelector": {"matchLabels": dict(pods.pod_labels)}}
-    if pods.namespace:
-        peer["namespaceSelector"] = {"matchLabels": {NAMESPACE_LABEL: pods.namespace}}
+def pod_peer(labels: Mapping[str, str], namespace: str | None = None) -> dict[str, Any]:
+    """A NetworkPolicy peer: the pods with these labels, in the policy's own namespace or the one named."""
+    peer: dict[str, Any] = {"podSelector": {"matchLabels": dict(labels)}}
+    if namespace:
+        peer["namespaceSelector"] = {"matchLabels": {NAMESPACE_LABEL: namespace}}
     return peer
+
+
+def _peer(pods: Identity) -> dict[str, Any]:
+    return pod_peer(pods.pod_labels, pods.namespace)
 
 
 def ingress_network_policy_spec(app: str, port: int, callers: list[Caller]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from builders.access import ANYWHERE, CONTROL_PLANE_PORT, namespace_wide_policies, tcp_ports
+from builders.access import ANYWHERE, CONTROL_PLANE_PORT, namespace_wide_policies, pod_peer, tcp_ports
 from builders.addons import PROMETHEUS_PORT, ZIPKIN_PORT
 from builders.istio_values import GATEWAY_SELECTOR
 from builders.kube import NAMESPACE_LABEL
@@ -34,13 +34,6 @@ HTTPS_PORT = 443
 # The API server is reached by address, not as a pod: its Service's 443, or the port behind it once the CNI has
 # translated the Service address (6443 on kubeadm, kind and most managed clusters).
 API_SERVER_PORTS = (443, 6443)
-
-
-def _pods(labels: dict[str, str], namespace: str | None = None) -> dict[str, Any]:
-    peer: dict[str, Any] = {"podSelector": {"matchLabels": dict(labels)}}
-    if namespace:
-        peer["namespaceSelector"] = {"matchLabels": {NAMESPACE_LABEL: namespace}}
-    return peer
 
 
 def _namespace(namespace: str) -> dict[str, Any]:
@@ -85,7 +78,7 @@ class IstioNamespaceFence:
 
     def _sidecars(self) -> list[dict[str, Any]]:
         """Every proxy of the mesh: the app namespace's sidecars and the ingress gateway."""
-        return [_namespace(self.app_namespace), _pods(GATEWAY_SELECTOR)]
+        return [_namespace(self.app_namespace), pod_peer(GATEWAY_SELECTOR)]
 
     def policies(self) -> dict[str, dict[str, Any]]:
         """NetworkPolicy name -> spec, for Istio's namespace."""
@@ -106,7 +99,7 @@ class IstioNamespaceFence:
         ingress = [_rule("ingress", self._sidecars(), (CONTROL_PLANE_PORT,)),
                    # The API server calls the webhooks from its own address, which no pod selector names.
                    _rule("ingress", None, (WEBHOOK_PORT,))]
-        monitors = [_pods(pods) for pods in (self.prometheus, self.kiali if self.kiali_reads_istiod else None) if pods]
+        monitors = [pod_peer(pods) for pods in (self.prometheus, self.kiali if self.kiali_reads_istiod else None) if pods]
         if monitors:
             ingress.append(_rule("ingress", monitors, (MONITORING_PORT,)))
         return _policy(ISTIOD_PODS, ingress, [_rule("egress", ANYWHERE, API_SERVER_PORTS)])
@@ -114,27 +107,27 @@ class IstioNamespaceFence:
     def _gateway(self) -> dict[str, Any]:
         ingress = [_rule("ingress", None, GATEWAY_LISTENER_PORTS)]
         if self.prometheus:
-            ingress.append(_rule("ingress", [_pods(self.prometheus)], (ENVOY_METRICS_PORT,)))
-        egress = [_rule("egress", [_pods(ISTIOD_PODS)], (CONTROL_PLANE_PORT,)),
-                  _rule("egress", [_pods({"app": FRONTEND}, self.app_namespace)], (self.frontend_port,))]
+            ingress.append(_rule("ingress", [pod_peer(self.prometheus)], (ENVOY_METRICS_PORT,)))
+        egress = [_rule("egress", [pod_peer(ISTIOD_PODS)], (CONTROL_PLANE_PORT,)),
+                  _rule("egress", [pod_peer({"app": FRONTEND}, self.app_namespace)], (self.frontend_port,))]
         if self.tracing_query_port is not None:
-            egress.append(_rule("egress", [_pods(TRACING_PODS)], (ZIPKIN_PORT,)))
+            egress.append(_rule("egress", [pod_peer(TRACING_PODS)], (ZIPKIN_PORT,)))
         if self.gateway_watches_secrets:
             egress.append(_rule("egress", ANYWHERE, API_SERVER_PORTS))
         return _policy(GATEWAY_SELECTOR, ingress, egress)
 
     def _prometheus(self, pods: dict[str, str]) -> dict[str, Any]:
-        readers = [_pods(reader) for reader in (self.grafana, self.kiali) if reader]
+        readers = [pod_peer(reader) for reader in (self.grafana, self.kiali) if reader]
         egress = [_rule("egress", ANYWHERE, API_SERVER_PORTS),  # service discovery
-                  _rule("egress", [_pods(ISTIOD_PODS)], (MONITORING_PORT,)),
-                  _rule("egress", [_pods(GATEWAY_SELECTOR)], (ENVOY_METRICS_PORT,)),
+                  _rule("egress", [pod_peer(ISTIOD_PODS)], (MONITORING_PORT,)),
+                  _rule("egress", [pod_peer(GATEWAY_SELECTOR)], (ENVOY_METRICS_PORT,)),
                   _rule("egress", [_namespace(self.app_namespace)], (MERGED_METRICS_PORT,))]
         if self.kiali:
-            egress.append(_rule("egress", [_pods(self.kiali)], (KIALI_METRICS_PORT,)))
+            egress.append(_rule("egress", [pod_peer(self.kiali)], (KIALI_METRICS_PORT,)))
         return _policy(pods, [_rule("ingress", readers, (PROMETHEUS_PORT,))] if readers else [], egress)
 
     def _grafana(self, pods: dict[str, str]) -> dict[str, Any]:
-        egress = [_rule("egress", [_pods(self.prometheus)], (PROMETHEUS_PORT,))] if self.prometheus else []
+        egress = [_rule("egress", [pod_peer(self.prometheus)], (PROMETHEUS_PORT,))] if self.prometheus else []
         if self.grafana_downloads:
             egress.append(_rule("egress", ANYWHERE, (HTTPS_PORT,)))
         # No ingress: its UI is reached by `kubectl port-forward`, which no NetworkPolicy sees.
@@ -143,18 +136,18 @@ class IstioNamespaceFence:
     def _kiali(self, pods: dict[str, str]) -> dict[str, Any]:
         egress = [_rule("egress", ANYWHERE, API_SERVER_PORTS)]
         if self.prometheus:
-            egress.append(_rule("egress", [_pods(self.prometheus)], (PROMETHEUS_PORT,)))
+            egress.append(_rule("egress", [pod_peer(self.prometheus)], (PROMETHEUS_PORT,)))
         if self.kiali_reads_traces and self.tracing_query_port is not None:
-            egress.append(_rule("egress", [_pods(TRACING_PODS)], (self.tracing_query_port,)))
+            egress.append(_rule("egress", [pod_peer(TRACING_PODS)], (self.tracing_query_port,)))
         if self.kiali_reads_istiod:
-            egress.append(_rule("egress", [_pods(ISTIOD_PODS)], (MONITORING_PORT,)))
-        ingress = [_rule("ingress", [_pods(self.prometheus)], (KIALI_METRICS_PORT,))] if self.prometheus else []
+            egress.append(_rule("egress", [pod_peer(ISTIOD_PODS)], (MONITORING_PORT,)))
+        ingress = [_rule("ingress", [pod_peer(self.prometheus)], (KIALI_METRICS_PORT,))] if self.prometheus else []
         return _policy(pods, ingress, egress)
 
     def _tracing(self, query_port: int) -> dict[str, Any]:
         ingress = [_rule("ingress", self._sidecars(), (ZIPKIN_PORT,))]
         if self.kiali and self.kiali_reads_traces:
-            ingress.append(_rule("ingress", [_pods(self.kiali)], (query_port,)))
+            ingress.append(_rule("ingress", [pod_peer(self.kiali)], (query_port,)))
         return _policy(TRACING_PODS, ingress, [])
 
 
