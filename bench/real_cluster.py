@@ -25,6 +25,7 @@ folder, so it runs beside the test suite's cluster.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -45,6 +46,7 @@ import yaml
 from bench import markdown
 from bench.program_scaling import REAL_SERVICES, machine, synthetic_catalogue
 from harness.pulumi_cli import PROGRAM_FILES, PROJECT, Workspace, stand_in_helm_charts, toolchain_bin
+from harness.sim_cluster import SimCluster, running
 from harness.stacks import CURRENT_ISTIO
 from tools.stack_files import load_stack_values
 from tools.stack_run import ROOT, run_stack, unwrap
@@ -57,8 +59,8 @@ DEV_SHAPED = {**CURRENT_ISTIO, "istio.ingressGateway.serviceType": "NodePort"}
 # Not the defaults of scripts/sim-cluster.sh: the test suite's cluster may be running on those.
 SIM_PORTS = {"SIM_APISERVER_PORT": "17443", "SIM_ETCD_PORT": "13379", "SIM_ETCD_PEER_PORT": "13380",
              "SIM_KCM_PORT": "21257", "SIM_SCHEDULER_PORT": "21259", "SIM_KWOK_PORT": "21247"}
-SIM_SCRIPT = ROOT / "scripts" / "sim-cluster.sh"
-KUBE_BIN = Path(os.environ.get("KUBE_BIN", Path.home() / ".cache" / "bee-travels-toolchain" / "kube-1.33" / "bin"))
+BENCH_KUBERNETES = CURRENT_ISTIO["kubernetesVersion"]
+KUBE_BIN = Path(os.environ.get("KUBE_BIN", Path.home() / ".cache" / "bee-travels-toolchain" / f"kube-{BENCH_KUBERNETES}" / "bin"))
 PROVIDER_PACKAGES = ("kubernetes", "random", "tls")
 PODS_PER_NODE = 110  # the fake nodes' pod capacity (scripts/sim-cluster.sh)
 DEFAULT_SIZES = (20, 200)
@@ -192,60 +194,14 @@ def declare(shape: Shape, charts_dir: Path) -> Declared:
 
 # ---- the simulated cluster ---------------------------------------------------------------------
 
-class SimCluster:
-    """A fresh simulated cluster in its own state folder, stopped on exit whatever happened."""
-
-    def __init__(self, state: Path, nodes: int = 2):
-        self.state = state
-        self.env = {**os.environ, **SIM_PORTS, "SIM_DIR": str(state), "SIM_NODES": str(nodes)}
-        self.kubeconfig = state / "kubeconfig"
-
-    def __enter__(self) -> SimCluster:
-        try:
-            self._script("start")
-        except BaseException:
-            self._script("stop", check=False)
-            raise
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._script("stop", check=False)
-
-    def _script(self, command: str, check: bool = True) -> None:
-        done = subprocess.run([str(SIM_SCRIPT), command], env=self.env, capture_output=True, text=True, check=False)
-        if check and done.returncode != 0:
-            raise SystemExit(f"sim-cluster.sh {command} failed (make sim-cluster-tools builds it):\n{done.stderr[-3000:]}")
-
-    def kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-        # A discovery cache of this cluster's own: another cluster on the same port must not answer from it.
-        argv = ["kubectl", "--kubeconfig", str(self.kubeconfig), "--cache-dir", str(self.state / "kube-cache"), *args]
-        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise SystemExit(f"`{' '.join(argv)}` failed:\n{done.stderr[-4000:]}")
-        return done
-
-    def apply(self, objects: list[dict] | str) -> None:
-        text = objects if isinstance(objects, str) else yaml.safe_dump_all(objects)
-        self.kubectl("apply", "--server-side", "-f", "-", stdin=text)
-
-    def server_version(self) -> str:
-        return json.loads(self.kubectl("version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
-
-    def pids(self) -> list[int]:
-        """The control plane's processes, as the script recorded them (they are not our children: it detaches them)."""
-        return [int(f.read_text()) for f in (self.state / "run").glob("*.pid") if f.read_text().strip().isdigit()]
+def bench_cluster(state: Path, nodes: int = 2, volumes: int = 0) -> contextlib.AbstractContextManager[SimCluster]:
+    """A fresh simulated Kubernetes 1.33 cluster on the benchmark's own ports, with `nodes` fake nodes."""
+    return running(BENCH_KUBERNETES, state, volumes, {**SIM_PORTS, "SIM_NODES": str(nodes)})
 
 
 def nodes_for(declared: Declared) -> int:
     """Fake nodes enough for every pod with room to spare, so no rollout waits on the scheduler for capacity."""
     return max(2, math.ceil(1.5 * declared.pods / PODS_PER_NODE))
-
-
-def persistent_volumes(declared: Declared, state: Path) -> list[dict]:
-    return [{"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"bench-data-{index}"},
-             "spec": {"capacity": {"storage": "100Gi"}, "accessModes": ["ReadWriteOnce"],
-                      "hostPath": {"path": str(state / f"volume-{index}")}, "persistentVolumeReclaimPolicy": "Retain"}}
-            for index in range(declared.volumes)]
 
 
 def prepare_namespaces_and_crds(cluster: SimCluster, declared: Declared) -> None:
@@ -562,6 +518,9 @@ class DayTwo:
     step_changes: dict[str, int]  # the step's preview: operation -> resources
     kubectl_step: float  # `kubectl apply --server-side` of the step's one VirtualService, median of KUBECTL_RUNS
     others_cores: float = 0.0  # the most cores other processes took during one of these phases
+    # The step taken back, without the policy pack: what the pack costs each of the step's two commands.
+    unpoliced_preview: float = 0.0
+    unpoliced_up: float = 0.0
 
     @property
     def step_total(self) -> float:
@@ -611,6 +570,9 @@ def day_two(workspace: Workspace, cluster: SimCluster, edits: dict) -> DayTwo:
         pulumi("preview", "--stack", STACK, "--json", *POLICY, timeout=PREVIEW_TIMEOUT)))
     step_up = _timed(cluster, others, lambda: pulumi("up", "--stack", STACK, "--yes", "--skip-preview", *POLICY, timeout=UP_TIMEOUT))
     changes = {op: count for op, count in (preview[0].json().get("changeSummary") or {}).items() if count}
+    workspace.write_stack_file(STACK, STACK, edits)
+    unpoliced_preview = _timed(cluster, others, lambda: pulumi("preview", "--stack", STACK, timeout=PREVIEW_TIMEOUT))
+    unpoliced_up = _timed(cluster, others, lambda: pulumi("up", "--stack", STACK, "--yes", "--skip-preview", timeout=UP_TIMEOUT))
     # kubectl moves the same weights back and forth: each apply changes the object, as the step did.
     manifests = [virtual_service(edits, service), virtual_service(stepped, service)]
     cluster.kubectl("api-resources", "-o", "name")  # discovery cached before the first timed call
@@ -618,7 +580,7 @@ def day_two(workspace: Workspace, cluster: SimCluster, edits: dict) -> DayTwo:
                                                                        "--field-manager", "bench-kubectl", "-f", "-", stdin=text))
              for _ in range(KUBECTL_RUNS) for text in manifests]
     return DayTwo(no_change, refresh, f"{service} {before} -> {after}", step_preview, step_up, changes,
-                  statistics.median(walls), max(others))
+                  statistics.median(walls), max(others), unpoliced_preview, unpoliced_up)
 
 
 # ---- one shape, and all of them ----------------------------------------------------------------
@@ -672,7 +634,7 @@ def objects_file(work: Path, shape: Shape) -> Path:
 
 def create_dry_runs(measurements: list[Measurement], work: Path) -> str:
     """Every shape's create dry-run on one cluster holding only the namespaces and CRDs; the server's version."""
-    with SimCluster(work / "baseline-cluster") as cluster:
+    with bench_cluster(work / "baseline-cluster") as cluster:
         for m in measurements:
             prepare_namespaces_and_crds(cluster, m.declared)
             m.kubectl_create, m.kubectl_others["create"] = kubectl_dry_run(cluster, objects_file(work, m.shape))
@@ -692,8 +654,7 @@ def deploy(m: Measurement, work: Path, runs: int) -> None:
     for index in range(runs):
         for attempt in range(ATTEMPTS):
             state = work / m.shape.slug / f"cluster-{index}-{attempt}"
-            with SimCluster(state, m.nodes) as cluster:
-                cluster.apply(persistent_volumes(m.declared, state))
+            with bench_cluster(state, m.nodes, m.declared.volumes) as cluster:
                 workspace = workspace_for(m.shape, work / m.shape.slug / f"workspace-{index}-{attempt}", cluster,
                                           m.declared.stack_edits)
                 try:
@@ -922,6 +883,10 @@ def day_two_table(measurements: list[Measurement]) -> str:
                      (m.shape.label, "canary step: `pulumi up --skip-preview`", f"{day.step_up:.1f}", ""),
                      (m.shape.label, "the same VirtualService: `kubectl apply --server-side`", f"{day.kubectl_step:.2f}",
                       f"median of {2 * KUBECTL_RUNS}, weights moved back and forth"),
+                     *([(m.shape.label, "the step back, without the policy pack: `pulumi preview` / `pulumi up`",
+                         f"{day.unpoliced_preview:.1f} / {day.unpoliced_up:.1f}",
+                         f"the pack's share of the step: {day.step_total - day.unpoliced_preview - day.unpoliced_up:.1f} s")]
+                       if day.unpoliced_up else []),
                      (m.shape.label, "no-change `pulumi up --skip-preview`", f"{day.no_change_up:.1f}", ""),
                      (m.shape.label, "`pulumi refresh --skip-preview`", f"{day.refresh:.1f}", "")]
     return markdown.table(("stack", "operation on the deployed stack", "wall (s)", "what"), rows, left=(0, 1, 3)) if rows else ""

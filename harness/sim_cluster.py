@@ -10,10 +10,12 @@ accepted, defaulted, owned and garbage-collected for real and pods become Ready,
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import json
 import os
 import subprocess
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,8 +38,14 @@ def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None, check: bool 
                           text=True, check=check)
 
 
-def _sim_env(kubernetes_version: str, state: Path) -> dict[str, str]:
-    return {**os.environ, "SIM_DIR": str(state), "KUBERNETES_VERSION": kubernetes_version}
+def _sim_env(kubernetes_version: str, state: Path, settings: Mapping[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, "SIM_DIR": str(state), "KUBERNETES_VERSION": kubernetes_version, **(settings or {})}
+
+
+def _persistent_volume(name: str, path: Path, size: str = "100Gi") -> dict:
+    return {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+            "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteOnce"], "hostPath": {"path": str(path)},
+                     "persistentVolumeReclaimPolicy": "Retain"}}
 
 
 @dataclass(frozen=True)
@@ -45,29 +53,49 @@ class SimCluster:
     kubernetes_version: str
     state: Path
     kubeconfig: Path
+    # scripts/sim-cluster.sh's own settings (SIM_*_PORT, SIM_NODES): the benchmark's cluster runs on ports of its own.
+    settings: tuple[tuple[str, str], ...] = ()
 
     def _env(self) -> dict[str, str]:
-        return _sim_env(self.kubernetes_version, self.state)
+        return _sim_env(self.kubernetes_version, self.state, dict(self.settings))
 
     @classmethod
-    def start(cls, kubernetes_version: str, state: Path) -> SimCluster:
-        """A fresh control plane in `state`, with PersistentVolumes for the MongoDB claims (no provisioner runs)."""
-        started = subprocess.run([str(SIM_SCRIPT), "start"], env=_sim_env(kubernetes_version, state), capture_output=True,
-                                 text=True, check=False)
+    def start(cls, kubernetes_version: str, state: Path, volumes: int = VOLUMES,
+              settings: Mapping[str, str] | None = None) -> SimCluster:
+        """A fresh control plane in `state`, with `volumes` PersistentVolumes for the MongoDB claims (no provisioner
+        runs); the script stopped again if it fails half-way."""
+        environment = _sim_env(kubernetes_version, state, settings)
+        started = subprocess.run([str(SIM_SCRIPT), "start"], env=environment, capture_output=True, text=True, check=False)
+        if started.returncode != 0:
+            subprocess.run([str(SIM_SCRIPT), "stop"], env=environment, capture_output=True, check=False)
         assert started.returncode == 0, (f"the simulated {kubernetes_version} cluster did not start (make sim-cluster-tools-all "
                                          f"builds it):\n{started.stderr[-3000:]}")
         last = started.stdout.strip().splitlines()[-1]
         assert last.startswith("KUBECONFIG="), started.stdout
-        cluster = cls(kubernetes_version, state, Path(last.removeprefix("KUBECONFIG=")))
-        for member in range(VOLUMES):
-            kubectl(cluster.kubeconfig, "apply", "-f", "-", stdin=json.dumps({
-                "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"mongodb-data-{member}"},
-                "spec": {"capacity": {"storage": "100Gi"}, "accessModes": ["ReadWriteOnce"],
-                         "hostPath": {"path": str(state / f"volume-{member}")}, "persistentVolumeReclaimPolicy": "Retain"}}))
+        cluster = cls(kubernetes_version, state, Path(last.removeprefix("KUBECONFIG=")), tuple(sorted((settings or {}).items())))
+        cluster.apply([_persistent_volume(f"mongodb-data-{member}", state / f"volume-{member}") for member in range(volumes)])
         return cluster
 
     def stop(self) -> None:
         subprocess.run([str(SIM_SCRIPT), "stop"], env=self._env(), capture_output=True, check=False)
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        """kubectl against this cluster, with a discovery cache of its own (another cluster once on the same port must not
+        answer from it); a failure raises with kubectl's own words."""
+        done = kubectl(self.kubeconfig, "--cache-dir", str(self.state / "kube-cache"), *args, stdin=stdin, check=False)
+        assert done.returncode == 0, f"`kubectl {' '.join(args)}` failed:\n{done.stderr[-4000:]}"
+        return done
+
+    def apply(self, objects: list[dict] | str) -> None:
+        if objects:
+            self.kubectl("apply", "--server-side", "-f", "-", stdin=objects if isinstance(objects, str) else yaml.safe_dump_all(objects))
+
+    def server_version(self) -> str:
+        return json.loads(self.kubectl("version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
+
+    def pids(self) -> list[int]:
+        """The control plane's processes, as the script recorded them (they are not our children: it detaches them)."""
+        return [int(f.read_text()) for f in (self.state / "run").glob("*.pid") if f.read_text().strip().isdigit()]
 
     def stop_component(self, component: str) -> None:
         """One component (etcd, kube-apiserver, kube-scheduler, ...) goes away: the faults a real cluster meets."""
@@ -80,6 +108,16 @@ class SimCluster:
     def apiserver_arguments(self) -> list[str]:
         pid = (self.state / "run" / "kube-apiserver.pid").read_text().strip()
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+
+
+@contextlib.contextmanager
+def running(kubernetes_version: str, state: Path, volumes: int = VOLUMES, settings: Mapping[str, str] | None = None) -> Iterator[SimCluster]:
+    """A fresh cluster for the block, stopped on leaving it whatever happened."""
+    cluster = SimCluster.start(kubernetes_version, state, volumes, settings)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 def live(kubeconfig: Path, kind: str, name: str, namespace: str | None) -> dict | None:

@@ -1,5 +1,6 @@
 """The real-cluster benchmark's own logic, without a cluster or the CLI: what it deploys and how it reads the engine."""
 
+import dataclasses
 import json
 import runpy
 import threading
@@ -151,7 +152,15 @@ def stack_run(label, services, probe=False, up=None, no_wait_step=0.1, awaited=F
 
 
 DAY = real_cluster.DayTwo(no_change_up=2.5, refresh=1.8, step="hotel {'v1': 50, 'v2': 50} -> {'v1': 40, 'v2': 60}",
-                          step_preview=2.0, step_up=2.6, step_changes={"same": 103, "update": 1}, kubectl_step=0.12)
+                          step_preview=2.0, step_up=2.6, step_changes={"same": 103, "update": 1}, kubectl_step=0.12,
+                          unpoliced_preview=1.5, unpoliced_up=1.9)
+
+
+def test_the_day_table_shows_the_policy_packs_share_of_a_canary_step():
+    table = real_cluster.day_two_table([stack_run("dev-shaped", 5, up=4.8, day_two=DAY)])
+    assert "| the step back, without the policy pack: `pulumi preview` / `pulumi up` | 1.5 / 1.9 | the pack's share of the step: 1.2 s |" in table
+    unmeasured = dataclasses.replace(DAY, unpoliced_preview=0.0, unpoliced_up=0.0)  # a run saved before this was measured
+    assert "without the policy pack" not in real_cluster.day_two_table([stack_run("dev-shaped", 5, up=4.8, day_two=unmeasured)])
 
 
 def measured_report():
