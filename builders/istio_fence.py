@@ -74,7 +74,13 @@ class IstioNamespaceFence:
     kiali_reads_istiod: bool  # Kiali 1.x asks istiod's monitoring port for its version; 2.x goes through the API server
     tracing_query_port: int | None  # the tracing backend's query port, None without tracing
     kiali_reads_traces: bool
+    api_server_cidrs: tuple[str, ...] = ()  # none given: the API server may be anywhere
     namespace: str = ISTIO_NAMESPACE
+
+    @property
+    def _api_server(self) -> list[dict[str, Any]]:
+        """Where the API server is: its given addresses, else anywhere (the address differs per cluster)."""
+        return [{"ipBlock": {"cidr": cidr}} for cidr in self.api_server_cidrs] or list(ANYWHERE)
 
     def _sidecars(self) -> list[dict[str, Any]]:
         """Every proxy of the mesh: the app namespace's sidecars and the ingress gateway."""
@@ -98,11 +104,11 @@ class IstioNamespaceFence:
     def _istiod(self) -> dict[str, Any]:
         ingress = [_rule("ingress", self._sidecars(), (CONTROL_PLANE_PORT,)),
                    # The API server calls the webhooks from its own address, which no pod selector names.
-                   _rule("ingress", None, (WEBHOOK_PORT,))]
+                   _rule("ingress", self._api_server if self.api_server_cidrs else None, (WEBHOOK_PORT,))]
         monitors = [pod_peer(pods) for pods in (self.prometheus, self.kiali if self.kiali_reads_istiod else None) if pods]
         if monitors:
             ingress.append(_rule("ingress", monitors, (MONITORING_PORT,)))
-        return _policy(ISTIOD_PODS, ingress, [_rule("egress", ANYWHERE, API_SERVER_PORTS)])
+        return _policy(ISTIOD_PODS, ingress, [_rule("egress", self._api_server, API_SERVER_PORTS)])
 
     def _gateway(self) -> dict[str, Any]:
         ingress = [_rule("ingress", None, GATEWAY_LISTENER_PORTS)]
@@ -113,12 +119,12 @@ class IstioNamespaceFence:
         if self.tracing_query_port is not None:
             egress.append(_rule("egress", [pod_peer(TRACING_PODS)], (ZIPKIN_PORT,)))
         if self.gateway_watches_secrets:
-            egress.append(_rule("egress", ANYWHERE, API_SERVER_PORTS))
+            egress.append(_rule("egress", self._api_server, API_SERVER_PORTS))
         return _policy(GATEWAY_SELECTOR, ingress, egress)
 
     def _prometheus(self, pods: dict[str, str]) -> dict[str, Any]:
         readers = [pod_peer(reader) for reader in (self.grafana, self.kiali) if reader]
-        egress = [_rule("egress", ANYWHERE, API_SERVER_PORTS),  # service discovery
+        egress = [_rule("egress", self._api_server, API_SERVER_PORTS),  # service discovery
                   _rule("egress", [pod_peer(ISTIOD_PODS)], (MONITORING_PORT,)),
                   _rule("egress", [pod_peer(GATEWAY_SELECTOR)], (ENVOY_METRICS_PORT,)),
                   _rule("egress", [_namespace(self.app_namespace)], (MERGED_METRICS_PORT,))]
@@ -134,7 +140,7 @@ class IstioNamespaceFence:
         return _policy(pods, [], egress)
 
     def _kiali(self, pods: dict[str, str]) -> dict[str, Any]:
-        egress = [_rule("egress", ANYWHERE, API_SERVER_PORTS)]
+        egress = [_rule("egress", self._api_server, API_SERVER_PORTS)]
         if self.prometheus:
             egress.append(_rule("egress", [pod_peer(self.prometheus)], (PROMETHEUS_PORT,)))
         if self.kiali_reads_traces and self.tracing_query_port is not None:
@@ -167,4 +173,5 @@ def istio_namespace_fence(settings: Settings, addons: AddonVersions, dashboards_
         kiali_reads_istiod=not addons.kiali_v2,
         tracing_query_port=addons.tracing[tracing.backend].query_port if tracing.enabled else None,
         kiali_reads_traces=kiali_reads_traces,
+        api_server_cidrs=tuple(settings.security.api_server_cidrs),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import date
 from typing import Annotated, Any, Literal
@@ -175,6 +176,13 @@ def _numbers_as_text(value: Any) -> Any:
     return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
 
+def _network(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=True))
+    except ValueError as error:
+        raise ValueError(f"{value!r} is not an address range in CIDR form such as 172.18.0.2/32 or 10.0.0.0/24 ({error})") from None
+
+
 Quantity = Annotated[str, BeforeValidator(_numbers_as_text), AfterValidator(_quantity)]
 Duration = Annotated[str, AfterValidator(_duration)]
 IstioDuration = Annotated[str, AfterValidator(_istio_duration)]
@@ -190,6 +198,7 @@ RetryOn = Annotated[str, AfterValidator(_retry_on)]
 Count = Annotated[StrictInt, Field(le=INT32_MAX)]
 Hostname = Annotated[str, AfterValidator(_hostname)]
 DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+Network = Annotated[str, AfterValidator(_network)]
 Percent = Annotated[float, Field(ge=0, le=100)]
 Weight = Annotated[StrictInt, Field(ge=0, le=100)]
 Port = Annotated[StrictInt, Field(ge=1, le=65535)]
@@ -605,6 +614,7 @@ class SecuritySettings(Section):
     authorization: bool = Field(True, description="Deny by default and allow only the app's call graph.")
     restrict_egress: bool = Field(True, description="Sidecar resources limiting each workload's egress to what it calls.")
     network_policies: bool = Field(True, description="Kubernetes NetworkPolicies admitting exactly the call graph (deny by default; DNS, istiod, scraping allowed): a second layer for traffic that does not meet a sidecar. Inert on a CNI without NetworkPolicy support.")
+    api_server_cidrs: list[Network] = Field(default_factory=list, description="The Kubernetes API server's addresses as CIDRs (`kubectl get endpoints kubernetes`: the endpoints, which a CNI sees after the Service's translation). With them, the only place istiod, Prometheus, Kiali and Istio 1.6's gateway may reach on 443/6443, and the only source of istiod's webhook port; empty: anywhere, since the address differs per cluster.")
 
 
 class TracingSettings(Section):

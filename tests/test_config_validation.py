@@ -94,6 +94,8 @@ BAD_CONFIGS = [
     ("dev", {"services.hotel.matchRoutes[0].value": "yes\nx-evil: 1"}, {}, "services.hotel.matchRoutes.0.value", "control character"),
     ("dev", {"services.hotel.matchRoutes[0]": {"version": "v2", "cookie": "bee canary", "value": "v2"}}, {}, "services.hotel.matchRoutes.0.cookie", "a cookie name is"),
     ("dev", {"canary.prometheusUrl": "localhost:9090"}, {}, "canary.prometheusUrl", "not an http(s) address"),
+    ("prod", {"security.apiServerCidrs": ["172.18.0.2"], "security.apiServerCidrs[1]": "10.0.0.1/8"}, {},
+     "security.apiServerCidrs.1", "not an address range in CIDR form"),
 ]
 
 

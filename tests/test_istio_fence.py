@@ -174,6 +174,7 @@ STACKS = {
     "prod, zipkin and no kiali": {"observability.tracing.backend": "zipkin", "observability.kiali": False},
     "current, no add-ons": {**CURRENT_ISTIO, "observability.prometheus": False, "observability.grafana": False,
                             "observability.kiali": False, "observability.tracing.enabled": False},
+    "prod, the API server's addresses given": {"security.apiServerCidrs": ["172.18.0.2/32", "fd00::2/128"]},
 }
 
 
@@ -204,6 +205,27 @@ def test_the_fence_reads_a_wrong_port_as_refused():
     assert not admitted(policies, sidecar, istiod, MONITORING)
     assert not admitted(policies, gateway, istiod, XDS)  # denied twice: its own egress, and istiod's ingress
     assert not admitted(policies, OUTSIDE, istiod, XDS)
+
+
+@pytest.mark.parametrize("overrides", [{}, CURRENT_ISTIO], ids=["prod", "current"])
+def test_given_the_api_servers_addresses_the_fence_opens_nothing_else_to_them(overrides, istio_chart_cache):
+    """The API ports (443/6443 out, the webhook in) lead only to the given addresses; the one rule left to anywhere
+    is Grafana's download of Istio's dashboards, where the stack has it."""
+    given = ["172.18.0.2/32", "fd00::2/128"]
+    run = run_stack("prod", {**overrides, "security.apiServerCidrs": given})
+    assert run.error is None, run.error
+    by_address: dict[tuple[str, ...], set[tuple[str, str, int]]] = {}
+    for policy in (p for p in run.of_type("NetworkPolicy") if p.metadata["namespace"] == ISTIO):
+        for direction, side in (("ingress", "from"), ("egress", "to")):
+            for rule in policy.inputs["spec"].get(direction, []):
+                cidrs = tuple(sorted(peer["ipBlock"]["cidr"] for peer in rule.get(side, []) if "ipBlock" in peer))
+                for port in (p["port"] for p in rule.get("ports", [])):
+                    by_address.setdefault(cidrs, set()).add((policy.metadata["name"], direction, port))
+    api = by_address[tuple(sorted(given))]
+    assert {(name, port) for name, _, port in api} >= {("istiod", 443), ("istiod", WEBHOOK), ("prometheus", 6443), ("kiali", 443)}
+    assert ("istiod", "ingress", WEBHOOK) in api
+    anywhere = by_address.get(("0.0.0.0/0", "::/0"), set())
+    assert anywhere <= {("grafana", "egress", 443)}, anywhere
 
 
 def test_the_fence_is_off_with_the_network_policies():

@@ -83,7 +83,9 @@ def deployed(request, charts, tmp_path_factory):
     cluster = SimCluster.start(KUBERNETES_VERSION, root / "cluster")
     try:
         workspace = Workspace(root / "workspace", kubeconfig=cluster.kubeconfig)
-        edits = {**charts.edits("1.6.14"), "istio.ingressGateway.serviceType": "NodePort"}
+        edits = {**charts.edits("1.6.14"), "istio.ingressGateway.serviceType": "NodePort",
+                 # prod's fence names this server's address (its own, loopback); dev keeps "anywhere", as committed
+                 **({"security.apiServerCidrs": ["127.0.0.1/32"]} if stack == "prod" else {})}
         workspace.init(stack, stack, edits)
         yield Deployed(stack, workspace, cluster, edits, charts, up(workspace, stack))
     finally:
