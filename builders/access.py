@@ -125,12 +125,18 @@ def authorization_spec(app: str, callers: list[Caller]) -> dict[str, Any]:
 MONGO_DESTINATION = Destination(MONGO_PORT, (("app", "mongodb"),))
 
 
+# Peers a NetworkPolicy can only name by address: the API server, hosts outside the cluster.
+ANYWHERE = ({"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}})
+
+
+def namespace_peer(namespace: str) -> dict[str, Any]:
+    """A NetworkPolicy peer: every pod of the namespace named."""
+    return {"namespaceSelector": {"matchLabels": {NAMESPACE_LABEL: namespace}}}
+
+
 def pod_peer(labels: Mapping[str, str], namespace: str | None = None) -> dict[str, Any]:
     """A NetworkPolicy peer: the pods with these labels, in the policy's own namespace or the one named."""
-    peer: dict[str, Any] = {"podSelector": {"matchLabels": dict(labels)}}
-    if namespace:
-        peer["namespaceSelector"] = {"matchLabels": {NAMESPACE_LABEL: namespace}}
-    return peer
+    return {"podSelector": {"matchLabels": dict(labels)}, **(namespace_peer(namespace) if namespace else {})}
 
 
 def _peer(pods: Identity) -> dict[str, Any]:
@@ -146,14 +152,9 @@ def ingress_network_policy_spec(app: str, port: int, callers: list[Caller]) -> d
 
 def egress_network_policy_spec(pod_labels: dict[str, str], destinations: list[Destination]) -> dict[str, Any]:
     """Where these pods may connect besides DNS and istiod (the namespace-wide rules): their callees and data."""
-    rules = [{"to": [{"podSelector": {"matchLabels": dict(d.pod_labels)}}] if not d.outside else
-              list(ANYWHERE),
-              "ports": tcp_ports(d.port)} for d in destinations]
+    rules = [{"to": [pod_peer(dict(d.pod_labels))] if not d.outside else list(ANYWHERE), "ports": tcp_ports(d.port)}
+             for d in destinations]
     return {"podSelector": {"matchLabels": pod_labels}, "policyTypes": ["Egress"], "egress": rules}
-
-
-# Peers a NetworkPolicy can only name by address: the API server, hosts outside the cluster.
-ANYWHERE = ({"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}})
 
 
 def namespace_wide_policies() -> dict[str, dict[str, Any]]:

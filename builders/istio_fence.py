@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from builders.access import ANYWHERE, CONTROL_PLANE_PORT, namespace_wide_policies, pod_peer, tcp_ports
+from builders.access import ANYWHERE, CONTROL_PLANE_PORT, namespace_peer, namespace_wide_policies, pod_peer, tcp_ports
 from builders.addons import PROMETHEUS_PORT, ZIPKIN_PORT
 from builders.istio_values import GATEWAY_SELECTOR
-from builders.kube import NAMESPACE_LABEL
 from domain.catalogue import CATALOGUE, FRONTEND
 from domain.mesh import ISTIO_NAMESPACE
 
@@ -34,10 +33,6 @@ HTTPS_PORT = 443
 # The API server is reached by address, not as a pod: its Service's 443, or the port behind it once the CNI has
 # translated the Service address (6443 on kubeadm, kind and most managed clusters).
 API_SERVER_PORTS = (443, 6443)
-
-
-def _namespace(namespace: str) -> dict[str, Any]:
-    return {"namespaceSelector": {"matchLabels": {NAMESPACE_LABEL: namespace}}}
 
 
 def _rule(direction: str, peers: list[dict[str, Any]] | tuple[dict[str, Any], ...] | None, ports: tuple[int, ...]) -> dict[str, Any]:
@@ -84,7 +79,7 @@ class IstioNamespaceFence:
 
     def _sidecars(self) -> list[dict[str, Any]]:
         """Every proxy of the mesh: the app namespace's sidecars and the ingress gateway."""
-        return [_namespace(self.app_namespace), pod_peer(GATEWAY_SELECTOR)]
+        return [namespace_peer(self.app_namespace), pod_peer(GATEWAY_SELECTOR)]
 
     def policies(self) -> dict[str, dict[str, Any]]:
         """NetworkPolicy name -> spec, for Istio's namespace."""
@@ -127,7 +122,7 @@ class IstioNamespaceFence:
         egress = [_rule("egress", self._api_server, API_SERVER_PORTS),  # service discovery
                   _rule("egress", [pod_peer(ISTIOD_PODS)], (MONITORING_PORT,)),
                   _rule("egress", [pod_peer(GATEWAY_SELECTOR)], (ENVOY_METRICS_PORT,)),
-                  _rule("egress", [_namespace(self.app_namespace)], (MERGED_METRICS_PORT,))]
+                  _rule("egress", [namespace_peer(self.app_namespace)], (MERGED_METRICS_PORT,))]
         if self.kiali:
             egress.append(_rule("egress", [pod_peer(self.kiali)], (KIALI_METRICS_PORT,)))
         return _policy(pods, [_rule("ingress", readers, (PROMETHEUS_PORT,))] if readers else [], egress)

@@ -14,12 +14,13 @@ from builders.access import (
     authorization_spec,
     egress_network_policy_spec,
     ingress_network_policy_spec,
+    namespace_peer,
     namespace_wide_policies,
     outbound_policy,
     tcp_ports,
 )
 from builders.istio_fence import IstioNamespaceFence
-from builders.kube import NAMESPACE_LABEL, istio_resource, network_policy
+from builders.kube import istio_resource, network_policy
 from config.settings import SecuritySettings
 from domain.mongodb import MEMBER_ACCOUNT, SEED_ACCOUNT, SEED_POD_LABELS
 from domain.mongodb import PORT as MONGO_PORT
@@ -91,7 +92,7 @@ class MeshSecurity(pulumi.ComponentResource):
         fence = args.istio_fence
         for policy, spec in fence.policies().items():
             network_policy(f"{name}-istio-system-{policy}-network", policy, fence.namespace, spec, child)
-        istio = {"namespaceSelector": {"matchLabels": {NAMESPACE_LABEL: plan.istio_namespace}}}
+        istio = namespace_peer(plan.istio_namespace)
         resource_names = {"default-deny": f"{name}-default-deny-network", "allow-dns": f"{name}-dns-network"}  # as first named
         for policy, spec in namespace_wide_policies().items():
             network_policy(resource_names[policy], policy, namespace, spec, child)

@@ -16,8 +16,10 @@ import os
 import tarfile
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -45,6 +47,10 @@ class RealCharts:
         if self.helm_charts_dir is not None:
             edits["helm.chartsDir"] = str(self.helm_charts_dir)
         return edits
+
+    def on(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """These stack-file edits, pointed at these charts for the Istio release they choose (1.6.14 by default)."""
+        return {**overrides, **self.edits(overrides.get("istio.version", ISTIO_1_6))}
 
     def crds(self, istio_version: str) -> list[Path]:
         """The files of the base chart's crds/ folder, which Helm installs with the release but keeps out of its

@@ -27,7 +27,7 @@ import yaml
 
 from harness.pulumi_cli import PROJECT, Workspace
 from harness.real_charts import real_charts
-from harness.sim_cluster import SimCluster, kubectl, planned_changes, set_in_stack_file, up
+from harness.sim_cluster import SimCluster, kubectl, planned_changes, running, set_in_stack_file, up
 from tools.stack_run import ROOT
 
 STACK = "prod"
@@ -170,13 +170,10 @@ def converge(stack: Stack) -> Data:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("faults")
-    cluster = SimCluster.start("1.18", root / "cluster")
-    try:
+    with running("1.18", root / "cluster") as cluster:
         workspace = Workspace(root / "workspace", kubeconfig=cluster.kubeconfig)
-        workspace.init(STACK, STACK, {**real_charts().edits("1.6.14"), "istio.ingressGateway.serviceType": "NodePort"})
+        workspace.init(STACK, STACK, real_charts().on({"istio.ingressGateway.serviceType": "NodePort"}))
         yield Stack(workspace, cluster)
-    finally:
-        cluster.stop()
 
 
 def test_an_update_killed_mid_install_is_recovered_and_the_next_up_converges(stack):

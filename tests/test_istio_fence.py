@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from builders.kube import NAMESPACE_LABEL
-from harness.real_charts import ISTIO_1_6, real_charts
+from harness.real_charts import real_charts
 from harness.stacks import CURRENT_ISTIO
 from tools import scan
 from tools.stack_run import run_stack
@@ -238,8 +238,7 @@ def test_the_fence_is_off_with_the_network_policies():
 def _rendered_charts(stack: str, overrides: dict) -> tuple[object, list[dict]]:
     """The program's run on the real charts, and the objects its releases render (Helm, the pinned charts) with its
     own Deployments and Services in Istio's namespace."""
-    line = overrides.get("istio.version", ISTIO_1_6)
-    edits = {**overrides, **real_charts().edits(line)}
+    edits = real_charts().on(overrides)
     run = run_stack(stack, edits)
     assert run.error is None, run.error
     releases, kubernetes_version = scan.chart_releases(stack, edits)

@@ -26,13 +26,13 @@ from harness.pulumi_cli import PROJECT, Workspace
 from harness.real_charts import real_charts
 from harness.sim_cluster import (
     VOLUMES,
-    SimCluster,
     declared_manifests,
     differences,
     helm_releases,
     kubectl,
     live,
     planned_changes,
+    running,
     set_in_stack_file,
     stack_file,
     up,
@@ -52,9 +52,8 @@ RELEASES = {"istio-base": "base-1.30.3", "istiod": "istiod-1.30.3", "istio-ingre
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """A fresh simulated 1.33 cluster for this module, stopped after it."""
-    started = SimCluster.start(KUBERNETES_VERSION, tmp_path_factory.mktemp("sim-cluster"))
-    yield started.kubeconfig
-    started.stop()
+    with running(KUBERNETES_VERSION, tmp_path_factory.mktemp("sim-cluster")) as started:
+        yield started.kubeconfig
 
 
 EDITS = {**CURRENT_ISTIO, "istio.ingressGateway.serviceType": "NodePort"}
@@ -64,7 +63,7 @@ RATE_LIMITS = {"services.destination.rateLimit": {"requests": 100}, "istio.ingre
 
 def current_edits() -> dict:
     """The current-Istio stack with the real charts, as this tier and the upgrade test run it."""
-    return {**EDITS, **real_charts().edits(CURRENT_ISTIO["istio.version"])}
+    return real_charts().on(EDITS)
 
 
 @pytest.fixture(scope="module")

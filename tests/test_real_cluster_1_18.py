@@ -34,6 +34,7 @@ from harness.sim_cluster import (
     kubectl,
     live,
     planned_changes,
+    running,
     set_in_stack_file,
     up,
     weights,
@@ -80,16 +81,13 @@ def deployed(request, charts, tmp_path_factory):
     """`pulumi up` of the stack from an empty 1.18 cluster of its own."""
     stack = request.param
     root = tmp_path_factory.mktemp(f"real-cluster-1.18-{stack}")
-    cluster = SimCluster.start(KUBERNETES_VERSION, root / "cluster")
-    try:
+    with running(KUBERNETES_VERSION, root / "cluster") as cluster:
         workspace = Workspace(root / "workspace", kubeconfig=cluster.kubeconfig)
-        edits = {**charts.edits("1.6.14"), "istio.ingressGateway.serviceType": "NodePort",
-                 # prod's fence names this server's address (its own, loopback); dev keeps "anywhere", as committed
-                 **({"security.apiServerCidrs": ["127.0.0.1/32"]} if stack == "prod" else {})}
+        edits = charts.on({"istio.ingressGateway.serviceType": "NodePort",
+                           # prod's fence names this server's address (its own, loopback); dev keeps "anywhere", as committed
+                           **({"security.apiServerCidrs": ["127.0.0.1/32"]} if stack == "prod" else {})})
         workspace.init(stack, stack, edits)
         yield Deployed(stack, workspace, cluster, edits, charts, up(workspace, stack))
-    finally:
-        cluster.stop()
 
 
 # ---- from an empty cluster -------------------------------------------------------------------------

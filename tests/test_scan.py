@@ -11,7 +11,7 @@ import re
 import pytest
 import yaml
 
-from harness.real_charts import ISTIO_1_6, real_charts
+from harness.real_charts import real_charts
 from harness.stacks import CURRENT_ISTIO
 from tools import render, scan
 from tools.stack_files import ROOT
@@ -103,9 +103,7 @@ def test_the_chart_scan_covers_every_committed_stack_file():
 
 def _chart_releases(name: str) -> tuple[list[scan.ChartRelease], str]:
     stack, overrides = CHART_STACKS[name]
-    overrides = overrides or {}
-    charts = real_charts().edits(overrides.get("istio.version", ISTIO_1_6))
-    return scan.chart_releases(stack, {**overrides, **charts})
+    return scan.chart_releases(stack, real_charts().on(overrides or {}))
 
 
 @pytest.fixture(scope="module")
@@ -174,9 +172,8 @@ def test_the_chart_table_is_read_from_the_hardening_section_and_names_each_workl
 
 def test_the_chart_scan_command_reports_each_chart_workload_and_passes_on_prod(checkov, helm, capsys):
     charts = real_charts()
-    code = scan.main(["--stack", "prod", "--charts", "--charts-dir", str(charts.helm_charts_dir or ""),
-                      "--istio-charts", str(charts.istio_1_6)] if charts.helm_charts_dir else
-                     ["--stack", "prod", "--charts", "--istio-charts", str(charts.istio_1_6)])
+    from_folder = ["--charts-dir", str(charts.helm_charts_dir)] if charts.helm_charts_dir else []  # else the repositories
+    code = scan.main(["--stack", "prod", "--charts", "--istio-charts", str(charts.istio_1_6), *from_folder])
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "Deployment.istio-system.kiali (kiali-server@1.22.0)" in printed

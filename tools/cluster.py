@@ -42,10 +42,11 @@ class Kubectl:
 
 
 @contextlib.contextmanager
-def stack_cluster(args: argparse.Namespace, stack_file: Path) -> Iterator[tuple[str, ...]]:
+def stack_cluster(args: argparse.Namespace, stack_file: Path | None) -> Iterator[tuple[str, ...]]:
     """kubectl's and istioctl's flags for the cluster the stack's provider talks to: the options given, else the stack
-    file's kubernetes:kubeconfig (a path, or the file's text, as the provider takes it) and kubernetes:context."""
-    values, _ = load_stack_values(args.stack, stack_file)
+    file's kubernetes:kubeconfig (a path, or the file's text, as the provider takes it) and kubernetes:context; with
+    no stack file, the options alone (none: kubectl's own current context)."""
+    values = load_stack_values(args.stack, stack_file)[0] if stack_file else {}
     kubeconfig, context = args.kubeconfig or values.get("kubernetes:kubeconfig"), args.context or values.get("kubernetes:context")
     if isinstance(kubeconfig, dict):
         raise ReadError(f"{stack_file.name} keeps kubernetes:kubeconfig as a secret; pass --kubeconfig PATH")

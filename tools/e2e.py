@@ -217,9 +217,9 @@ def _measure(kube: Kubectl, namespace: str, service: str, send) -> tuple[Counter
     return Counter({v: after[v] - before[v] for v in after if after[v] - before[v] > 0}), codes
 
 
-def _outside_pod(kube: Kubectl, args: argparse.Namespace, name: str, *command: str) -> subprocess.CompletedProcess[str]:
+def _outside_pod(args: argparse.Namespace, name: str, *command: str) -> subprocess.CompletedProcess[str]:
     """A throwaway pod without a sidecar in a namespace of no fence, running `command` (the curl image's)."""
-    return kube.run("run", f"e2e-{name}-{int(time.time())}", "-n", args.outside_namespace, "--rm", "-i", "--restart=Never",
+    return args.kube.run("run", f"e2e-{name}-{int(time.time())}", "-n", args.outside_namespace, "--rm", "-i", "--restart=Never",
                     "--quiet", f"--image={args.curl_image}", "--labels=sidecar.istio.io/inject=false", "--", *command, check=False)
 
 
@@ -248,7 +248,7 @@ def check_header(args: argparse.Namespace) -> bool:
 def check_plaintext(args: argparse.Namespace) -> bool:
     """A pod outside the mesh (no sidecar, so no client certificate) must not get an answer under STRICT mTLS."""
     url = f"http://{args.service}.{args.namespace}.svc.cluster.local:{SERVICE_PORT}/"
-    result = _outside_pod(args.kube, args, "plaintext", "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", url)
+    result = _outside_pod(args, "plaintext", "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", url)
     refused = result.returncode != 0 or not result.stdout.strip().startswith(("2", "3", "4"))
     print(f"plain-text request from {args.outside_namespace} to {url}: exit {result.returncode}, "
           f"output {result.stdout.strip() or '-'} {result.stderr.strip()[:200]} -> {'refused' if refused else 'ANSWERED'}")
@@ -258,7 +258,7 @@ def check_plaintext(args: argparse.Namespace) -> bool:
 def check_fence(args: argparse.Namespace) -> bool:
     """From a pod outside the mesh and outside every fenced namespace: the gateway answers, the fenced components do not."""
     targets = [f"{OPEN_TO_ALL[0]}={OPEN_TO_ALL[1]}", *(f"{name}={FENCED[name]}" for name in args.fenced)]
-    result = _outside_pod(args.kube, args, "fence", "sh", "-c", _PROBE_SCRIPT, "probe", *targets)
+    result = _outside_pod(args, "fence", "sh", "-c", _PROBE_SCRIPT, "probe", *targets)
     passed, lines = judge_fence(result.stdout, args.fenced)
     print(f"from a pod in {args.outside_namespace} without a sidecar (exit {result.returncode}):")
     for line in lines:
@@ -325,16 +325,12 @@ def _run(args: argparse.Namespace, kube: Kubectl) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.stack:
-        try:
-            with stack_cluster(args, default_stack_file(args.stack)) as cluster:
-                return 0 if _run(args, Kubectl(cluster)) else 1
-        except CommandError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-    flags = tuple(flag for option, value in (("--kubeconfig", args.kubeconfig), ("--context", args.context)) if value
-                  for flag in (option, value))
-    return 0 if _run(args, Kubectl(flags)) else 1
+    try:
+        with stack_cluster(args, default_stack_file(args.stack) if args.stack else None) as cluster:
+            return 0 if _run(args, Kubectl(cluster)) else 1
+    except CommandError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -199,9 +199,12 @@ class ChartScan:
     workloads: list[str]
     charts: dict[str, str]  # workload -> chart@version
 
+    def is_waived(self, failure: Failure, waivers: Mapping[tuple[str, str], set[str]]) -> bool:
+        return failure.check in waivers.get(self.key(failure.workload), set())
+
     def undocumented(self, waivers: Mapping[tuple[str, str], set[str]]) -> list[str]:
         return sorted(f"{self.charts[failure.workload]} {failure.workload} {failure.check} {failure.title}"
-                      for failure in self.failures if failure.check not in waivers.get(self.key(failure.workload), set()))
+                      for failure in self.failures if not self.is_waived(failure, waivers))
 
     def key(self, workload: str) -> tuple[str, str]:
         kind, _namespace, name = workload.split(".", 2)
@@ -298,8 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 2
         waivers = documented_chart_waivers()
-        clean = _report(args.stack, found.failures, found.workloads, found.charts,
-                        lambda failure: failure.check in waivers.get(found.key(failure.workload), set()))
+        clean = _report(args.stack, found.failures, found.workloads, found.charts, lambda failure: found.is_waived(failure, waivers))
     else:
         failures, workloads = scan(render.render_stack(args.stack, overrides or None), checkov)
         waived = documented_waivers()
