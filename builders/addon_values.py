@@ -54,7 +54,6 @@ class AddonPlan:
     services: list[MonitoredService]
     istio_dashboards: dict[str, dict[str, str]]
     istio_version: str
-    app_namespace: str
     namespace: str  # the Istio namespace, where Istio's add-ons live and its mesh config points
     gateway_labels: dict[str, str]
     production: bool
@@ -146,7 +145,7 @@ def prometheus_files(args: AddonPlan) -> dict[str, Any]:
     """The chart's serverFiles: prometheus.yml's scrape jobs and rule files, and the rules themselves."""
     return {
         "prometheus.yml": {"rule_files": list(RULE_FILES.values()), "scrape_configs": scrape_configs(args.namespace, args.gateway_labels)},
-        "recording_rules.yml": recording_rules(args.app_namespace, args.services),
+        "recording_rules.yml": recording_rules(args.services),
         "alerting_rules.yml": alerting_rules(args.services, args.production),
     }
 

@@ -18,6 +18,7 @@ from domain.mesh import ISTIO_NAMESPACE
 
 if TYPE_CHECKING:
     from builders.addons import AddonVersions
+    from config.platform import AppStack
     from config.settings import Settings
 
 ISTIOD_PODS = {"app": "istiod"}  # istiod's pods in both lines, with or without a revision
@@ -59,7 +60,7 @@ def _policy(pods: dict[str, str], ingress: list[dict[str, Any]], egress: list[di
 class IstioNamespaceFence:
     """The workloads in Istio's namespace, which of them this stack runs, and whom each must reach."""
 
-    app_namespace: str
+    app_namespaces: tuple[str, ...]  # the stack's own, then its app stacks' (config/platform.py)
     frontend_port: int  # the front end's pods, which the gateway forwards to
     gateway_watches_secrets: bool  # Istio 1.6's gateway agent reads its TLS Secrets from the API server itself
     prometheus: dict[str, str] | None  # each add-on's pod labels, None when it is off
@@ -78,8 +79,8 @@ class IstioNamespaceFence:
         return [{"ipBlock": {"cidr": cidr}} for cidr in self.api_server_cidrs] or list(ANYWHERE)
 
     def _sidecars(self) -> list[dict[str, Any]]:
-        """Every proxy of the mesh: the app namespace's sidecars and the ingress gateway."""
-        return [namespace_peer(self.app_namespace), pod_peer(GATEWAY_SELECTOR)]
+        """Every proxy of the mesh: the app namespaces' sidecars and the ingress gateway."""
+        return [*map(namespace_peer, self.app_namespaces), pod_peer(GATEWAY_SELECTOR)]
 
     def policies(self) -> dict[str, dict[str, Any]]:
         """NetworkPolicy name -> spec, for Istio's namespace."""
@@ -110,7 +111,7 @@ class IstioNamespaceFence:
         if self.prometheus:
             ingress.append(_rule("ingress", [pod_peer(self.prometheus)], (ENVOY_METRICS_PORT,)))
         egress = [_rule("egress", [pod_peer(ISTIOD_PODS)], (CONTROL_PLANE_PORT,)),
-                  _rule("egress", [pod_peer({"app": FRONTEND}, self.app_namespace)], (self.frontend_port,))]
+                  _rule("egress", [pod_peer({"app": FRONTEND}, namespace) for namespace in self.app_namespaces], (self.frontend_port,))]
         if self.tracing_query_port is not None:
             egress.append(_rule("egress", [pod_peer(TRACING_PODS)], (ZIPKIN_PORT,)))
         if self.gateway_watches_secrets:
@@ -122,7 +123,7 @@ class IstioNamespaceFence:
         egress = [_rule("egress", self._api_server, API_SERVER_PORTS),  # service discovery
                   _rule("egress", [pod_peer(ISTIOD_PODS)], (MONITORING_PORT,)),
                   _rule("egress", [pod_peer(GATEWAY_SELECTOR)], (ENVOY_METRICS_PORT,)),
-                  _rule("egress", [namespace_peer(self.app_namespace)], (MERGED_METRICS_PORT,))]
+                  _rule("egress", list(map(namespace_peer, self.app_namespaces)), (MERGED_METRICS_PORT,))]
         if self.kiali:
             egress.append(_rule("egress", [pod_peer(self.kiali)], (KIALI_METRICS_PORT,)))
         return _policy(pods, [_rule("ingress", readers, (PROMETHEUS_PORT,))] if readers else [], egress)
@@ -152,13 +153,14 @@ class IstioNamespaceFence:
         return _policy(TRACING_PODS, ingress, [])
 
 
-def istio_namespace_fence(settings: Settings, addons: AddonVersions, dashboards_shipped: bool) -> IstioNamespaceFence:
-    """The fence of this stack's Istio namespace: which add-ons it runs, on which Istio line."""
+def istio_namespace_fence(settings: Settings, addons: AddonVersions, dashboards_shipped: bool,
+                          app_stacks: tuple[AppStack, ...] = ()) -> IstioNamespaceFence:
+    """The fence of this stack's Istio namespace: which add-ons it runs, on which Istio line, for which namespaces."""
     observability = settings.observability
     tracing = observability.tracing
     kiali_reads_traces = observability.kiali and tracing.enabled and tracing.backend == "jaeger"
     return IstioNamespaceFence(
-        app_namespace=settings.app_namespace,
+        app_namespaces=(settings.app_namespace, *(app.settings.app_namespace for app in app_stacks)),
         frontend_port=CATALOGUE[FRONTEND].port,
         gateway_watches_secrets=settings.istio.minor == "1.6",
         prometheus=dict(addons.prometheus_pods) if observability.prometheus else None,

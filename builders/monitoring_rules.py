@@ -3,30 +3,41 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from builders.signals import LATENCY, RATE, SIGNALS, SUCCESS, Scope, recorded
 
 if TYPE_CHECKING:
-    from config.settings import ServiceLevel
+    from config.settings import ServiceLevel, Settings
 
 
 @dataclass(frozen=True)
 class MonitoredService:
-    """A deployed service, its versions and the bar they are held to."""
+    """A deployed service, its versions and the bar they are held to; in the stack's own namespace, or an app stack's."""
 
     name: str
     versions: tuple[str, ...]
     service_level: ServiceLevel
+    namespace: str
+    app_stack: str | None = None  # the app stack that deploys it; None: the stack itself
+
+    @property
+    def key(self) -> str:
+        """Unique among a platform's services: rule groups and dashboard rows are named by it."""
+        return f"{self.app_stack}-{self.name}" if self.app_stack else self.name
+
+    @property
+    def title(self) -> str:
+        return f"{self.app_stack}/{self.name}" if self.app_stack else self.name
 
 
-def recording_rules(namespace: str, services: list[MonitoredService]) -> dict[str, Any]:
+def recording_rules(services: list[MonitoredService]) -> dict[str, Any]:
     """One group per service, each recording every signal per version over that service's window."""
     return {"groups": [
-        {"name": f"bee-travels-{service.name}-signals",
-         "rules": [{"record": signal.record, "expr": signal.expression(Scope(namespace, service.name), service.service_level.window)}
+        {"name": f"bee-travels-{service.key}-signals",
+         "rules": [{"record": signal.record,
+                    "expr": signal.expression(Scope(service.namespace, service.name), service.service_level.window)}
                    for signal in SIGNALS]}
         for service in services
     ]}
@@ -66,12 +77,12 @@ def alerting_rules(services: list[MonitoredService], production: bool) -> dict[s
             for signal, breach in _breaches(service.service_level):
                 rules.append({
                     "alert": breach.alert,
-                    "expr": f"{recorded(signal, service.name, version)} {breach.condition}",
+                    "expr": f"{recorded(signal, service.namespace, service.name, version)} {breach.condition}",
                     "for": service.service_level.alert_after,
-                    "labels": {"severity": severity, "service": service.name, "version": version},
+                    "labels": {"severity": severity, "namespace": service.namespace, "service": service.name, "version": version},
                     "annotations": {"summary": breach.summary, "description": breach.description},
                 })
-        groups.append({"name": f"bee-travels-{service.name}-service-level", "rules": rules})
+        groups.append({"name": f"bee-travels-{service.key}-service-level", "rules": rules})
     return {"groups": groups}
 
 
@@ -94,10 +105,10 @@ def _panel(panel_id: int, row: int, column: int, service: MonitoredService, sign
     panel: dict[str, Any] = {
         "id": panel_id,
         "type": "graph",
-        "title": f"{service.name}: {signal.title} by version",
+        "title": f"{service.title}: {signal.title} by version",
         "datasource": "Prometheus",
         "gridPos": {"x": column * PANEL_WIDTH, "y": row * PANEL_HEIGHT, "w": PANEL_WIDTH, "h": PANEL_HEIGHT},
-        "targets": [{"expr": recorded(signal, service.name), "legendFormat": "{{destination_version}}", "refId": "A"}],
+        "targets": [{"expr": recorded(signal, service.namespace, service.name), "legendFormat": "{{destination_version}}", "refId": "A"}],
         "yaxes": [{"format": signal.unit, "show": True}, {"format": "short", "show": False}],
         "lines": True,
         "linewidth": 2,
@@ -130,5 +141,7 @@ def dashboard_json(services: list[MonitoredService]) -> str:
     return json.dumps(canary_dashboard(services), indent=1, sort_keys=True)
 
 
-def monitored_services(versions: Mapping[str, tuple[str, ...]], levels: Mapping[str, ServiceLevel]) -> list[MonitoredService]:
-    return [MonitoredService(name, versions[name], levels[name]) for name in versions]
+def monitored_services(settings: Settings, app_stack: str | None = None) -> list[MonitoredService]:
+    """Every service a stack deploys, with its versions and service level, in the stack's namespace."""
+    return [MonitoredService(name, tuple(service.versions), settings.service_level_of(name), settings.app_namespace, app_stack)
+            for name, service in settings.services.items()]

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 REQUESTS = "istio_requests_total"
 LATENCY_BUCKETS = "istio_request_duration_milliseconds_bucket"
-BY_VERSION = ("destination_service_name", "destination_version")
+# The namespace too: app stacks on one platform may run services of the same name (config/platform.py).
+BY_VERSION = ("destination_workload_namespace", "destination_service_name", "destination_version")
 SERVER_ERRORS = 'response_code=~"5.."'
 
 
@@ -79,9 +80,9 @@ SIGNALS: tuple[Signal, ...] = (
 RATE, SUCCESS, LATENCY = SIGNALS
 
 
-def recorded(signal: Signal, service: str, version: str | None = None) -> str:
+def recorded(signal: Signal, namespace: str, service: str, version: str | None = None) -> str:
     """The recorded series of a signal for one service (and version), as a dashboard or an alert reads it."""
-    labels = [f'destination_service_name="{service}"']
+    labels = [f'destination_workload_namespace="{namespace}"', f'destination_service_name="{service}"']
     if version is not None:
         labels.append(f'destination_version="{version}"')
     return f"{signal.record}{{{','.join(labels)}}}"
@@ -91,7 +92,8 @@ def recorded(signal: Signal, service: str, version: str | None = None) -> str:
 # ...): the caller's proxy flags what went wrong on the way out (no route, no healthy upstream), the callee's what it
 # refused itself (an inbound rate limit). Grouped by who reported it, the caller, the service, version, code and flags.
 FLAGGED = 'response_flags!="-"'
-FLAGGED_BY = ("reporter", "source_workload", "source_workload_namespace", *BY_VERSION, "response_code", "response_flags")
+FLAGGED_BY = ("reporter", "source_workload", "source_workload_namespace", "destination_service_name", "destination_version",
+              "response_code", "response_flags")
 
 
 def flagged_responses(namespace: str, window: str) -> str:

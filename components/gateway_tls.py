@@ -19,6 +19,8 @@ class SelfSignedCertificateArgs:
     # Istio reads credentialName Secrets from the ingress gateway's own namespace.
     gateway_namespace: str
     after: list[pulumi.Resource]
+    # An app stack's Secret is named for its namespace: the app stacks of one platform share the gateway's namespace.
+    credential_name: str = SELF_SIGNED_SECRET
 
 
 class SelfSignedCertificate(pulumi.ComponentResource):
@@ -43,10 +45,10 @@ class SelfSignedCertificate(pulumi.ComponentResource):
         )
         k8s.core.v1.Secret(
             f"{name}-secret",
-            metadata=metadata(SELF_SIGNED_SECRET, args.gateway_namespace),
+            metadata=metadata(args.credential_name, args.gateway_namespace),
             type="kubernetes.io/tls",
             string_data=pulumi.Output.secret({"tls.crt": certificate.cert_pem, "tls.key": key.private_key_pem}),
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.after),
         )
-        self.credential_name = SELF_SIGNED_SECRET
-        self.register_outputs({"credentialName": SELF_SIGNED_SECRET, "certificatePem": certificate.cert_pem})
+        self.credential_name = args.credential_name
+        self.register_outputs({"credentialName": args.credential_name, "certificatePem": certificate.cert_pem})

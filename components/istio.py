@@ -1,4 +1,5 @@
-"""The Istio install: istio-system, base (CRDs), istiod, the ingress gateway, and the injected app namespace."""
+"""The mesh an app namespace joins: the Istio install (istio-system, base CRDs, istiod, the ingress gateway) and the
+injected app namespace; or, on an app stack, only its namespace on the platform stack's install."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from builders.istio_values import (
 )
 from builders.kube import NAMESPACE_LABEL, helm_release, metadata
 from config.settings import IstioSettings, TracingSettings
-from domain.mesh import ISTIO_NAMESPACE, injection_labels
+from domain.mesh import ISTIO_NAMESPACE, SIDECARS_USE_ACCOUNT_TOKEN, injection_labels
 
 
 @dataclass(frozen=True)
@@ -35,14 +36,47 @@ class IstioMeshArgs:
     image_pull_policy: str = "IfNotPresent"  # images.pullPolicy: istiod's, the gateway's and every sidecar's
 
 
-class IstioMesh(pulumi.ComponentResource):
-    """Owns the Istio control plane install, the ingress gateway and the app namespace with sidecar injection."""
+def injected_namespace(resource_name: str, namespace: str, istio: IstioSettings, production: bool,
+                       opts: pulumi.ResourceOptions, annotations: dict[str, str] | None = None) -> k8s.core.v1.Namespace:
+    """The app namespace, labelled for sidecar injection by this Istio; kept, not deleted, on a production stack."""
+    return k8s.core.v1.Namespace(
+        resource_name, metadata=metadata(namespace, labels={NAMESPACE_LABEL: namespace, **injection_labels(istio.revision)},
+                                         annotations=annotations),
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=production, retain_on_delete=production)),
+    )
+
+
+class _JoinedMesh(pulumi.ComponentResource):
+    """What the app's components need to know of the mesh they join, the same whoever installed it."""
 
     control_plane: list[pulumi.Resource]
     # What the app's objects wait for: the CRDs, istiod (its injector and validation webhook) and the injected app
     # namespace. Not the ingress gateway: Helm waits for its load balancer's address, which a cloud may take long to give.
     prerequisites: list[pulumi.Resource]
     app_namespace: pulumi.Output[str]
+
+    def _joined(self, istio: IstioSettings, app_namespace: k8s.core.v1.Namespace) -> None:
+        self.app_namespace = app_namespace.metadata.apply(lambda meta: meta["name"])
+        self.gateway_selector = dict(GATEWAY_SELECTOR)
+        self.gateway_namespace = ISTIO_NAMESPACE
+        self.gateway_service_account = gateway_service_account(istio)
+        self.sidecars_need_account_token = sidecar_needs_account_token(istio)
+        self.version = istio.version
+        self.revision = istio.revision
+
+    def _register(self, **more: Any) -> None:
+        self.register_outputs({
+            "version": self.version,
+            "revision": self.revision,
+            "gatewaySelector": self.gateway_selector,
+            "gatewayNamespace": self.gateway_namespace,
+            "appNamespace": self.app_namespace,
+            **more,
+        })
+
+
+class IstioMesh(_JoinedMesh):
+    """Owns the Istio control plane install, the ingress gateway and the app namespace with sidecar injection."""
 
     def __init__(self, name: str, args: IstioMeshArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("beetravels:mesh:IstioMesh", name, None, opts)
@@ -60,31 +94,15 @@ class IstioMesh(pulumi.ComponentResource):
             self._gateway_disruption_budget(args, gateway)
 
         # Pods created before istiod's injector is up would start without sidecars, so the namespace waits.
-        app_namespace = k8s.core.v1.Namespace(
-            f"{name}-app-namespace",
-            metadata=metadata(args.app_namespace, labels={NAMESPACE_LABEL: args.app_namespace, **injection_labels(istio.revision)}),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[istiod], protect=args.production,
-                                        retain_on_delete=args.production),
-        )
+        app_namespace = injected_namespace(f"{name}-app-namespace", args.app_namespace, istio, args.production,
+                                           pulumi.ResourceOptions(parent=self, depends_on=[istiod]))
 
         # Istio custom resources need the CRDs (base) and istiod's validating webhook to answer.
         self.control_plane = [base, istiod]
         self.prerequisites = [base, istiod, app_namespace]
         self.ingress_gateway = gateway
-        self.app_namespace = app_namespace.metadata.apply(lambda meta: meta["name"])
-        self.gateway_selector = dict(GATEWAY_SELECTOR)
-        self.gateway_namespace = ISTIO_NAMESPACE
-        self.gateway_service_account = gateway_service_account(istio)
-        self.sidecars_need_account_token = sidecar_needs_account_token(istio)
-        self.version = istio.version
-        self.revision = istio.revision
-        self.register_outputs({
-            "version": self.version,
-            "revision": self.revision,
-            "gatewaySelector": self.gateway_selector,
-            "gatewayNamespace": self.gateway_namespace,
-            "appNamespace": self.app_namespace,
-        })
+        self._joined(istio, app_namespace)
+        self._register()
 
     def _gateway_disruption_budget(self, args: IstioMeshArgs, gateway: k8s.helm.v3.Release) -> None:
         """Istio 1.6: one gateway pod stays through a drain, selected by the labels the pods really carry."""
@@ -106,3 +124,32 @@ class IstioMesh(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=after),
             value_files=[charts.global_values] if charts.global_values and with_globals else None,
         )
+
+
+@dataclass(frozen=True)
+class PlatformNamespaceArgs:
+    istio: IstioSettings  # the platform's, from its stack file (config/platform.py)
+    platform_stack: str
+    app_namespace: str
+    production: bool
+
+
+class PlatformNamespace(_JoinedMesh):
+    """Owns an app stack's injected namespace on its platform stack's mesh, and the reference to that stack."""
+
+    def __init__(self, name: str, args: PlatformNamespaceArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("beetravels:mesh:PlatformNamespace", name, None, opts)
+        # The platform admitted this stack and runs this Istio: checked from its outputs before anything was registered.
+        platform = pulumi.StackReference(f"{pulumi.get_organization()}/{pulumi.get_project()}/{args.platform_stack}",
+                                         opts=pulumi.ResourceOptions(parent=self))
+        # The policy pack reads from it what it reads from istiod's release on the platform: that the sidecars here
+        # prove themselves to istiod with the pod's own ServiceAccount token, so the pods mount it on purpose.
+        token = {SIDECARS_USE_ACCOUNT_TOKEN: "true"} if sidecar_needs_account_token(args.istio) else None
+        app_namespace = injected_namespace(f"{name}-app-namespace", args.app_namespace, args.istio, args.production,
+                                           pulumi.ResourceOptions(parent=self), token)
+        self.control_plane: list[pulumi.Resource] = []
+        self.prerequisites = [app_namespace]
+        self._joined(args.istio, app_namespace)
+        # Where the platform's add-ons answer: the commands (make promote, e2e) read it from this stack's outputs.
+        self.observability = platform.get_output("observability")
+        self._register(platformStack=args.platform_stack)

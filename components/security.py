@@ -32,10 +32,15 @@ class MeshSecurityArgs:
     plan: AccessPlan
     production: bool
     after: list[pulumi.Resource]
-    # Istio's own namespace, fenced as the app's is when NetworkPolicies are on.
-    istio_fence: IstioNamespaceFence
+    # Istio's own namespace, fenced as the app's is when NetworkPolicies are on; None on an app stack, whose platform
+    # stack owns Istio's namespace and its mesh-wide mTLS default.
+    istio_fence: IstioNamespaceFence | None
     # Ports in Istio's namespace every sidecar sends to besides istiod's: the tracing collector's, when tracing is on.
     telemetry_ports: tuple[int, ...] = ()
+
+    @property
+    def owns_istio_namespace(self) -> bool:
+        return self.istio_fence is not None
 
 
 class MeshSecurity(pulumi.ComponentResource):
@@ -47,7 +52,8 @@ class MeshSecurity(pulumi.ComponentResource):
         plan = args.plan
         mtls = {"mtls": {"mode": args.security.mtls_mode}}
         # The root namespace's policy is the mesh-wide default; the app namespace states its own explicitly.
-        istio_resource(f"{name}-mesh-peer-authentication", "PeerAuthentication", "default", plan.istio_namespace, mtls, child)
+        if args.owns_istio_namespace:
+            istio_resource(f"{name}-mesh-peer-authentication", "PeerAuthentication", "default", plan.istio_namespace, mtls, child)
         istio_resource(f"{name}-app-peer-authentication", "PeerAuthentication", "default", plan.namespace, mtls, child)
 
         self.call_graph = plan.call_graph if args.security.authorization else {}
@@ -90,7 +96,7 @@ class MeshSecurity(pulumi.ComponentResource):
         """
         plan, namespace = args.plan, args.plan.namespace
         fence = args.istio_fence
-        for policy, spec in fence.policies().items():
+        for policy, spec in (fence.policies() if fence else {}).items():
             network_policy(f"{name}-istio-system-{policy}-network", policy, fence.namespace, spec, child)
         istio = namespace_peer(plan.istio_namespace)
         resource_names = {"default-deny": f"{name}-default-deny-network", "allow-dns": f"{name}-dns-network"}  # as first named

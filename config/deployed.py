@@ -90,9 +90,10 @@ def autoscalers_handing_over(settings: Settings, deployed: DeployedFacts | None)
     return {name: frozenset(versions) for name, versions in handing_over.items()}
 
 
-def last_deployed(invoke: Callable[..., Any] = pulumi.runtime.invoke, pause: float = CHECKPOINT_READ_PAUSE) -> DeployedFacts | None:
-    """This stack's facts as its last update left them, or None for a stack never deployed."""
-    name = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+def stack_outputs(stack: str, invoke: Callable[..., Any] = pulumi.runtime.invoke,
+                  pause: float = CHECKPOINT_READ_PAUSE) -> Mapping[str, Any]:
+    """A stack of this project's outputs as its last update left them; none for a stack never deployed."""
+    name = f"{pulumi.get_organization()}/{pulumi.get_project()}/{stack}"
     for attempt in range(1, CHECKPOINT_READ_ATTEMPTS + 1):
         try:
             result = invoke(READ_STACK_OUTPUTS, {"name": name})
@@ -101,7 +102,12 @@ def last_deployed(invoke: Callable[..., Any] = pulumi.runtime.invoke, pause: flo
             if CHECKPOINT_READ_RACE not in str(error) or attempt == CHECKPOINT_READ_ATTEMPTS:
                 raise
             time.sleep(pause)
-    return DeployedFacts.from_outputs((result.value or {}).get("outputs") or {})
+    return (result.value or {}).get("outputs") or {}
+
+
+def last_deployed(invoke: Callable[..., Any] = pulumi.runtime.invoke, pause: float = CHECKPOINT_READ_PAUSE) -> DeployedFacts | None:
+    """This stack's facts as its last update left them, or None for a stack never deployed."""
+    return DeployedFacts.from_outputs(stack_outputs(pulumi.get_stack(), invoke, pause))
 
 
 def change_problems(settings: Settings, deployed: DeployedFacts | None) -> list[Problem]:

@@ -198,6 +198,16 @@ RetryOn = Annotated[str, AfterValidator(_retry_on)]
 Count = Annotated[StrictInt, Field(le=INT32_MAX)]
 Hostname = Annotated[str, AfterValidator(_hostname)]
 DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+
+
+def _stack_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
+        raise ValueError(f"{value!r} is not a stack name of this project: letters, digits, '-', '_' and '.' (for example dev)")
+    return value
+
+
+StackName = Annotated[str, AfterValidator(_stack_name)]
+OptionalStackName = Annotated[str, AfterValidator(lambda value: _stack_name(value) if value else value)]  # empty: none
 Network = Annotated[str, AfterValidator(_network)]
 Percent = Annotated[float, Field(ge=0, le=100)]
 Weight = Annotated[StrictInt, Field(ge=0, le=100)]
@@ -662,6 +672,8 @@ class Settings(Section):
     production: bool = Field(False, description="Marks a production stack: stricter rules apply (at least 2 replicas, STRICT mTLS, HTTPS gateway, REGISTRY_ONLY egress, no faults) and data is protected.")
     kubernetes_version: Annotated[str, AfterValidator(_kubernetes_version)] = Field("1.18", description="Kubernetes version of the target cluster; picks API versions (e.g. PDB policy/v1beta1 before 1.21) and is checked against Istio's supported range.")
     app_namespace: DnsLabel = Field("bee-travels", description="Namespace of the Bee Travels workloads (sidecar injection on).")
+    platform_stack: OptionalStackName = Field("", description="Makes this an app stack on the named stack's platform (its stack file beside this one): Istio, the add-ons and the mesh-wide policy are that stack's, and so are its kubernetesVersion, istio, helm and observability keys; this stack deploys its own namespace's services, data, routes and policy.")
+    app_stacks: list[StackName] = Field(default_factory=list, description="The app stacks this stack is the platform of, each naming this one as its platformStack: their namespaces pass the istio-system fence and their services' service levels are in this stack's Prometheus.")
     images: ImageSettings = Field(ImageSettings(), description="Registry and pinned tags of the Bee Travels and seeding images.")
     istio: IstioSettings = Field(IstioSettings(), description="Istio release, images, revision, mesh config and ingress gateway.")
     helm: HelmSettings = Field(HelmSettings(), description="Where the Helm charts come from: their repositories, or a local folder of pulled charts.")
@@ -674,6 +686,11 @@ class Settings(Section):
     observability: ObservabilitySettings = Field(ObservabilitySettings(), description="Prometheus, Grafana, Kiali and tracing toggles, trace sampling and Prometheus retention.")
     service_level: ServiceLevel = Field(ServiceLevel(), description="Success rate and p95 latency every service version must meet: alert thresholds and the canary's bar.")
     canary: CanarySettings = Field(CanarySettings(), description="Metric-gated promotion (`make promote`): weight steps, minimum traffic, tolerance against the stable version.")
+
+    @property
+    def is_app_stack(self) -> bool:
+        """An app stack on another stack's platform: it installs no Istio and no add-ons of its own."""
+        return bool(self.platform_stack)
 
     def services_using(self, tier: str) -> tuple[str, ...]:
         return tuple(name for name, service in self.services.items() if service.uses_tier(tier))

@@ -8,6 +8,7 @@ import re
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -17,6 +18,7 @@ from config.deployed import DeployedFacts, change_problems
 from config.live_cluster import LiveCluster, cluster_problems
 from config.rules import Problem, SecretSetting, check_settings
 from config.settings import PROJECT, SECRET_KEYS, Settings
+from config.stack_files import encode_config, load_stack_values
 
 
 class StackConfigError(pulumi.RunError):
@@ -44,6 +46,15 @@ class RawStackConfig:
                     secret_keys.add(full_key)
         return cls(values, frozenset(key[len(prefix):] for key in secret_keys if key.startswith(prefix)))
 
+    @classmethod
+    def from_stack_file(cls, stack: str, path: Path) -> RawStackConfig:
+        """The config `pulumi up` would hand the program of that stack (secret values left out)."""
+        values, secure = load_stack_values(stack, path)
+        config, secret_keys = encode_config(values, secure, {})
+        prefix = f"{PROJECT}:"
+        return cls({key.removeprefix(prefix): value for key, value in config.items() if key.startswith(prefix)},
+                   frozenset(key.removeprefix(prefix) for key in secret_keys if key.startswith(prefix)))
+
     def secret_setting(self, key: str) -> SecretSetting:
         return SecretSetting(present=key in self.values, is_secret=key in self.secret_keys)
 
@@ -66,6 +77,11 @@ class StackSecrets:
 
 def stack_file_name() -> str:
     return f"Pulumi.{pulumi.get_stack()}.yaml"
+
+
+def project_dir() -> Path:
+    """The project's folder, where the stack files are (the engine says; a run without it is in that folder)."""
+    return Path(pulumi.runtime.get_root_directory() or Path.cwd())
 
 
 def load_settings(raw: RawStackConfig, stack_file: str, deployed: DeployedFacts | None = None,

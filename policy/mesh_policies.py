@@ -27,6 +27,7 @@ from pulumi_policy import (
 DEFAULT_PRODUCTION_STACKS = ("prod",)
 DEFAULT_ISTIO_ROOT_NAMESPACE = "istio-system"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+NAMESPACE = "kubernetes:core/v1:Namespace"
 # The charts that install the ingress gateway: Istio 1.6's release-archive chart and the current repository chart.
 GATEWAY_CHARTS = ("istio-ingress", "gateway")
 
@@ -178,7 +179,9 @@ def validate_production_mtls(args: StackValidationArgs, report_violation: Report
                 if tls_mode != "ISTIO_MUTUAL":
                     report_violation(f"DestinationRule {object_name(props, resource.name)} {where} is {tls_mode}; "
                                      "in-mesh traffic in production must use ISTIO_MUTUAL.", resource.urn)
-    if not mesh_wide_strict:
+    # A stack that installs no Istio (an app stack) takes the mesh-wide default from its platform stack, where this
+    # rule checks it; its own namespace's policy is held to STRICT above.
+    if not mesh_wide_strict and any(r.resource_type == HELM_RELEASE for r in resources):
         report_violation(f"Production stack has no mesh-wide PeerAuthentication in {root_namespace} "
                          "(no selector) with mtls.mode STRICT; set security.mtlsMode to STRICT.")
 
@@ -354,10 +357,15 @@ def validate_seccomp(args: ResourceValidationArgs, report_violation: ReportViola
 
 # ---- rule: no API token in pods that do not use it ------------------------------------------------
 
+# An app stack's namespace says it (its platform stack installs istiod): the program's components/istio.py.
+SIDECARS_USE_ACCOUNT_TOKEN = "bee-travels.io/sidecars-use-account-token"
+
+
 def _sidecars_use_account_token(resources: list[PolicyResource]) -> bool:
     """Istio 1.6's sidecar proves itself to istiod with the pod's own token under first-party-jwt; otherwise (and on
     every current Istio) it gets a projected istio-token volume from the injector."""
-    return any(r.resource_type == HELM_RELEASE and dig(r.props, "values", "global", "jwtPolicy") == "first-party-jwt"
+    return any((r.resource_type == HELM_RELEASE and dig(r.props, "values", "global", "jwtPolicy") == "first-party-jwt")
+               or (r.resource_type == NAMESPACE and dig(r.props, "metadata", "annotations", SIDECARS_USE_ACCOUNT_TOKEN) == "true")
                for r in resources)
 
 

@@ -91,7 +91,8 @@ def _case(versions, victim, breach: str, severity: str = "warning") -> dict:
     service, version = victim
     return {"interval": "1m", "input_series": series, "alert_rule_test": [
         {"eval_time": "30m", "alertname": alert,
-         "exp_alerts": [{"exp_labels": {"service": service, "version": version, "destination_service_name": service,
+         "exp_alerts": [{"exp_labels": {"namespace": NAMESPACE, "service": service, "version": version,
+                                        "destination_workload_namespace": NAMESPACE, "destination_service_name": service,
                                         "destination_version": version, "severity": severity}}] if kind == breach else []}
         for kind, alert in expected.items()]}
 
@@ -349,7 +350,8 @@ def test_the_signals_compute_what_they_say_under_prometheus(tmp_path):
 
     def expect(expression, v1, v2):
         return {"expr": expression, "eval_time": "20m", "exp_samples": [
-            {"labels": f'{{destination_service_name="hotel",destination_version="{v}"}}', "value": value} for v, value in (("v1", v1), ("v2", v2))]}
+            {"labels": f'{{destination_workload_namespace="{NAMESPACE}",destination_service_name="hotel",destination_version="{v}"}}',
+             "value": value} for v, value in (("v1", v1), ("v2", v2))]}
 
     checks = [expect(requests_served(scope, "5m"), 3000, 3000), expect(request_rate(scope, "5m"), 10, 10),
               # 1 - (5xx per second / requests per second), in the order Prometheus rounds it: 5/6

@@ -11,6 +11,7 @@ import json
 import sys
 import types
 import typing
+from typing import Annotated
 from collections.abc import Callable, Iterator
 
 import yaml
@@ -35,13 +36,21 @@ _TYPES = {bool: "boolean", str: "string", int: "integer", float: "number"}
 PROVIDER_CONFIG = {"kubernetes:enableSecretMutable": {"value": True}}
 
 
+def _type_of(annotation: object) -> dict:
+    """The CLI's config type of a top-level key: a scalar, a list of scalars (an array and its items), or an object."""
+    if typing.get_origin(annotation) is list:
+        (item,) = typing.get_args(annotation)
+        return {"type": "array", "items": _type_of(typing.get_args(item)[0] if typing.get_origin(item) is Annotated else item)}
+    return {"type": _TYPES.get(annotation, "object")}
+
+
 def config_block() -> dict:
     defaults = Settings().model_dump(mode="json", by_alias=True, exclude_none=True)
     block = {}
     for name, field in Settings.model_fields.items():
         key = field.alias or name
         block[key] = {
-            "type": _TYPES.get(field.annotation, "object"),
+            **_type_of(field.annotation),
             "description": _description(field) or "See the configuration reference in docs/configuration.md.",
             "default": defaults[key],
         }

@@ -32,7 +32,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from config.deployed import READ_STACK_OUTPUTS
-from tools.stack_files import PROJECT, ROOT, encode_config, load_stack_values
+from tools.stack_files import PROJECT, ROOT, default_stack_file, encode_config, load_stack_values
 
 _SIG_KEY = "4dabf18193072939515e22adb298388d"
 _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
@@ -287,15 +287,23 @@ class _Mocks(pulumi.runtime.Mocks):
             state["result"] = "mockuser"
         if args.typ == "kubernetes:helm.sh/v3:Release":
             state["status"] = {"name": args.inputs.get("name", args.name), "namespace": args.inputs.get("namespace", "default"), "status": "deployed"}
+        if args.typ == "pulumi:pulumi:StackReference":
+            state = {"name": args.inputs["name"], "outputs": self._outputs_of(args.inputs["name"]), "secretOutputNames": []}
         return f"{args.name}-id", state
 
-    def __init__(self, last_outputs: Mapping[str, Any] | None = None):
+    def __init__(self, stack: str, last_outputs: Mapping[str, Any] | None = None,
+                 other_stacks: Mapping[str, Mapping[str, Any]] | None = None):
         # Secret outputs come back elided here: the program must not depend on reading them.
-        self.last_outputs = {key: "[secret]" if isinstance(value, Secret) else value for key, value in (last_outputs or {}).items()}
+        self.outputs = {name: {key: "[secret]" if isinstance(value, Secret) else value for key, value in outputs.items()}
+                        for name, outputs in {**(other_stacks or {}), stack: last_outputs or {}}.items()}
+
+    def _outputs_of(self, qualified_name: str) -> dict[str, Any]:
+        """A stack's outputs by its `organization/project/stack` name: this stack's last ones, or another's given."""
+        return self.outputs.get(qualified_name.rsplit("/", 1)[-1], {})
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         if args.token == READ_STACK_OUTPUTS:
-            return {"name": args.args.get("name"), "outputs": self.last_outputs, "secretOutputNames": []}
+            return {"name": args.args.get("name"), "outputs": self._outputs_of(args.args["name"]), "secretOutputNames": []}
         return {}
 
 
@@ -351,11 +359,14 @@ def run_stack(
     preview: bool = False,
     program: Callable[[], object] | None = None,
     last_outputs: Mapping[str, Any] | None = None,
+    other_stacks: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> StackRun:
     """Run the program for a stack; `overrides` are `pulumi config set --path` edits, `secrets` set secret keys.
 
     `program` replaces __main__.py (the benchmark's floor registers plain resources through the same engine).
     `last_outputs` are the stack outputs its previous update left (a day-2 run); none: a stack never deployed.
+    `other_stacks` are other stacks' outputs by stack name, as a StackReference reads them (an app stack's platform).
+    The stack files it is linked with are read beside `stack_file` (the project's own folder without one).
     """
     values, secure = load_stack_values(stack, stack_file)
     values = copy.deepcopy(values)
@@ -364,7 +375,8 @@ def run_stack(
     for key in secrets or {}:
         values.setdefault(key, None)
     config, secret_keys = encode_config(values, secure, secrets or {})
-    return contextvars.Context().run(_run, stack, config, secret_keys, preview, program or _main_program, last_outputs)
+    return contextvars.Context().run(_run, stack, config, secret_keys, preview, program or _main_program, last_outputs,
+                                     other_stacks, (stack_file or default_stack_file(stack)).parent)
 
 
 def _main_program() -> object:
@@ -372,7 +384,7 @@ def _main_program() -> object:
 
 
 def _run(stack: str, config: dict[str, str], secret_keys: list[str], preview: bool, program: Callable[[], object],
-         last_outputs: Mapping[str, Any] | None = None) -> StackRun:
+         last_outputs: Mapping[str, Any] | None, other_stacks: Mapping[str, Mapping[str, Any]] | None, project: Path) -> StackRun:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     # The SDK sends each RPC from a worker thread, which makes itself an event loop; owning those threads
@@ -386,9 +398,10 @@ def _run(stack: str, config: dict[str, str], secret_keys: list[str], preview: bo
     logger.addHandler(_ListHandler(logs))
     try:
         pulumi.runtime.set_all_config(config, secret_keys)
-        mocks = _Mocks(last_outputs)
+        mocks = _Mocks(stack, last_outputs, other_stacks)
         monitor = _RecordingMonitor(mocks)
         pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, logger=logger)
+        pulumi.runtime.settings.SETTINGS.root_directory = str(project)  # as the engine tells a program its folder
         error: BaseException | None = None
         try:
             with _no_cluster():
