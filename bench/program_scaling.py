@@ -128,11 +128,12 @@ def _synthetic_spec(template: catalogue.ServiceSpec, name: str, group: int, memb
 
 
 @contextlib.contextmanager
-def synthetic_catalogue(count: int, stack: str = "dev") -> Iterator[dict]:
+def synthetic_catalogue(count: int, stack: str = "dev", called_by_frontend: bool = True) -> Iterator[dict]:
     """`count` generated services in the app catalogue, and the stack overrides that deploy them.
 
     They come in groups shaped like the real app, one copy of each real service per group, in catalogue order: a
-    front end calling its group's backends (and called by the real front end, so every copy has callers), backends
+    front end calling its group's backends (and called by the real front end, so every copy has callers, unless the
+    groups go to app stacks of their own, away from the real front end: `called_by_frontend` false), backends
     with the stack's JSON and MongoDB versions, canary weights, match routes and faults (each seeded by its own
     Job), and a JSON service with an external host of its own. Each copy takes the stack file's settings of the
     service it copies. The catalogue, the seeding images and the real front end's calls are restored on exit.
@@ -155,7 +156,8 @@ def synthetic_catalogue(count: int, stack: str = "dev") -> Iterator[dict]:
     frontend = real[catalogue.FRONTEND]
     entry_points = {members[0]: f"{members[0].upper().replace('-', '_')}_URL" for members in groups.values()}
     catalogue.CATALOGUE.update(added)
-    catalogue.CATALOGUE[catalogue.FRONTEND] = dataclasses.replace(frontend, calls={**frontend.calls, **entry_points})
+    if called_by_frontend:
+        catalogue.CATALOGUE[catalogue.FRONTEND] = dataclasses.replace(frontend, calls={**frontend.calls, **entry_points})
     try:
         yield overrides
     finally:

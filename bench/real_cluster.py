@@ -44,12 +44,13 @@ from pathlib import Path
 import yaml
 
 from bench import markdown
-from bench.program_scaling import REAL_SERVICES, machine, synthetic_catalogue
+from bench.program_scaling import REAL_SERVICES, machine, synthetic_catalogue, synthetic_name
+from domain.catalogue import CATALOGUE
 from harness.pulumi_cli import PROGRAM_FILES, PROJECT, Workspace, stand_in_helm_charts, toolchain_bin
 from harness.sim_cluster import SimCluster, running
 from harness.stacks import CURRENT_ISTIO
 from tools.stack_files import load_stack_values
-from tools.stack_run import ROOT, run_stack, unwrap
+from tools.stack_run import ROOT, run_stack, set_path, unwrap
 
 SECTION = "## Real engine on the simulated cluster"
 STACK = "dev"  # the stack file every shape starts from
@@ -68,6 +69,8 @@ PREVIEW_TIMEOUT = 1800
 UP_TIMEOUT = 3 * 3600
 KUBECTL_RUNS = 3
 SKIP_CHECKPOINTS = "PULUMI_SKIP_CHECKPOINTS"  # the CLI's experimental switch: save the state once, at the end
+REAL_NAMES = list(CATALOGUE)[:REAL_SERVICES]  # the real app's services, the templates of the synthetic ones
+PLATFORM_HOST = "bee.example.com"  # split: the platform's Gateway host; each app stack serves <its name>.<this>
 
 
 # ---- the stacks --------------------------------------------------------------------------------
@@ -83,6 +86,8 @@ class Shape:
     # A lever measured by undoing it: the provider's wait on every Service, as the program had it before.
     services_awaited: bool = False
     parallel: int | None = None  # the engine's --parallel; None: the CLI's default
+    # Split: the dev-shaped stack as the platform, the synthetic services in this many app stacks on it (config/platform.py).
+    app_stacks: int = 0
 
     @property
     def synthetic_services(self) -> int:
@@ -95,23 +100,37 @@ class Shape:
     @property
     def lever(self) -> bool:
         """A variant of a plain stack, run to measure one lever against it."""
-        return self.skip_checkpoints or self.services_awaited or self.parallel is not None
+        return self.skip_checkpoints or self.services_awaited or self.parallel is not None or self.app_stacks > 0
 
     def program(self) -> str | None:
         """The program text of a synthetic or lever stack (None: the project's own __main__.py)."""
         if not (self.synthetic_services or self.services_awaited):
             return None
-        return synthetic_program(self.synthetic_services, self.services_awaited)
+        return synthetic_program(self.synthetic_services, self.services_awaited, called_by_frontend=not self.app_stacks)
+
+    def app_stack_groups(self) -> list[list[str]]:
+        """The synthetic services' names per app stack: whole groups (a front end and its backends), spread evenly."""
+        names = [synthetic_name(template, index // REAL_SERVICES)
+                 for index, template in enumerate(REAL_NAMES * math.ceil(self.synthetic_services / REAL_SERVICES))]
+        groups = [names[start:start + REAL_SERVICES] for start in range(0, self.synthetic_services, REAL_SERVICES)]
+        groups[-1] = groups[-1][:self.synthetic_services - REAL_SERVICES * (len(groups) - 1)]
+        return [[name for group in groups[index::self.app_stacks] for name in group] for index in range(self.app_stacks)]
 
 
 # The engine's parallelism tried against its default (4 per core, `pulumi up --help`).
 PARALLEL_TRIED = (4, 16)
 
 
-def shapes(sizes: tuple[int, ...], probe_checkpoints: bool = False, levers: bool = True) -> list[Shape]:
+def shapes(sizes: tuple[int, ...], probe_checkpoints: bool = False, levers: bool = True, split: int = 0) -> list[Shape]:
     """The dev-shaped stack, the synthetic ones, the levers (the Services' wait put back, other parallelism) on the
-    dev-shaped and the smallest synthetic stack, and (probing) the largest again with checkpoints skipped."""
+    dev-shaped and the smallest synthetic stack, (probing) the largest again with checkpoints skipped, and (split)
+    the largest as the dev-shaped platform and `split` app stacks."""
     plain = [Shape("dev-shaped", REAL_SERVICES), *(Shape(f"{size} services", size) for size in sizes)]
+    if split and len(plain) > 1:
+        largest = plain[-1]
+        plain_found = shapes(sizes, probe_checkpoints, levers)
+        return [*plain_found, Shape(f"{largest.label} in {split + 1} stacks (the platform and {split} app stacks)",
+                                    largest.services, app_stacks=split)]
     found = list(plain)
     if levers:
         for base in plain[:2]:
@@ -122,7 +141,7 @@ def shapes(sizes: tuple[int, ...], probe_checkpoints: bool = False, levers: bool
     return found
 
 
-def synthetic_program(synthetic_services: int, services_awaited: bool = False) -> str:
+def synthetic_program(synthetic_services: int, services_awaited: bool = False, called_by_frontend: bool = True) -> str:
     """A __main__.py running the project's program with the benchmark's synthetic services in the catalogue, and
     (services_awaited) with the provider's wait on every Service put back, as the program had it before.
 
@@ -142,7 +161,7 @@ from bench.program_scaling import synthetic_catalogue  # noqa: E402
 
 kept, builders.kube.NO_ENDPOINT_WAIT = builders.kube.NO_ENDPOINT_WAIT, {awaited}
 try:
-    with synthetic_catalogue({synthetic_services}, {STACK!r}):
+    with synthetic_catalogue({synthetic_services}, {STACK!r}, called_by_frontend={called_by_frontend!r}):
         runpy.run_path({str(ROOT / "__main__.py")!r}, run_name="__main__")
 finally:
     builders.kube.NO_ENDPOINT_WAIT = kept
@@ -157,6 +176,7 @@ class Declared:
     resources: int  # registered resources, components included, the stack not
     objects: list[dict]  # the Kubernetes objects it applies itself (not Helm's), as the API server receives them
     seconds: float  # the mock engine's wall time for the run: the program's own evaluation
+    app_stacks: dict[str, dict] = field(default_factory=dict)  # split: each app stack's stack-file values
 
     def count(self, kind: str) -> int:
         return sum(obj["kind"] == kind for obj in self.objects)
@@ -179,8 +199,53 @@ class Declared:
         return sorted(named | {obj["metadata"]["namespace"] for obj in self.objects if obj["metadata"].get("namespace")})
 
 
-def declare(shape: Shape, charts_dir: Path) -> Declared:
+def split_stack_files(shape: Shape, services: dict, charts_dir: Path) -> tuple[dict, dict[str, dict]]:
+    """The platform's edits (the dev-shaped stack on a host of its own, listing the app stacks) and each app stack's
+    values: its share of the synthetic services, in a namespace and on a host of its own, with dev's security and
+    MongoDB settings."""
+    names = [f"apps-{index}" for index in range(shape.app_stacks)]
+    platform = {**DEV_SHAPED, "helm.chartsDir": str(charts_dir), "gateway.hosts": [PLATFORM_HOST], "appStacks": names}
+    dev = load_stack_values(STACK)[0]
+    apps = {name: {"platformStack": STACK, "appNamespace": name, "security": dev["security"], "mongodb": dev["mongodb"],
+                   "gateway": {"hosts": [f"{name}.{PLATFORM_HOST}"], "tls": {"mode": "off"}},
+                   "services": {member: services[f"services.{member}"] for member in members}}
+            for name, members in zip(names, shape.app_stack_groups(), strict=True)}
+    return platform, apps
+
+
+def write_split_project(folder: Path, platform_edits: dict, apps: dict[str, dict]) -> None:
+    """A project folder holding the platform's and the app stacks' files, which each program reads from the others."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    values = load_stack_values(STACK)[0]
+    for path, value in platform_edits.items():
+        set_path(values, path, value)
+    for stack, stack_values in {STACK: values, **apps}.items():
+        document = {"config": {(key if ":" in key else f"{PROJECT}:{key}"): value for key, value in stack_values.items()}}
+        (folder / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def declare_split(shape: Shape, charts_dir: Path, folder: Path) -> Declared:
+    """The platform and every app stack under the mock engine, each reading the others' stack files as it would."""
+    with synthetic_catalogue(shape.synthetic_services, STACK, called_by_frontend=False) as services:
+        platform_edits, apps = split_stack_files(shape, services, charts_dir)
+        write_split_project(folder, platform_edits, apps)
+        started = time.perf_counter()
+        runs = [run_stack(STACK, stack_file=folder / f"Pulumi.{STACK}.yaml")]
+        admitted = {key: runs[0].outputs.get(key) for key in ("istioVersion", "istioRevision", "appStacks")} if not runs[0].error else {}
+        runs += [run_stack(name, stack_file=folder / f"Pulumi.{name}.yaml", other_stacks={STACK: admitted}) for name in apps]
+        seconds = time.perf_counter() - started
+    failed = next((run for run in runs if run.error), None)
+    if failed:
+        raise SystemExit(f"{shape.label}: {failed.stack} does not evaluate under the mock engine: {failed.error}")
+    objects = [unwrap(resource.manifest()) for run in runs for resource in run.kubernetes_objects()]
+    return Declared(platform_edits, sum(len(run.resources) for run in runs), objects, seconds, apps)
+
+
+def declare(shape: Shape, charts_dir: Path, work: Path | None = None) -> Declared:
     """The shape's program under the mock engine, with its synthetic services in the catalogue while it runs."""
+    if shape.app_stacks:
+        return declare_split(shape, charts_dir, (work or Path(tempfile.mkdtemp())) / shape.slug / "declared")
     with synthetic_catalogue(shape.synthetic_services, STACK) as services:
         edits = {**DEV_SHAPED, "helm.chartsDir": str(charts_dir), **services}
         started = time.perf_counter()
@@ -465,7 +530,7 @@ class Deployment:
         return self.up_cpu.wall
 
 
-def workspace_for(shape: Shape, root: Path, cluster: SimCluster, edits: dict) -> Workspace:
+def workspace_for(shape: Shape, root: Path, cluster: SimCluster, edits: dict, app_stacks: dict[str, dict] | None = None) -> Workspace:
     workspace = Workspace(root, kubeconfig=cluster.kubeconfig)
     if shape.skip_checkpoints:
         workspace.env[SKIP_CHECKPOINTS] = "true"
@@ -474,27 +539,53 @@ def workspace_for(shape: Shape, root: Path, cluster: SimCluster, edits: dict) ->
         (workspace.project / "__main__.py").unlink()  # the link to the project's own program
         (workspace.project / "__main__.py").write_text(program)
     workspace.init(STACK, STACK, edits)
+    for name, values in (app_stacks or {}).items():
+        workspace.init(name, None, values)
     return workspace
 
 
 POLICY = ("--policy-pack", str(ROOT / "policy"))  # as `make preview` and `make up` run every preview and update
 
 
-def preview_and_up(workspace: Workspace, cluster: SimCluster, shape: Shape) -> Deployment:
+def _combined(uses: list[CpuUse]) -> CpuUse:
+    """Phases run one after another, as one: their walls and CPU added up."""
+    roles: dict[str, float] = {}
+    for use in uses:
+        for role, seconds in use.roles.items():
+            roles[role] = roles.get(role, 0.0) + seconds
+    return CpuUse(sum(use.wall for use in uses), dict(sorted(roles.items(), key=lambda item: -item[1])),
+                  sum(use.others for use in uses))
+
+
+def preview_and_up(workspace: Workspace, cluster: SimCluster, shape: Shape, app_stacks: tuple[str, ...] = ()) -> Deployment:
+    """The stack's preview and update; split, the platform's and then each app stack's, one after another (an app
+    stack's preview needs its platform deployed), added up."""
     parallel = ("--parallel", str(shape.parallel)) if shape.parallel else ()
-    wait_for_a_quiet_machine(cluster.pids())
-    with CpuClock(cluster.pids()) as preview:
-        workspace.pulumi("preview", "--stack", STACK, *POLICY, *parallel, timeout=PREVIEW_TIMEOUT)
-    log = workspace.root / "up-events.jsonl"
-    wait_for_a_quiet_machine(cluster.pids())
-    with CpuClock(cluster.pids()) as up, EventLogClock(log) as events:
-        workspace.pulumi("up", "--stack", STACK, "--yes", "--skip-preview", *POLICY, *parallel, "--event-log", str(log),
-                         timeout=UP_TIMEOUT)
-    state = workspace.pulumi("stack", "export", "--stack", STACK).json()
-    managed = [r for r in state["deployment"]["resources"] if not r["type"].startswith(("pulumi:pulumi:Stack", "pulumi:providers:"))]
-    state_file = workspace.root / "state" / ".pulumi" / "stacks" / PROJECT / f"{STACK}.json"
-    return Deployment(preview.use, up.use, events.timeline, len(managed), state_file.stat().st_size if state_file.exists() else 0,
-                      managed_fields_bytes(managed))
+    previews, ups, steps, resources, state_bytes, managed_bytes = [], [], [], 0, 0, 0
+    timeline = UpdateTimeline()
+    for stack in (STACK, *app_stacks):
+        wait_for_a_quiet_machine(cluster.pids())
+        with CpuClock(cluster.pids()) as preview:
+            workspace.pulumi("preview", "--stack", stack, *POLICY, *parallel, timeout=PREVIEW_TIMEOUT)
+        log = workspace.root / f"up-events-{stack}.jsonl"
+        wait_for_a_quiet_machine(cluster.pids())
+        with CpuClock(cluster.pids()) as up, EventLogClock(log) as events:
+            workspace.pulumi("up", "--stack", stack, "--yes", "--skip-preview", *POLICY, *parallel, "--event-log", str(log),
+                             timeout=UP_TIMEOUT)
+        previews.append(preview.use)
+        ups.append(up.use)
+        if stack == STACK:
+            timeline = events.timeline
+        steps += events.timeline.steps
+        state = workspace.pulumi("stack", "export", "--stack", stack).json()
+        managed = [r for r in state["deployment"]["resources"] if not r["type"].startswith(("pulumi:pulumi:Stack", "pulumi:providers:"))]
+        state_file = workspace.root / "state" / ".pulumi" / "stacks" / PROJECT / f"{stack}.json"
+        resources += len(managed)
+        state_bytes += state_file.stat().st_size if state_file.exists() else 0
+        managed_bytes += managed_fields_bytes(managed)
+    if app_stacks:  # the phases of one update do not add up across stacks: only the steps are kept
+        timeline = UpdateTimeline(steps)
+    return Deployment(_combined(previews), _combined(ups), timeline, resources, state_bytes, managed_bytes)
 
 
 def managed_fields_bytes(resources: list[dict]) -> int:
@@ -656,9 +747,9 @@ def deploy(m: Measurement, work: Path, runs: int) -> None:
             state = work / m.shape.slug / f"cluster-{index}-{attempt}"
             with bench_cluster(state, m.nodes, m.declared.volumes) as cluster:
                 workspace = workspace_for(m.shape, work / m.shape.slug / f"workspace-{index}-{attempt}", cluster,
-                                          m.declared.stack_edits)
+                                          m.declared.stack_edits, m.declared.app_stacks)
                 try:
-                    m.runs.append(preview_and_up(workspace, cluster, m.shape))
+                    m.runs.append(preview_and_up(workspace, cluster, m.shape, tuple(m.declared.app_stacks)))
                 except AssertionError as failed:
                     if STARTUP_RACE not in str(failed) or attempt == ATTEMPTS - 1:
                         raise
@@ -677,16 +768,17 @@ def deploy(m: Measurement, work: Path, runs: int) -> None:
 
 
 def run_all(sizes: tuple[int, ...], runs: int, single_run_from: int, work: Path,
-            probe_checkpoints: bool, levers: bool = True) -> tuple[list[Measurement], str]:
+            probe_checkpoints: bool, levers: bool = True, split: int = 0) -> tuple[list[Measurement], str]:
     charts = stand_in_helm_charts(work / "charts", ISTIO_CRDS)
     measurements = []
-    for shape in shapes(sizes, probe_checkpoints, levers):
+    for shape in shapes(sizes, probe_checkpoints, levers, split):
         wait_for_a_quiet_machine([])  # the mock-engine run is timed too
-        declared = declare(shape, charts)
-        objects_file(work, shape).parent.mkdir(parents=True)
+        declared = declare(shape, charts, work)
+        objects_file(work, shape).parent.mkdir(parents=True, exist_ok=True)
         objects_file(work, shape).write_text(yaml.safe_dump_all(declared.objects))
         measurements.append(Measurement(shape, declared))
-    variants = [m for m in measurements if m.shape.lever]
+    # A split stack declares objects of its own (a namespace, Gateway and MongoDB per app stack): its own dry-run.
+    variants = [m for m in measurements if m.shape.lever and not m.shape.app_stacks]
     server = create_dry_runs([m for m in measurements if m not in variants], work)
     for variant in variants:  # the objects of the stack it repeats (the annotation aside): the same dry-run
         same = next(m for m in measurements if m.shape.services == variant.shape.services and m not in variants)
@@ -796,7 +888,7 @@ def steps_table(measurements: list[Measurement]) -> str:
 def phases_table(measurements: list[Measurement]) -> str:
     """The update's wall time cut at its first and last resource step, and how many steps were in flight between."""
     rows = []
-    for m in measurements:
+    for m in (m for m in measurements if not m.shape.app_stacks):  # a split's updates are several, one after another
         run = m.median_run
         span = run.timeline.last_step - run.timeline.first_step
         busy = sum(step.seconds for step in run.timeline.steps if step.custom)
@@ -840,6 +932,17 @@ def goals_table(measurements: list[Measurement]) -> str:
             (f"{large.shape.label} `pulumi up`, against the {small.shape.label} one ({large.resources / small.resources:.1f}x the "
              "resources)", "<= 12x", f"{large.up:.0f} s / {small.up:.1f} s = {against_small:.1f}x", _verdict(against_small <= 12)),
         ]
+    split = next((m for m in measurements if m.shape.app_stacks), None)
+    if split and sizes:
+        small = plain[sizes[0]]
+        against_kubectl, against_small = split.up / split.kubectl_create, split.up / small.up
+        rows += [
+            (f"{split.shape.label}: every `pulumi up` from empty, one after another, against kubectl's create dry-run of "
+             "all their objects", "<= 10x", f"{split.up:.0f} s / {split.kubectl_create:.1f} s = {against_kubectl:.1f}x",
+             _verdict(against_kubectl <= 10)),
+            (f"{split.shape.label}, against the {small.shape.label} one ({split.resources / small.resources:.1f}x the resources)",
+             "<= 12x", f"{split.up:.0f} s / {small.up:.1f} s = {against_small:.1f}x", _verdict(against_small <= 12)),
+        ]
     return markdown.table(("goal", "target", "this run", ""), rows, left=(0, 2))
 
 
@@ -855,6 +958,11 @@ def levers_table(measurements: list[Measurement]) -> str:
         elif variant.shape.parallel:
             lever, taken = f"`--parallel {variant.shape.parallel}` instead of the default", "not taken"
             without, with_ = base.up, variant.up
+        elif variant.shape.app_stacks:
+            lever = f"split into the platform and {variant.shape.app_stacks} app stacks (updates one after another)"
+            without, with_ = base.up, variant.up
+            taken = ("taken: the way to run a large mesh (docs/platform-stacks.md)" if with_ < without else
+                     "not at this size: each stack's own start-up costs more than its smaller saves gain")
         else:
             lever, taken = f"`{SKIP_CHECKPOINTS}=true`", "not taken: experimental, and an interrupted update leaves no state"
             without, with_ = base.up, variant.up
@@ -1152,11 +1260,11 @@ def _reading_what_is_missing() -> str:
         "the providers, the program and the API server, with the waits a fake kubelet allows.")
 
 
-def write_section(document: Path, text: str) -> None:
+def write_section(document: Path, text: str, heading: str = SECTION) -> None:
     """Put the section in the document, replacing an earlier one; the mock-engine figures around it stay."""
     current = document.read_text() if document.exists() else ""
-    if SECTION in current:
-        before, rest = current.split(SECTION, 1)
+    if heading in current:
+        before, rest = current.split(heading, 1)
         following = rest.find("\n## ")
         after = rest[following:] if following >= 0 else ""
         current = before.rstrip() + "\n\n" + text.rstrip() + "\n" + after
@@ -1207,6 +1315,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"deploy the largest stack once more with {SKIP_CHECKPOINTS}=true")
     parser.add_argument("--levers", action=argparse.BooleanOptionalAction, default=True,
                         help="also deploy the dev-shaped and smallest synthetic stacks with each lever varied")
+    parser.add_argument("--split", type=int, default=10, metavar="N",
+                        help="also deploy the largest stack split: the dev-shaped platform and N app stacks (0: not)")
     parser.add_argument("--write", type=Path, help=f"put the report in this Markdown file, under '{SECTION}'")
     parser.add_argument("--save", type=Path, metavar="JSON", help="also keep the measurements in this file")
     parser.add_argument("--render", type=Path, metavar="JSON", help="report measurements saved by --save; deploy nothing")
@@ -1218,13 +1328,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         command = (f"python -m bench.real_cluster --sizes {' '.join(map(str, args.sizes))} --runs {args.runs} "
                    f"--single-run-from {args.single_run_from}" + ("" if args.probe_checkpoints else " --no-probe-checkpoints")
-                   + ("" if args.levers else " --no-levers"))
+                   + ("" if args.levers else " --no-levers") + f" --split {args.split}")
         started, revision = time.perf_counter(), program_revision()
         # A plain `kill` ends the run through its finally blocks, so every cluster it started is stopped.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         with tempfile.TemporaryDirectory(prefix="bench-real-") as work:
             measurements, server = run_all(tuple(args.sizes), args.runs, args.single_run_from, Path(work), args.probe_checkpoints,
-                                           args.levers)
+                                           args.levers, args.split)
         report = Report(measurements, server, time.perf_counter() - started, command, revision, engine_parallel())
         if args.save:
             save(report, args.save)

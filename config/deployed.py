@@ -24,6 +24,8 @@ READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
 CHECKPOINT_READ_RACE = "failed to load checkpoint"
 CHECKPOINT_READ_ATTEMPTS = 8
 CHECKPOINT_READ_PAUSE = 0.25
+# What the engine answers for a stack never created (`pulumi stack init`): it has no outputs, as one never deployed.
+UNKNOWN_STACK = "unknown stack"
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class DeployedFacts:
     autoscaled: frozenset[str] | None = None
     # "service/version" -> replicas, for the autoscalers the last update left pinned at a fixed count.
     pinned: dict[str, int] | None = None
+    # The app stacks it admitted, by name -> namespace (config/platform.py).
+    app_stacks: dict[str, str] | None = None
 
     @property
     def istio_minor(self) -> str:
@@ -45,11 +49,12 @@ class DeployedFacts:
     def from_outputs(cls, outputs: Mapping[str, Any]) -> DeployedFacts | None:
         if not outputs.get("istioVersion"):
             return None
-        members, autoscaled, pinned = (outputs.get(key) for key in ("mongodbMembers", "autoscaledVersions", "pinnedAutoscalers"))
+        members, autoscaled, pinned, apps = (outputs.get(key) for key in ("mongodbMembers", "autoscaledVersions", "pinnedAutoscalers", "appStacks"))
         return cls(istio_version=str(outputs["istioVersion"]), istio_revision=str(outputs.get("istioRevision") or ""),
                    mongodb_members=int(members) if members is not None else None,
                    autoscaled=frozenset(autoscaled) if isinstance(autoscaled, list) else None,
-                   pinned={key: int(count) for key, count in pinned.items()} if isinstance(pinned, dict) else None)
+                   pinned={key: int(count) for key, count in pinned.items()} if isinstance(pinned, dict) else None,
+                   app_stacks={str(key): str(value) for key, value in apps.items()} if isinstance(apps, dict) else None)
 
 
 def facts_of(settings: Settings, deployed: DeployedFacts | None) -> dict[str, Any]:
@@ -99,6 +104,8 @@ def stack_outputs(stack: str, invoke: Callable[..., Any] = pulumi.runtime.invoke
             result = invoke(READ_STACK_OUTPUTS, {"name": name})
             break
         except Exception as error:  # the SDK raises a bare Exception for a failed invoke
+            if UNKNOWN_STACK in str(error):
+                return {}
             if CHECKPOINT_READ_RACE not in str(error) or attempt == CHECKPOINT_READ_ATTEMPTS:
                 raise
             time.sleep(pause)

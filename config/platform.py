@@ -11,11 +11,12 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from config.deployed import DeployedFacts
 from config.rules import Problem
 from config.settings import Settings
 from config.stack_config import RawStackConfig, StackConfigError, format_problems, load_settings
@@ -142,9 +143,23 @@ def platform_problems(settings: Settings, stack: str, outputs: Mapping[str, Any]
     return []
 
 
-def require_platform(settings: Settings, stack: str, outputs: Mapping[str, Any]) -> None:
-    """An app stack goes on only onto a platform that admitted it (its outputs, read through the engine as a
-    StackReference reads them); other stacks have nothing to check."""
-    problems = platform_problems(settings, stack, outputs) if settings.is_app_stack else []
+def dropped_app_stack_problems(settings: Settings, deployed: DeployedFacts | None,
+                               outputs_of: Callable[[str], Mapping[str, Any]]) -> list[Problem]:
+    """An app stack still deployed may not be dropped from appStacks: the fence would cut its sidecars off istiod."""
+    admitted = (deployed.app_stacks or {}) if deployed else {}
+    return [Problem("appStacks", f"drops {name}, which is still deployed in namespace {namespace}: the fence would cut its "
+                                 f"sidecars off istiod. Run `pulumi destroy --stack {name}` first, or keep it listed")
+            for name, namespace in sorted(admitted.items())
+            if name not in settings.app_stacks and outputs_of(name).get("appNamespace")]
+
+
+def require_platform(settings: Settings, stack: str, deployed: DeployedFacts | None,
+                     outputs_of: Callable[[str], Mapping[str, Any]]) -> None:
+    """Checks against what is deployed: an app stack goes on only onto a platform that admitted it (the platform's
+    outputs, read through the engine as a StackReference reads them), and a platform keeps every app stack still on it."""
+    if settings.is_app_stack:
+        problems = platform_problems(settings, stack, outputs_of(settings.platform_stack))
+    else:
+        problems = dropped_app_stack_problems(settings, deployed, outputs_of)
     if problems:
         raise StackConfigError(format_problems(problems, f"Pulumi.{stack}.yaml"))

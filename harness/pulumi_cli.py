@@ -111,9 +111,10 @@ class Workspace:
             raise AssertionError(f"`{' '.join(argv)}` exited {done.returncode}:\n{result.output[-6000:]}")
         return result
 
-    def init(self, stack: str, base: str, overrides: Mapping[str, Any] | None = None,
+    def init(self, stack: str, base: str | None, overrides: Mapping[str, Any] | None = None,
              secret_values: Mapping[str, str] | None = None) -> Path:
-        """Create `stack` whose stack file is Pulumi.<base>.yaml with `overrides` applied; secrets set encrypted."""
+        """Create `stack` whose stack file is Pulumi.<base>.yaml (none: empty) with `overrides` applied; secrets set
+        encrypted."""
         self.pulumi("stack", "init", stack)
         stack_file = default_stack_file(stack, self.project)
         salt = (yaml.safe_load(stack_file.read_text()) or {}).get("encryptionsalt")
@@ -122,12 +123,14 @@ class Workspace:
             self.pulumi("config", "set", "--secret", "--stack", stack, "--", key, value)
         return stack_file
 
-    def write_stack_file(self, stack: str, base: str, overrides: Mapping[str, Any] | None = None, salt: str | None = None) -> None:
-        """Pulumi.<stack>.yaml as the program's own Pulumi.<base>.yaml with `overrides`, keeping the stack's salt."""
+    def write_stack_file(self, stack: str, base: str | None, overrides: Mapping[str, Any] | None = None,
+                         salt: str | None = None) -> None:
+        """Pulumi.<stack>.yaml as the program's own Pulumi.<base>.yaml (none: empty) with `overrides`, keeping the
+        stack's salt."""
         stack_file = default_stack_file(stack, self.project)
         if salt is None:
             salt = (yaml.safe_load(stack_file.read_text()) or {}).get("encryptionsalt")
-        committed = yaml.safe_load(default_stack_file(base, self.source).read_text()) or {}
+        committed = (yaml.safe_load(default_stack_file(base, self.source).read_text()) or {}) if base else {}
         values = {key.removeprefix(f"{PROJECT}:"): value for key, value in (committed.get("config") or {}).items()}
         for path, value in (overrides or {}).items():
             set_path(values, path, value)

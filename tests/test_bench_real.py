@@ -9,7 +9,7 @@ import time
 import pytest
 import yaml
 
-from bench import program_scaling, real_cluster
+from bench import cli_profile, program_scaling, real_cluster
 from domain import catalogue
 from harness.pulumi_cli import stand_in_helm_charts
 from tools.stack_run import run_stack
@@ -236,3 +236,51 @@ def test_the_canary_step_moves_a_canary_ten_points_and_kubectl_gets_that_virtual
     weights = {route["destination"]["subset"]: route["weight"] for http in manifest["spec"]["http"]
                for route in http["route"] if "weight" in route}
     assert weights == after
+
+
+def test_the_split_shape_spreads_whole_groups_over_its_app_stacks_and_each_program_evaluates(charts_dir, tmp_path):
+    shape = real_cluster.shapes((15,), split=2)[-1]
+    assert shape.app_stacks == 2 and shape.services == 15 and shape.lever
+    groups = shape.app_stack_groups()
+    with program_scaling.synthetic_catalogue(shape.synthetic_services) as services:
+        synthetic = [key.removeprefix("services.") for key in services]
+    assert sorted(name for group in groups for name in group) == sorted(synthetic)
+    assert [len(group) for group in groups] == [5, 5] and groups[0][0].startswith("bee-ui-")
+    declared = real_cluster.declare(shape, charts_dir, tmp_path)
+    assert set(declared.app_stacks) == {"apps-0", "apps-1"}
+    assert declared.stack_edits["appStacks"] == ["apps-0", "apps-1"]
+    namespaces = {obj["metadata"]["name"] for obj in declared.objects if obj["kind"] == "Namespace"}
+    assert namespaces == {"istio-system", "bee-travels", "apps-0", "apps-1"}
+    gateways = {obj["metadata"]["namespace"]: obj["spec"]["servers"][0]["hosts"] for obj in declared.objects if obj["kind"] == "Gateway"}
+    assert gateways == {"bee-travels": ["bee.example.com"], "apps-0": ["apps-0.bee.example.com"], "apps-1": ["apps-1.bee.example.com"]}
+    # The generated program keeps the copies away from the platform's front end, which does not deploy them.
+    assert "called_by_frontend=False" in shape.program()
+    with program_scaling.synthetic_catalogue(shape.synthetic_services, called_by_frontend=False):
+        assert not any(callee in synthetic for callee in catalogue.CATALOGUE[catalogue.FRONTEND].calls)
+
+
+# Lines of `go tool pprof -top -cum -unit=s -nodefraction=0` on a real update's CLI profile (a 60-service stack).
+PPROF_TOP = """\
+Duration: 158.55s, Total samples = 157.61s (99.41%)
+Showing nodes accounting for 157.61s, 100% of 157.61s total
+      flat  flat%   sum%        cum   cum%
+         0     0%     0%    119.12s 75.58%  github.com/pulumi/pulumi/pkg/v3/backend.(*SnapshotManager).saveSnapshot
+         0     0% 0.013%     61.52s 39.03%  github.com/pulumi/pulumi/pkg/v3/backend/diy.compactJSONMarshaler.Marshal
+         0     0%  0.59%     36.55s 23.19%  github.com/pulumi/pulumi/pkg/v3/backend.(*SnapshotManager).Deployment
+         0     0%  1.76%        28s 17.77%  runtime.gcBgMarkWorker
+         0     0% 18.60%     12.43s  7.89%  gocloud.dev/blob.(*Bucket).WriteAll
+     0.63s   0.4% 40.08%      6.16s  3.91%  github.com/pulumi/pulumi/pkg/v3/resource/stack/snapshot.VerifyIntegrity
+         0     0% 67.22%      2.22s  1.41%  github.com/pulumi/pulumi/pkg/v3/backend/diy.backupTarget
+     0.01s 0.0063%   100%      0.01s 0.0063%  unicode/utf8.Valid
+"""
+
+
+def test_the_cli_profile_is_read_into_the_parts_of_saving_the_state():
+    total, parts = cli_profile.attribute(PPROF_TOP)
+    assert total == 157.61
+    labels = [label for label, _ in cli_profile.PARTS]
+    assert [parts[label] for label in labels] == [119.12, 36.55, 61.52, 12.43, 2.22, 6.16, 28.0]
+    # The indented parts are inside saving the state, and do not add up to more than it.
+    assert sum(parts[label] for label in labels if label.startswith("  ")) <= parts[labels[0]] * 1.05
+    with pytest.raises(ValueError, match="Total samples"):
+        cli_profile.attribute("flat  flat%   sum%        cum   cum%\n")

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from config.deployed import CHECKPOINT_READ_ATTEMPTS, last_deployed
+from config.deployed import CHECKPOINT_READ_ATTEMPTS, last_deployed, stack_outputs
 
 RACE = Exception("invoke of pulumi:pulumi:readStackOutputs failed: invocation of pulumi:pulumi:readStackOutputs "
                  "returned an error: failed to load checkpoint: EOF")
@@ -36,7 +36,14 @@ def test_a_checkpoint_that_stays_unreadable_fails_the_run():
 
 
 def test_any_other_failure_is_not_retried():
-    invoke, calls = failing(1, Exception("invoke of pulumi:pulumi:readStackOutputs failed: unknown stack"))
-    with pytest.raises(Exception, match="unknown stack"):
+    invoke, calls = failing(1, Exception("invoke of pulumi:pulumi:readStackOutputs failed: permission denied"))
+    with pytest.raises(Exception, match="permission denied"):
         last_deployed(invoke, pause=0)
     assert len(calls) == 1
+
+
+def test_a_stack_never_created_has_no_outputs():
+    # The engine's words for a platform stack named in a stack file but never `pulumi stack init`-ed.
+    invoke, calls = failing(1, Exception('invoke of pulumi:pulumi:readStackOutputs failed: invocation of '
+                                         'pulumi:pulumi:readStackOutputs returned an error: unknown stack "organization/p/ghost"'))
+    assert stack_outputs("ghost", invoke, pause=0) == {} and len(calls) == 1

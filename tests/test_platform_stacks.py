@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_observability import promtool
 
 from builders.istio_fence import ISTIOD_PODS, MERGED_METRICS_PORT
 from builders.kube import NAMESPACE_LABEL
 from config.settings import PROJECT
-from test_observability import promtool
 from tools.stack_files import ROOT, load_stack_settings
 from tools.stack_run import run_stack
 
@@ -236,3 +236,15 @@ def test_a_failing_hotel_in_one_app_stack_alerts_for_that_namespace_alone_under_
                                                         "evaluation_interval": "1m", "tests": [case]}))
     done = subprocess.run([promtool(), "test", "rules", "cases.yml"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_platform_keeps_every_app_stack_still_deployed_on_it(project):
+    edit(project, "platform", lambda values: values.update(appStacks=["team-a"]))
+    last = {"istioVersion": "1.6.14", "istioRevision": "", "appStacks": {"team-a": "team-a", "team-b": "team-b"}}
+    still_there = run_stack("platform", stack_file=project / "Pulumi.platform.yaml", last_outputs=last,
+                            other_stacks={"team-b": {"appNamespace": "team-b", "istioVersion": "1.6.14"}})
+    refused(still_there, "Pulumi.platform.yaml", f"{PROJECT}:appStacks: drops team-b, which is still deployed in namespace team-b",
+            "`pulumi destroy --stack team-b` first")
+    destroyed = run_stack("platform", stack_file=project / "Pulumi.platform.yaml", last_outputs=last, other_stacks={"team-b": {}})
+    assert destroyed.error is None, destroyed.error
+    assert destroyed.outputs["appStacks"] == {"team-a": "team-a"}

@@ -11,8 +11,8 @@ import json
 import sys
 import types
 import typing
-from typing import Annotated
 from collections.abc import Callable, Iterator
+from typing import Annotated
 
 import yaml
 from pydantic import BaseModel

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import yaml
 
-from config.settings import PROJECT, Settings  # noqa: F401  (the commands' names)
-from config.stack_files import ROOT, default_stack_file, encode_config, load_stack_values, load_yaml  # noqa: F401  (the commands' names)
 from config.platform import with_platform
+from config.settings import PROJECT, Settings  # noqa: F401  (the commands' names)
 from config.stack_config import RawStackConfig, StackConfigError, load_settings
+from config.stack_files import ROOT, default_stack_file, encode_config, load_stack_values, load_yaml  # noqa: F401  (the commands' names)
 from tools.errors import CommandError
+
 
 def load_stack_settings(stack: str, stack_file: Path, shown_as: str | None = None) -> Settings:
     """Settings as `pulumi up` would read them: project defaults overlaid by the stack file, validated."""
