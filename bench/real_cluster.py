@@ -520,6 +520,7 @@ class Deployment:
     resources: int  # in the state after the update: what the engine manages, the stack and providers left out
     state_bytes: int = 0  # the state file the update left, which the engine rewrote after every step
     managed_fields_bytes: int = 0  # of the exported state: the live objects' metadata.managedFields, as compact JSON
+    stack_ups: list[float] = field(default_factory=list)  # split: each stack's update, the platform's first
 
     @property
     def preview(self) -> float:
@@ -585,7 +586,8 @@ def preview_and_up(workspace: Workspace, cluster: SimCluster, shape: Shape, app_
         managed_bytes += managed_fields_bytes(managed)
     if app_stacks:  # the phases of one update do not add up across stacks: only the steps are kept
         timeline = UpdateTimeline(steps)
-    return Deployment(_combined(previews), _combined(ups), timeline, resources, state_bytes, managed_bytes)
+    return Deployment(_combined(previews), _combined(ups), timeline, resources, state_bytes, managed_bytes,
+                      [use.wall for use in ups] if app_stacks else [])
 
 
 def managed_fields_bytes(resources: list[dict]) -> int:
@@ -1055,7 +1057,7 @@ def section(report: Report) -> str:
     return "\n".join([
         SECTION,
         "",
-        _INTRO,
+        intro(measurements),
         "",
         f"Machine: {machine()}. {toolchain_line(report.server)}. The program at {report.revision}.",
         "",
@@ -1113,6 +1115,29 @@ def section(report: Report) -> str:
     ])
 
 
+_PROBE = """ The largest
+stack is deployed once more with `PULUMI_SKIP_CHECKPOINTS=true`, the CLI's experimental switch that saves the state
+once, at the end, instead of after every step: the difference is what those saves cost."""
+_LEVERS = """ The dev-shaped and the
+smallest synthetic stack are also deployed with one lever varied each: the provider's wait on every Service put back
+(as the program had it before), and the engine's `--parallel` at 4 and 16 against its default."""
+_SPLIT = """ The largest stack is also
+deployed split ([platform-stacks.md](platform-stacks.md)): the dev-shaped stack as the platform, on a host of its own
+and listing the app stacks, and the synthetic services in whole groups (a front end and its backends, which the
+platform's front end does not call) spread over the app stacks, each in a namespace of its own with its own MongoDB.
+The platform and then each app stack are previewed and updated one after another (an app stack's preview needs its
+platform deployed); its figures are their sums, and its kubectl baseline is all their objects."""
+
+
+def intro(measurements: list[Measurement]) -> str:
+    """What the benchmark did, with the variants this run deployed."""
+    variants = "".join(text for present, text in (
+        (any(m.shape.skip_checkpoints for m in measurements), _PROBE),
+        (any(m.shape.services_awaited or m.shape.parallel for m in measurements), _LEVERS),
+        (any(m.shape.app_stacks for m in measurements), _SPLIT)) if present)
+    return _INTRO.format(variants=variants)
+
+
 _INTRO = """\
 The same program through the real CLI, providers and policy pack, deploying to the simulated cluster of
 `scripts/sim-cluster.sh` (kube-apiserver, kube-controller-manager and kube-scheduler 1.33, etcd, kwok's fake nodes;
@@ -1134,11 +1159,7 @@ deploys from empty; both with `--policy-pack policy`, as `make preview` and `mak
 is `kubectl apply --server-side --dry-run=server --force-conflicts -f` of the program's Kubernetes objects (from the
 mock-engine run, Secrets holding its stand-in values), once as creates, on a cluster holding only their namespaces
 and Istio's CRDs, and once as a re-apply, on the cluster the last update left. A dry-run does everything a write does
-except store the object: it is what talking to the API server costs at least, one request per object. The largest
-stack is deployed once more with `PULUMI_SKIP_CHECKPOINTS=true`, the CLI's experimental switch that saves the state
-once, at the end, instead of after every step: the difference is what those saves cost. The dev-shaped and the
-smallest synthetic stack are also deployed with one lever varied each: the provider's wait on every Service put back
-(as the program had it before), and the engine's `--parallel` at 4 and 16 against its default.
+except store the object: it is what talking to the API server costs at least, one request per object.{variants}
 
 On the last dev-shaped cluster, the deployed stack then gets a day's operations, each timed: a no-change `pulumi up`,
 a `pulumi refresh`, and a canary step (one service's weights moved 10 points in the stack file, then `pulumi preview`
@@ -1162,6 +1183,10 @@ def reading(report: Report) -> str:
     paragraphs = [_reading_totals(small, large), _reading_service_waits(report)]
     if large.shape.services in probes:
         paragraphs.append(_reading_checkpoints(large, probes[large.shape.services]))
+    split = next((m for m in report.measurements if m.shape.app_stacks and m.shape.services == large.shape.services), None)
+    synthetic = [size for size in plain if REAL_SERVICES < size < large.shape.services]
+    if split and split.median_run.stack_ups and synthetic:
+        paragraphs.append(_reading_split(plain[min(synthetic)], large, split))
     paragraphs += [_reading_workloads(small), _reading_what_is_missing()]
     return "\n\n".join(paragraph for paragraph in paragraphs if paragraph)
 
@@ -1179,6 +1204,20 @@ def _reading_totals(small: Measurement, large: Measurement) -> str:
         f"{small.declared.seconds:.1f} and {large.declared.seconds:.1f} s under the mock engine; under the real one the update's "
         f"first step starts {small.median_run.timeline.first_step:.1f} and {large.median_run.timeline.first_step:.1f} s after the "
         "CLI does (plugins and the policy pack starting, the program running up to its first resource).")
+
+
+def _reading_split(small: Measurement, large: Measurement, split: Measurement) -> str:
+    platform, *apps = split.median_run.stack_ups
+    return (
+        f"**Split.** As {split.shape.label}, the same services took {split.up:.0f} s to deploy, one stack after another, "
+        f"against {large.up:.0f} s as one stack ({large.up / split.up:.1f}x as long): the platform's update took {platform:.1f} s, "
+        f"and each app stack's between {min(apps):.1f} and {max(apps):.1f} s (median {statistics.median(apps):.1f} s; the "
+        f"{small.shape.label} stack's: {small.up:.1f} s). Each stack saves only its own state after a step, so an update's saves "
+        f"stay as cheap as a small stack's; the state files add up to {split.median_run.state_bytes / 2**20:.1f} MiB against "
+        f"{large.median_run.state_bytes / 2**20:.1f} MiB. The split declares {split.objects - large.objects} more objects "
+        "(each app stack's namespace, Gateway, MongoDB and policies), which kubectl's baseline includes. App stacks "
+        "that do not depend on each other can also be updated side by side (each has its own state and lock); that is "
+        "not timed here.")
 
 
 def _reading_service_waits(report: Report) -> str:
@@ -1296,7 +1335,7 @@ def load(path: Path) -> Report:
         steps = [Step(**step) for step in timeline["steps"]]
         return Deployment(CpuUse(**run["preview_cpu"]), CpuUse(**run["up_cpu"]),
                           UpdateTimeline(steps, timeline["first_step"], timeline["last_step"]), run["resources"],
-                          run.get("state_bytes", 0), run.get("managed_fields_bytes", 0))
+                          run.get("state_bytes", 0), run.get("managed_fields_bytes", 0), run.get("stack_ups", []))
 
     measurements = [Measurement(Shape(**m["shape"]), Declared(**m["declared"]), [deployment(run) for run in m["runs"]],
                                 m["kubectl_create"], m["kubectl_reapply"], m["kubectl_others"], m["nodes"], m.get("discarded", []),
