@@ -13,7 +13,7 @@ from builders.rate_limits import limits_of
 from builders.routes import external_hosts, external_hosts_by_identity, served_credential
 from builders.workloads import DataConnections, identities_on_tier, service_accounts
 from components.cloud_database import CloudDatabase, CloudDatabaseArgs
-from components.gateway_tls import SELF_SIGNED_SECRET, SelfSignedCertificate, SelfSignedCertificateArgs
+from components.gateway_tls import SelfSignedCertificate, SelfSignedCertificateArgs
 from components.istio import IstioMesh, IstioMeshArgs, PlatformNamespace, PlatformNamespaceArgs
 from components.mongodb import MongoDB, MongoDBArgs
 from components.observability import Observability, ObservabilityArgs
@@ -103,7 +103,7 @@ services = {name: MeshService(name, MeshServiceArgs(
 # 5. Gateway and mesh-wide policy: the Gateway (and its certificate), egress ServiceEntries, mTLS, deny-by-default.
 certificate = SelfSignedCertificate("gateway-tls", SelfSignedCertificateArgs(
     hosts=settings.gateway.hosts, gateway_namespace=mesh.gateway_namespace, after=mesh.control_plane,
-    **({"credential_name": f"{namespace}-{SELF_SIGNED_SECRET}"} if settings.is_app_stack else {}),
+    app_stack_namespace=namespace if settings.is_app_stack else None,
 )) if settings.gateway.tls.mode == "self-signed" else None
 traffic = TrafficRules("traffic", TrafficRulesArgs(
     gateway=settings.gateway, gateway_selector=mesh.gateway_selector, gateway_namespace=mesh.gateway_namespace,

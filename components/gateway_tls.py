@@ -19,8 +19,12 @@ class SelfSignedCertificateArgs:
     # Istio reads credentialName Secrets from the ingress gateway's own namespace.
     gateway_namespace: str
     after: list[pulumi.Resource]
-    # An app stack's Secret is named for its namespace: the app stacks of one platform share the gateway's namespace.
-    credential_name: str = SELF_SIGNED_SECRET
+    # An app stack's namespace: its Secret is named for it, as the app stacks of one platform share the gateway's namespace.
+    app_stack_namespace: str | None = None
+
+    @property
+    def credential_name(self) -> str:
+        return f"{self.app_stack_namespace}-{SELF_SIGNED_SECRET}" if self.app_stack_namespace else SELF_SIGNED_SECRET
 
 
 class SelfSignedCertificate(pulumi.ComponentResource):

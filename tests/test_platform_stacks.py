@@ -12,7 +12,7 @@ from test_observability import promtool
 from builders.istio_fence import ISTIOD_PODS, MERGED_METRICS_PORT
 from builders.kube import NAMESPACE_LABEL
 from config.settings import PROJECT
-from tools.stack_files import ROOT, load_stack_settings
+from tools.stack_files import ROOT, declared_platform, load_stack_settings
 from tools.stack_run import run_stack
 
 DEV = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
@@ -248,3 +248,13 @@ def test_a_platform_keeps_every_app_stack_still_deployed_on_it(project):
     destroyed = run_stack("platform", stack_file=project / "Pulumi.platform.yaml", last_outputs=last, other_stacks={"team-b": {}})
     assert destroyed.error is None, destroyed.error
     assert destroyed.outputs["appStacks"] == {"team-a": "team-a"}
+
+
+def test_offline_an_app_stack_renders_on_its_platform_as_the_platforms_file_declares_it(project):
+    declared = declared_platform("team-a", project / "Pulumi.team-a.yaml")
+    assert declared == {"platform": {"istioVersion": "1.6.14", "istioRevision": "", "appStacks": {"team-a": "team-a"}}}
+    run = run_stack("team-a", stack_file=project / "Pulumi.team-a.yaml", other_stacks=declared)
+    assert run.error is None, run.error
+    assert declared_platform("platform", project / "Pulumi.platform.yaml") == {}
+    edit(project, "team-a", lambda values: values.update(istio={}))
+    assert declared_platform("team-a", project / "Pulumi.team-a.yaml") == {}  # the program reports that file itself

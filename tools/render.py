@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from tools import istio_charts
+from tools.stack_files import declared_platform, default_stack_file
 from tools.stack_run import ROOT, Registered, StackRun, run_stack, stand_in_chart_cache, unwrap
 
 MASK = "[secret]"
@@ -241,7 +242,7 @@ def render_stack(stack: str, overrides: dict[str, Any] | None = None) -> dict[st
         previous = os.environ.get(istio_charts.CACHE_ENV)
         os.environ[istio_charts.CACHE_ENV] = str(root)
         try:
-            run = run_stack(stack, overrides)
+            run = run_stack(stack, overrides, other_stacks=declared_platform(stack, default_stack_file(stack)))
         finally:
             if previous is None:
                 os.environ.pop(istio_charts.CACHE_ENV, None)

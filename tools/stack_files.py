@@ -24,3 +24,17 @@ def load_stack_settings(stack: str, stack_file: Path, shown_as: str | None = Non
         return load_settings(with_platform(raw, stack, stack_file.parent), shown_as or stack_file.name)
     except StackConfigError as error:
         raise CommandError(str(error)) from error
+
+
+def declared_platform(stack: str, stack_file: Path) -> dict[str, dict]:
+    """Offline (`make render`), an app stack's platform as its stack file declares it: deployed at that Istio and
+    admitting the app stack, as it will be once updated. Nothing for any other stack, or one whose files do not read."""
+    try:
+        app = load_stack_settings(stack, stack_file)
+        if not app.is_app_stack:
+            return {}
+        platform = load_stack_settings(app.platform_stack, default_stack_file(app.platform_stack, stack_file.parent))
+    except CommandError:
+        return {}  # the program says what is wrong, with the same words
+    return {app.platform_stack: {"istioVersion": platform.istio.version, "istioRevision": platform.istio.revision,
+                                 "appStacks": {stack: app.app_namespace}}}
