@@ -22,7 +22,7 @@ from builders.istio_values import (
 )
 from builders.kube import NAMESPACE_LABEL, helm_release, metadata
 from config.settings import IstioSettings, TracingSettings
-from domain.mesh import ISTIO_NAMESPACE, SIDECARS_USE_ACCOUNT_TOKEN, injection_labels
+from domain.mesh import ISTIO_NAMESPACE, SIDECAR_JWT_POLICY, injection_labels
 
 
 @dataclass(frozen=True)
@@ -142,11 +142,10 @@ class PlatformNamespace(_JoinedMesh):
         # The platform admitted this stack and runs this Istio: checked from its outputs before anything was registered.
         platform = pulumi.StackReference(f"{pulumi.get_organization()}/{pulumi.get_project()}/{args.platform_stack}",
                                          opts=pulumi.ResourceOptions(parent=self))
-        # The policy pack reads from it what it reads from istiod's release on the platform: that the sidecars here
-        # prove themselves to istiod with the pod's own ServiceAccount token, so the pods mount it on purpose.
-        token = {SIDECARS_USE_ACCOUNT_TOKEN: "true"} if sidecar_needs_account_token(args.istio) else None
+        # The policy pack reads from it what it reads from istiod's release on the platform: how the sidecars here prove
+        # themselves to istiod (first-party-jwt: with the pod's own ServiceAccount token, which the pods then mount).
         app_namespace = injected_namespace(f"{name}-app-namespace", args.app_namespace, args.istio, args.production,
-                                           pulumi.ResourceOptions(parent=self), token)
+                                           pulumi.ResourceOptions(parent=self), {SIDECAR_JWT_POLICY: args.istio.jwt_policy})
         self.control_plane: list[pulumi.Resource] = []
         self.prerequisites = [app_namespace]
         self._joined(args.istio, app_namespace)

@@ -358,14 +358,14 @@ def validate_seccomp(args: ResourceValidationArgs, report_violation: ReportViola
 # ---- rule: no API token in pods that do not use it ------------------------------------------------
 
 # An app stack's namespace says it (its platform stack installs istiod): the program's components/istio.py.
-SIDECARS_USE_ACCOUNT_TOKEN = "bee-travels.io/sidecars-use-account-token"
+SIDECAR_JWT_POLICY = "bee-travels.io/sidecar-jwt-policy"
 
 
 def _sidecars_use_account_token(resources: list[PolicyResource]) -> bool:
     """Istio 1.6's sidecar proves itself to istiod with the pod's own token under first-party-jwt; otherwise (and on
     every current Istio) it gets a projected istio-token volume from the injector."""
     return any((r.resource_type == HELM_RELEASE and dig(r.props, "values", "global", "jwtPolicy") == "first-party-jwt")
-               or (r.resource_type == NAMESPACE and dig(r.props, "metadata", "annotations", SIDECARS_USE_ACCOUNT_TOKEN) == "true")
+               or (r.resource_type == NAMESPACE and dig(r.props, "metadata", "annotations", SIDECAR_JWT_POLICY) == "first-party-jwt")
                for r in resources)
 
 

@@ -126,7 +126,7 @@ def test_an_app_stack_deploys_its_namespace_on_the_platforms_istio_and_installs_
     namespace = next(o for o in objects if o["kind"] == "Namespace")
     assert namespace["metadata"]["name"] == "team-a" and namespace["metadata"]["labels"]["istio-injection"] == "enabled"
     # dev's Istio 1.6 sidecars prove themselves with the pod's token: said on the namespace, for the policy pack.
-    assert namespace["metadata"]["annotations"] == {"bee-travels.io/sidecars-use-account-token": "true"}
+    assert namespace["metadata"]["annotations"] == {"bee-travels.io/sidecar-jwt-policy": "first-party-jwt"}
     assert {o["metadata"]["namespace"] for o in objects if o["kind"] != "Namespace"} <= {"team-a", "istio-system"}
     # Read through a StackReference to the platform: where its add-ons answer, for the commands run on this stack.
     assert run.outputs["observability"] == platform_outputs()["observability"] and run.outputs["platformStack"] == "platform"

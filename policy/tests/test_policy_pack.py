@@ -429,3 +429,29 @@ def test_the_waivers_name_exactly_the_images_prod_still_runs_by_tag():
 ])
 def test_a_name_that_names_who_provides_a_credential_is_not_one(name, sensitive):
     assert mesh_policies.is_sensitive_name(name) is sensitive
+
+
+# ---- an app stack on a platform stack (config/platform.py) ----------------------------------------------------------
+
+from test_platform_stacks import edit, project, run_app  # noqa: E402, F401 - a platform and two app stacks, as a fixture
+
+
+def _production(stack: str) -> dict[str, dict]:
+    return {name: {"productionStacks": [stack]} for name in ("prod-strict-mtls", "production-images-by-digest", "data-protected-in-prod")}
+
+
+def test_an_app_stack_passes_every_policy_and_its_istio_1_6_token_use_is_read_from_its_namespace(project):  # noqa: F811
+    run = run_app(project)
+    assert evaluate(run.resources) == []
+    # Its platform's sidecars use the pod's token; without the namespace saying so, every mounted token is refused.
+    unsaid = changed(run, kind("Namespace"), lambda r: r.inputs["metadata"].pop("annotations"))
+    assert policies_hit(evaluate(unsaid)) == {"no-unneeded-api-token"}
+
+
+def test_a_production_app_stack_is_held_to_strict_mtls_in_its_namespace_not_to_a_mesh_wide_default(project):  # noqa: F811
+    edit(project, "team-a", lambda values: values["security"].update(mtlsMode="STRICT"))
+    run = run_app(project)
+    assert "prod-strict-mtls" not in policies_hit(evaluate(run.resources, _production("team-a")))
+    permissive = changed(run, kind("PeerAuthentication"), _set_mode("PERMISSIVE"))
+    violations = [message for name, message in evaluate(permissive, _production("team-a")) if name == "prod-strict-mtls"]
+    assert len(violations) == 1 and "PERMISSIVE" in violations[0]
