@@ -30,7 +30,7 @@ help:
 	@echo "make scan STACK=prod  failed checks per workload of a misconfiguration scanner (checkov) over the rendered objects"
 	@echo "make scan-charts STACK=prod [CHARTS_DIR=..]  the same over the Helm releases' workloads, rendered from the pinned charts"
 	@echo "make bench     measure program evaluation (dev, prod, 20-400 services) and write docs/performance.md"
-	@echo "make bench-real  the real CLI on simulated clusters: dev-shaped, 20, 200 services, 200 split into stacks (about 1 h)"
+	@echo "make bench-real  the real CLI on simulated clusters: dev-shaped, 20, 200 services, 200 split into stacks, every lever (over an hour)"
 	@echo "make bench-profile  where the CLI's CPU goes in the 200-service update (go tool pprof)"
 	@echo "make config-schema regenerate Pulumi.yaml's config block and docs/configuration.md from config/settings.py"
 

@@ -126,11 +126,6 @@ def shapes(sizes: tuple[int, ...], probe_checkpoints: bool = False, levers: bool
     dev-shaped and the smallest synthetic stack, (probing) the largest again with checkpoints skipped, and (split)
     the largest as the dev-shaped platform and `split` app stacks."""
     plain = [Shape("dev-shaped", REAL_SERVICES), *(Shape(f"{size} services", size) for size in sizes)]
-    if split and len(plain) > 1:
-        largest = plain[-1]
-        plain_found = shapes(sizes, probe_checkpoints, levers)
-        return [*plain_found, Shape(f"{largest.label} in {split + 1} stacks (the platform and {split} app stacks)",
-                                    largest.services, app_stacks=split)]
     found = list(plain)
     if levers:
         for base in plain[:2]:
@@ -138,6 +133,10 @@ def shapes(sizes: tuple[int, ...], probe_checkpoints: bool = False, levers: bool
             found += [Shape(f"{base.label}, --parallel {n}", base.services, parallel=n) for n in PARALLEL_TRIED]
     if probe_checkpoints:
         found.append(Shape(f"{plain[-1].label}, {SKIP_CHECKPOINTS} = true", plain[-1].services, skip_checkpoints=True))
+    if split and len(plain) > 1:
+        largest = plain[-1]
+        found.append(Shape(f"{largest.label} in {split + 1} stacks (the platform and {split} app stacks)", largest.services,
+                           app_stacks=split))
     return found
 
 
