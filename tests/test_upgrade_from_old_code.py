@@ -27,7 +27,11 @@ STACK = "upgraded"
 REPLACED_ON_PURPOSE = {("kubernetes:batch/v1:Job", "mongodb-replica-set-init"),
                        # The seeding Jobs now run on a read-only root: replaced, they run again, and the seeder drops
                        # and re-inserts the bundled catalogue, as it does on every change of the seed image.
-                       *(("kubernetes:batch/v1:Job", f"mongodb-seed-{service}") for service in ("carrental", "destination", "hotel"))}
+                       *(("kubernetes:batch/v1:Job", f"mongodb-seed-{service}") for service in ("carrental", "destination", "hotel")),
+                       # The canary dashboard's queries now name each service's namespace (the app stacks of one
+                       # platform may run services of the same name); the provider replaces a ConfigMap whose data
+                       # changes, and Grafana reads the new one from its mount.
+                       ("kubernetes:core/v1:ConfigMap", "observability-bee-travels-grafana-dashboards")}
 COMPONENT_TYPES = ("beetravels:",)  # our ComponentResources: logical groupings, nothing on the server
 # Kinds today's code adds that the old code had none of: the NetworkPolicy layer.
 ADDED_SINCE = {"kubernetes:networking.k8s.io/v1:NetworkPolicy"}
