@@ -44,12 +44,11 @@ from pathlib import Path
 import yaml
 
 from bench import markdown
-from bench.program_scaling import REAL_SERVICES, machine, synthetic_catalogue, synthetic_name
-from domain.catalogue import CATALOGUE
+from bench.program_scaling import REAL_SERVICES, machine, synthetic_catalogue
 from harness.pulumi_cli import PROGRAM_FILES, PROJECT, Workspace, stand_in_helm_charts, toolchain_bin
 from harness.sim_cluster import SimCluster, running
 from harness.stacks import CURRENT_ISTIO
-from tools.stack_files import load_stack_values
+from tools.stack_files import load_stack_values, stack_file_config
 from tools.stack_run import ROOT, run_stack, set_path, unwrap
 
 SECTION = "## Real engine on the simulated cluster"
@@ -69,7 +68,6 @@ PREVIEW_TIMEOUT = 1800
 UP_TIMEOUT = 3 * 3600
 KUBECTL_RUNS = 3
 SKIP_CHECKPOINTS = "PULUMI_SKIP_CHECKPOINTS"  # the CLI's experimental switch: save the state once, at the end
-REAL_NAMES = list(CATALOGUE)[:REAL_SERVICES]  # the real app's services, the templates of the synthetic ones
 PLATFORM_HOST = "bee.example.com"  # split: the platform's Gateway host; each app stack serves <its name>.<this>
 
 
@@ -107,14 +105,6 @@ class Shape:
         if not (self.synthetic_services or self.services_awaited):
             return None
         return synthetic_program(self.synthetic_services, self.services_awaited, called_by_frontend=not self.app_stacks)
-
-    def app_stack_groups(self) -> list[list[str]]:
-        """The synthetic services' names per app stack: whole groups (a front end and its backends), spread evenly."""
-        names = [synthetic_name(template, index // REAL_SERVICES)
-                 for index, template in enumerate(REAL_NAMES * math.ceil(self.synthetic_services / REAL_SERVICES))]
-        groups = [names[start:start + REAL_SERVICES] for start in range(0, self.synthetic_services, REAL_SERVICES)]
-        groups[-1] = groups[-1][:self.synthetic_services - REAL_SERVICES * (len(groups) - 1)]
-        return [[name for group in groups[index::self.app_stacks] for name in group] for index in range(self.app_stacks)]
 
 
 # The engine's parallelism tried against its default (4 per core, `pulumi up --help`).
@@ -198,6 +188,13 @@ class Declared:
         return sorted(named | {obj["metadata"]["namespace"] for obj in self.objects if obj["metadata"].get("namespace")})
 
 
+def app_stack_groups(names: list[str], stacks: int) -> list[list[str]]:
+    """Synthetic services (in catalogue order: groups of a front end and its backends) per app stack: whole groups,
+    dealt out in turn."""
+    groups = [names[start:start + REAL_SERVICES] for start in range(0, len(names), REAL_SERVICES)]
+    return [[name for group in groups[index::stacks] for name in group] for index in range(stacks)]
+
+
 def split_stack_files(shape: Shape, services: dict, charts_dir: Path) -> tuple[dict, dict[str, dict]]:
     """The platform's edits (the dev-shaped stack on a host of its own, listing the app stacks) and each app stack's
     values: its share of the synthetic services, in a namespace and on a host of its own, with dev's security and
@@ -208,7 +205,8 @@ def split_stack_files(shape: Shape, services: dict, charts_dir: Path) -> tuple[d
     apps = {name: {"platformStack": STACK, "appNamespace": name, "security": dev["security"], "mongodb": dev["mongodb"],
                    "gateway": {"hosts": [f"{name}.{PLATFORM_HOST}"], "tls": {"mode": "off"}},
                    "services": {member: services[f"services.{member}"] for member in members}}
-            for name, members in zip(names, shape.app_stack_groups(), strict=True)}
+            for name, members in zip(names, app_stack_groups([key.removeprefix("services.") for key in services], shape.app_stacks),
+                                     strict=True)}
     return platform, apps
 
 
@@ -220,7 +218,7 @@ def write_split_project(folder: Path, platform_edits: dict, apps: dict[str, dict
     for path, value in platform_edits.items():
         set_path(values, path, value)
     for stack, stack_values in {STACK: values, **apps}.items():
-        document = {"config": {(key if ":" in key else f"{PROJECT}:{key}"): value for key, value in stack_values.items()}}
+        document = {"config": stack_file_config(stack_values)}
         (folder / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
 
 

@@ -42,9 +42,9 @@ def _own_keys(path: Path) -> set[str]:
     return {key.split(":", 1)[1] for key in config if ":" in key and not key.startswith(("kubernetes:", "pulumi:"))}
 
 
-def with_platform(raw: RawStackConfig, stack: str, project_dir: Path) -> RawStackConfig:
+def with_platform(raw: RawStackConfig, stack: str, project_dir: Path, platform_raw: RawStackConfig | None = None) -> RawStackConfig:
     """An app stack's config with its platform's keys in, or StackConfigError naming what to fix; any other stack's
-    as it is."""
+    as it is. `platform_raw`: the platform's config, when the caller has read it already."""
     platform = raw.values.get("platformStack")
     if not platform:
         return raw
@@ -60,7 +60,7 @@ def with_platform(raw: RawStackConfig, stack: str, project_dir: Path) -> RawStac
         problems.append(Problem("platformStack", f"names {platform}, but there is no {platform_file.name} beside {here.name}; "
                                                  "name a stack of this project"))
     else:
-        platform_raw = RawStackConfig.from_stack_file(platform, platform_file)
+        platform_raw = platform_raw or RawStackConfig.from_stack_file(platform, platform_file)
         if platform_raw.values.get("platformStack"):
             problems.append(Problem("platformStack", f"names {platform}, itself an app stack on {platform_raw.values['platformStack']}; "
                                                      "name the stack that installs Istio"))
@@ -85,6 +85,8 @@ def app_stacks_of(settings: Settings, stack: str, project_dir: Path) -> tuple[Ap
     """The app stacks a platform stack lists, each read and validated from its own stack file, or StackConfigError."""
     problems: list[Problem] = []
     found: list[AppStack] = []
+    own = default_stack_file(stack, project_dir)
+    platform_raw = RawStackConfig.from_stack_file(stack, own) if settings.app_stacks else None
     for name in dict.fromkeys(settings.app_stacks):
         path = default_stack_file(name, project_dir)
         if name == stack:
@@ -100,12 +102,12 @@ def app_stacks_of(settings: Settings, stack: str, project_dir: Path) -> tuple[Ap
                                                  f"platformStack: {stack} in {path.name}, or remove {name} here"))
             continue
         try:
-            found.append(AppStack(name, load_settings(with_platform(raw, name, project_dir), path.name)))
+            found.append(AppStack(name, load_settings(with_platform(raw, name, project_dir, platform_raw), path.name)))
         except StackConfigError as error:
             problems.append(Problem("appStacks", f"lists {name}, whose stack file is not valid; fix it first:\n    {error}"))
     problems += _clashes(settings, stack, found)
     if problems:
-        raise StackConfigError(format_problems(problems, default_stack_file(stack, project_dir).name))
+        raise StackConfigError(format_problems(problems, own.name))
     return tuple(found)
 
 
@@ -162,4 +164,4 @@ def require_platform(settings: Settings, stack: str, deployed: DeployedFacts | N
     else:
         problems = dropped_app_stack_problems(settings, deployed, outputs_of)
     if problems:
-        raise StackConfigError(format_problems(problems, f"Pulumi.{stack}.yaml"))
+        raise StackConfigError(format_problems(problems, default_stack_file(stack).name))

@@ -46,17 +46,27 @@ def load_stack_values(stack: str, stack_file: Path | None = None) -> tuple[dict[
     return values, secure
 
 
+def full_key(key: str) -> str:
+    """A config key as a stack file writes it: ours with the project's prefix, a provider's (`kubernetes:...`) as is."""
+    return key if ":" in key else f"{PROJECT}:{key}"
+
+
+def stack_file_config(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A stack file's `config:` block from key -> value (our keys without the project prefix)."""
+    return {full_key(key): value for key, value in values.items()}
+
+
 def encode_config(values: Mapping[str, Any], secure: Iterable[str], secrets: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
     config: dict[str, str] = {}
     secret_keys: list[str] = []
     for key, value in values.items():
-        full_key = key if ":" in key else f"{PROJECT}:{key}"
+        full = full_key(key)
         if key in secure or key in secrets:
             value = secrets.get(key, f"secret-value-of-{key}")
-            secret_keys.append(full_key)
+            secret_keys.append(full)
         # The CLI hands structured values over as JSON with object keys sorted (the real-engine tests showed it),
         # whatever order the stack file has them in; so does this.
-        config[full_key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        config[full] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     return config, secret_keys
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from tools.backend import local_backend_url
-from tools.stack_files import default_stack_file
+from tools.stack_files import default_stack_file, stack_file_config
 from tools.stack_run import ROOT, set_path, stand_in_charts_dir
 
 PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"]
@@ -134,7 +134,7 @@ class Workspace:
         values = {key.removeprefix(f"{PROJECT}:"): value for key, value in (committed.get("config") or {}).items()}
         for path, value in (overrides or {}).items():
             set_path(values, path, value)
-        document = {"encryptionsalt": salt, "config": {f"{PROJECT}:{key}": value for key, value in values.items()}}
+        document = {"encryptionsalt": salt, "config": stack_file_config(values)}
         stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
 
     def preview(self, stack: str, *extra: str, check: bool = True) -> Result:

@@ -23,7 +23,7 @@ import yaml
 
 from domain.units import parse_quantity
 from harness.pulumi_cli import PROJECT, Workspace, planned_resources
-from tools.stack_files import default_stack_file
+from tools.stack_files import default_stack_file, stack_file_config
 from tools.stack_run import ROOT, StackRun, set_path, unwrap
 
 SIM_SCRIPT = ROOT / "scripts" / "sim-cluster.sh"
@@ -238,7 +238,7 @@ def set_in_stack_file(workspace: Workspace, stack: str, path: str, value) -> Non
     document = yaml.safe_load(file.read_text())
     values = {key.removeprefix(f"{PROJECT}:"): item for key, item in document["config"].items()}
     set_path(values, path, value)
-    document["config"] = {f"{PROJECT}:{key}": item for key, item in values.items()}
+    document["config"] = stack_file_config(values)
     file.write_text(yaml.safe_dump(document, sort_keys=False))
 
 

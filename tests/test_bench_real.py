@@ -241,11 +241,13 @@ def test_the_canary_step_moves_a_canary_ten_points_and_kubectl_gets_that_virtual
 def test_the_split_shape_spreads_whole_groups_over_its_app_stacks_and_each_program_evaluates(charts_dir, tmp_path):
     shape = real_cluster.shapes((15,), split=2)[-1]
     assert shape.app_stacks == 2 and shape.services == 15 and shape.lever
-    groups = shape.app_stack_groups()
     with program_scaling.synthetic_catalogue(shape.synthetic_services) as services:
         synthetic = [key.removeprefix("services.") for key in services]
+    groups = real_cluster.app_stack_groups(synthetic, shape.app_stacks)
     assert sorted(name for group in groups for name in group) == sorted(synthetic)
     assert [len(group) for group in groups] == [5, 5] and groups[0][0].startswith("bee-ui-")
+    # Whole groups: a stack's front-end copy goes with the backends it calls.
+    assert all(len({name.rsplit("-", 1)[1] for name in group}) == 1 for group in groups)
     declared = real_cluster.declare(shape, charts_dir, tmp_path)
     assert set(declared.app_stacks) == {"apps-0", "apps-1"}
     assert declared.stack_edits["appStacks"] == ["apps-0", "apps-1"]

@@ -12,7 +12,7 @@ from test_observability import promtool
 from builders.istio_fence import ISTIOD_PODS, MERGED_METRICS_PORT
 from builders.kube import NAMESPACE_LABEL
 from config.settings import PROJECT
-from tools.stack_files import ROOT, declared_platform, load_stack_settings
+from tools.stack_files import ROOT, declared_platform, load_stack_settings, stack_file_config
 from tools.stack_run import run_stack
 
 DEV = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
@@ -29,7 +29,7 @@ def app_stack_values(platform: str, namespace: str, host: str) -> dict:
 
 def write_stack(folder: Path, stack: str, values: dict) -> Path:
     path = folder / f"Pulumi.{stack}.yaml"
-    path.write_text(yaml.safe_dump({"config": {f"{PROJECT}:{key}": value for key, value in values.items()}}))
+    path.write_text(yaml.safe_dump({"config": stack_file_config(values)}))
     return path
 
 

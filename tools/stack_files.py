@@ -10,7 +10,7 @@ import yaml
 from config.platform import with_platform
 from config.settings import PROJECT, Settings  # noqa: F401  (the commands' names)
 from config.stack_config import RawStackConfig, StackConfigError, load_settings
-from config.stack_files import ROOT, default_stack_file, encode_config, load_stack_values, load_yaml  # noqa: F401  (the commands' names)
+from config.stack_files import ROOT, default_stack_file, encode_config, load_stack_values, load_yaml, stack_file_config  # noqa: F401  (the commands' names)
 from tools.errors import CommandError
 
 
